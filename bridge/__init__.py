@@ -1,0 +1,1 @@
+"""livediff bridge: wire protocol, ZeroMQ server, shared-memory timeline store."""

@@ -1,0 +1,1 @@
+"""livediff engine: timeline, scheduler, models, samplers, training."""
