@@ -79,6 +79,7 @@ class TimelineStore:
             raise ValueError(f"slot_count {slot_count}; allowed: 1..{const('LD_SHM_MAX_SLOTS')}")
         self.name = segment_name(instance)
         self.path = SHM_DIR / self.name[1:]
+        self.slot_count = slot_count
         self.capacity = int(round(slot_seconds * sample_rate))
         audio_offset = _align(HEADER_SIZE, 4096)
         total = audio_offset + slot_count * channels * self.capacity * 4

@@ -1,0 +1,139 @@
+"""Bar-grid math from a transport snapshot.
+
+A Grid is anchored at one transport point (sample, quarter-note beat) at a constant tempo.
+Every sample position is computed from that anchor in one step (never by adding bar
+lengths), so boundaries stay exact to +-1 sample at any tempo and song length.
+Bars are numbered on the host grid: bar n starts at beat bar_phase + n * bar_beats.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+from bridge.layout import const
+from bridge.protocol import TSIG_DENOMINATORS
+
+log = logging.getLogger("livediff.timeline")
+MAX_TSIG_NUM = 64
+_EPS_BEATS = 1e-9
+
+
+def round_half_up(x: float) -> int:
+    return math.floor(x + 0.5)
+
+
+@dataclass(frozen=True)
+class Grid:
+    sample_rate: int
+    tempo_bpm: float
+    tsig_num: int
+    tsig_den: int
+    anchor_sample: int
+    anchor_beat: float
+    bar_phase: float = 0.0  # quarter-note position of bar 0's start, in [0, bar_beats)
+
+    @property
+    def bar_beats(self) -> float:
+        return self.tsig_num * 4 / self.tsig_den
+
+    @property
+    def samples_per_beat(self) -> float:
+        return self.sample_rate * 60.0 / self.tempo_bpm
+
+    def sample_at_beat(self, beat: float) -> int:
+        return self.anchor_sample + round_half_up((beat - self.anchor_beat) * self.samples_per_beat)
+
+    def beat_at_sample(self, sample: int) -> float:
+        return self.anchor_beat + (sample - self.anchor_sample) / self.samples_per_beat
+
+    def bar_start_beat(self, bar: int) -> float:
+        return self.bar_phase + bar * self.bar_beats
+
+    def bar_start_sample(self, bar: int) -> int:
+        return self.sample_at_beat(self.bar_start_beat(bar))
+
+    def bar_at_sample(self, sample: int) -> int:
+        """The bar containing `sample`, consistent with the rounded bar_start_sample lines."""
+        bar = math.floor((self.beat_at_sample(sample) - self.bar_phase) / self.bar_beats)
+        while self.bar_start_sample(bar + 1) <= sample:
+            bar += 1
+        while self.bar_start_sample(bar) > sample:
+            bar -= 1
+        return bar
+
+    def bar_lines(self, first_bar: int, last_bar: int) -> list[int]:
+        return [self.bar_start_sample(bar) for bar in range(first_bar, last_bar + 1)]
+
+    def same_grid(self, other: "Grid | None") -> bool:
+        """Same tempo, signature and bar lines (anchors may differ but must agree)."""
+        return (other is not None and other.sample_rate == self.sample_rate
+                and other.tempo_bpm == self.tempo_bpm and other.tsig_num == self.tsig_num
+                and other.tsig_den == self.tsig_den and abs(other.bar_phase - self.bar_phase) < 1e-6
+                and abs(self.sample_at_beat(other.anchor_beat) - other.anchor_sample) <= 1)
+
+
+def window_bar(bar: int, window_bars: int) -> int:
+    """First bar of the window containing `bar`: windows tile the grid from bar 0."""
+    return bar - bar % window_bars
+
+
+def horizon_bar(bar: int, lookahead: int, window_bars: int) -> int:
+    """The context horizon of window `bar`: h = b - (lookahead - 1) * window_bars."""
+    return bar - (lookahead - 1) * window_bars
+
+
+def tempo_problem(tempo: float) -> str | None:
+    low, high = const("LD_TEMPO_MIN"), const("LD_TEMPO_MAX")
+    if not math.isfinite(tempo) or not low <= tempo <= high:
+        return f"tempo {tempo!r} BPM ignored; allowed: {low}..{high} BPM"
+    return None
+
+
+def tsig_problem(num: int, den: int) -> str | None:
+    if not 1 <= num <= MAX_TSIG_NUM or den not in TSIG_DENOMINATORS:
+        return (f"time signature {num}/{den} ignored; allowed: numerator 1..{MAX_TSIG_NUM}, "
+                f"denominator one of {', '.join(map(str, TSIG_DENOMINATORS))}")
+    return None
+
+
+class GridTracker:
+    """Turns a stream of transport snapshots into a Grid, keeping the last good tempo and
+    time signature when a host sends garbage, and keeping the anchor while new snapshots
+    agree with it (so bar lines do not wobble by a sample from block to block)."""
+
+    def __init__(self, sample_rate: int, fallback_tempo: float):
+        self.sample_rate = sample_rate
+        self.tempo = fallback_tempo
+        self.tsig = (4, 4)
+        self.grid: Grid | None = None
+
+    def update(self, *, tempo: float, tsig_num: int, tsig_den: int, pos_samples: int, pos_beats: float,
+               bar_start_beats: float, tempo_valid: bool = True, tsig_valid: bool = True,
+               reanchor: bool = False) -> Grid:
+        """Feed one snapshot; returns the current grid (the same object if nothing changed)."""
+        if tempo_valid:
+            problem = tempo_problem(tempo)
+            if problem:
+                log.warning("%s; keeping %.6g BPM", problem, self.tempo)
+            else:
+                self.tempo = tempo
+        if tsig_valid:
+            problem = tsig_problem(tsig_num, tsig_den)
+            if problem:
+                log.warning("%s; keeping %d/%d", problem, *self.tsig)
+            else:
+                self.tsig = (tsig_num, tsig_den)
+        if not math.isfinite(pos_beats):
+            log.warning("position %r beats ignored; keeping the previous grid", pos_beats)
+            pos_beats = self.grid.beat_at_sample(pos_samples) if self.grid else 0.0
+        bar_beats = self.tsig[0] * 4 / self.tsig[1]
+        if not (math.isfinite(bar_start_beats)
+                and bar_start_beats - _EPS_BEATS <= pos_beats < bar_start_beats + bar_beats - _EPS_BEATS):
+            # Hosts report wrong bar positions (e.g. 1-based bars); derive bar lines from beat 0.
+            bar_start_beats = 0.0
+        candidate = Grid(self.sample_rate, self.tempo, self.tsig[0], self.tsig[1], pos_samples, pos_beats,
+                         bar_start_beats % bar_beats)
+        if reanchor or not candidate.same_grid(self.grid):
+            self.grid = candidate
+        return self.grid
