@@ -20,7 +20,7 @@ import zmq
 
 from bridge import protocol
 from bridge.client import engine_answers
-from bridge.endpoint import EndpointError, default_endpoint, prepare
+from bridge.endpoint import EndpointError, default_endpoint, ipc_path, prepare
 from bridge.layout import const
 from bridge.protocol import ERR, MSG, PARAM_NAME, ProtocolError
 from bridge.shm import TimelineStore, sweep_stale_segments
@@ -68,6 +68,7 @@ class Engine:
         self.scheduler = Scheduler(on_window=lambda s, entry: self._window_log.write(entry),
                                    on_problem=lambda s, code, message: self._problems.put((s.instance, code, message)))
         self.sessions: dict[int, Session] = {}
+        self._bound = False
         self._routes: dict[int, bytes] = {}      # instance -> ROUTER identity
         self._last_seen: dict[int, float] = {}
         self._last_status: dict[int, float] = {}
@@ -84,6 +85,7 @@ class Engine:
         for name in sweep_stale_segments():
             log.info("removed stale segment %s (its engine is gone)", name)
         self.socket.bind(self.endpoint)
+        self._bound = True
         self.scheduler.start()
         log.info("serving on %s", self.endpoint)
         try:
@@ -200,6 +202,9 @@ class Engine:
             self._close_session(instance, "engine stopping")
         self.socket.close(0)
         self._context.term()
+        path = ipc_path(self.endpoint)
+        if self._bound and path is not None:
+            path.unlink(missing_ok=True)  # libzmq leaves the socket file behind
         self._window_log.close()
 
 

@@ -16,6 +16,7 @@ import mmap
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,12 +225,15 @@ class TimelineReader:
             raise ValueError(f"{name}: not a livediff segment of layout {const('LD_SHM_LAYOUT_VERSION')}")
         self._audio = _audio_view(self._mm, self.header)
 
-    def read_slot(self, index: int, attempts: int = 1000) -> SlotCopy | None:
-        """A consistent copy of slot `index`, or None if it is empty."""
+    def read_slot(self, index: int, timeout: float = 2.0) -> SlotCopy | None:
+        """A consistent copy of slot `index`, or None if it is empty. Unlike the shim, which
+        skips a busy slot, this waits for the writer (which may be descheduled mid-write)."""
         slot = self.header.slots[index]
-        for _ in range(attempts):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             seq = slot.seq
             if seq & 1:
+                time.sleep(0)
                 continue
             state = slot.state
             copy = SlotCopy(index=index, epoch=slot.epoch, flags=slot.flags, start_sample=slot.start_sample,
@@ -238,7 +242,7 @@ class TimelineReader:
                             audio=self._audio[index, :, :min(slot.frames, self.header.slot_capacity_frames)].copy())
             if slot.seq == seq:
                 return copy if state == const("LD_SLOT_READY") and copy.audio.shape[1] == copy.frames else None
-        raise TimeoutError(f"slot {index} stayed busy for {attempts} attempts")
+        raise TimeoutError(f"slot {index} stayed busy for {timeout} s")
 
     def slots(self) -> list[SlotCopy]:
         found = (self.read_slot(i) for i in range(self.header.slot_count))

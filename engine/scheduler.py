@@ -113,21 +113,30 @@ class GeneratorUnavailable(RuntimeError):
 
 
 class GeneratorPool:
-    """Loads generators by name on first use ([worker-thread]); a failed load is remembered
-    with its reason and reported, never replaced by another generator."""
+    """Generators by name, each loaded once on a loader thread of its own (a slow model load must
+    not stall the other sessions' windows). A failed load is remembered with its reason and
+    reported, never replaced by another generator. [any-thread]"""
 
     def __init__(self):
         self._loaded: dict[str, Generator] = {}
         self._failed: dict[str, str] = {}
+        self._loading: set[str] = set()
+        self._lock = threading.Lock()
 
-    def tried(self, name: str) -> bool:
-        return name in self._loaded or name in self._failed
+    def ready(self, name: str, on_done: Callable[[str, str | None], None]) -> bool:
+        """True once `name` is loaded or failed; otherwise start loading it (once) and call
+        on_done(name, failure or None) from the loader thread when finished."""
+        with self._lock:
+            if name in self._loaded or name in self._failed:
+                return True
+            if name not in self._loading:
+                self._loading.add(name)
+                threading.Thread(target=self._load, args=(name, on_done), name=f"livediff-load-{name}",
+                                 daemon=True).start()
+            return False
 
-    def get(self, name: str) -> Generator:
-        if name in self._loaded:
-            return self._loaded[name]
-        if name in self._failed:
-            raise GeneratorUnavailable(self._failed[name])
+    def _load(self, name: str, on_done: Callable[[str, str | None], None]) -> None:
+        failure = None
         try:
             if name == "loop":
                 from engine.loop_generator import LoopGenerator
@@ -136,10 +145,20 @@ class GeneratorPool:
                 from engine.diffusion import load_builtin
                 generator = load_builtin(backend="auto")
         except Exception as exc:  # import errors, missing weights, backend problems: all reported
-            self._failed[name] = f"the {name} generator is not available: {type(exc).__name__}: {exc}"
-            raise GeneratorUnavailable(self._failed[name]) from exc
-        self._loaded[name] = generator
-        return generator
+            failure = f"the {name} generator is not available: {type(exc).__name__}: {exc}"
+        with self._lock:
+            self._loading.discard(name)
+            if failure:
+                self._failed[name] = failure
+            else:
+                self._loaded[name] = generator
+        on_done(name, failure)
+
+    def get(self, name: str) -> Generator:
+        with self._lock:
+            if name in self._failed:
+                raise GeneratorUnavailable(self._failed[name])
+            return self._loaded[name]
 
 
 # --- sessions -----------------------------------------------------------------------------
@@ -308,7 +327,9 @@ class Scheduler:
         """Windows from the playhead's window to `lookahead` windows ahead that are neither
         generated nor in flight, with their deadlines (wall clock of their first frame)."""
         grid = session.grid
-        if not session.playing or grid is None or session.closed or now < session.blocked_until:
+        if session.closed or not self.generators.ready(session.generator_name, self._loaded):
+            return []
+        if not session.playing or grid is None or now < session.blocked_until:
             return []
         span = session.setting("window_bars")
         first = window_bar(grid.bar_at_sample(session.playhead), span)
@@ -372,22 +393,15 @@ class Scheduler:
                     work = self._take_work()
                     if work is None:
                         return
-                if isinstance(work, str):
-                    self._load(work)
-                else:
                     self._generate(*work)
             except Exception:  # a bug here must not silently end all generation
                 log.exception("worker: unexpected error; continuing")
                 time.sleep(0.1)
 
     def _take_work(self):
-        """[worker-thread, _cond held] A generator name to load first, else (job, request, name)
-        for the earliest deadline that is ready; None once stopped."""
+        """[worker-thread, _cond held] (job, request, generator name) for the earliest deadline
+        that is ready; None once stopped."""
         while not self._stopped:
-            unloaded = next((s.generator_name for s in self._sessions.values()
-                             if not self.generators.tried(s.generator_name)), None)
-            if unloaded:
-                return unloaded
             job, wait = self._next_job(time.monotonic())
             if job:
                 session = job.session
@@ -401,15 +415,13 @@ class Scheduler:
             self._cond.wait(wait)
         return None
 
-    def _load(self, name: str) -> None:
-        """Load a generator before its first window is due, so a missing one is reported at once."""
-        try:
-            self.generators.get(name)
-        except GeneratorUnavailable as exc:
-            with self._cond:
-                for session in self._sessions.values():
-                    if session.generator_name == name:
-                        self._report(session, const("LD_ERR_GENERATOR"), str(exc), retry_after=1.0)
+    def _loaded(self, name: str, failure: str | None) -> None:
+        """[loader-thread] A generator finished loading: report a failure to its sessions, wake the worker."""
+        with self._cond:
+            for session in self._sessions.values():
+                if failure and session.generator_name == name:
+                    self._report(session, const("LD_ERR_GENERATOR"), failure, retry_after=1.0)
+            self._cond.notify_all()
 
     def _generate(self, job: Job, request: WindowRequest | None, name: str) -> None:
         session = job.session
