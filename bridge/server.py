@@ -30,6 +30,7 @@ HELP = "Run the engine in the foreground: serve plugin instances over ZeroMQ (Ct
 HEARTBEAT_SECONDS = 0.2   # docs/protocol.md: at least every 250 ms per session
 POLL_SECONDS = 0.02
 LATENCY_SAMPLES = 0       # windows are generated ahead of the playhead; nothing to delay
+READY_TEXT = "ok"         # STATUS message of a healthy session whose generator is loaded
 log = logging.getLogger("livediff.server")
 
 
@@ -151,7 +152,7 @@ class Engine:
         self._last_seen[hello.instance] = now
         self._last_status[hello.instance] = now
         self.scheduler.add(session)
-        store.set_status(const("LD_OK"), "ok")
+        store.set_status(const("LD_OK"), READY_TEXT)
         log.info("session %016x opened (%s, %d Hz, %d ch, %s generator, segment %s)", hello.instance, hello.format,
                  hello.sample_rate, hello.channels, session.generator_name, store.name)
         self._send(identity, protocol.welcome(store.name, LATENCY_SAMPLES, session.generator_name))
@@ -184,7 +185,9 @@ class Engine:
                 self._send_status(instance, session)
 
     def _send_status(self, instance: int, session: Session) -> None:
-        code, message = session.problem or (const("LD_OK"), "ok")
+        name = session.generator_name
+        ok = READY_TEXT if self.scheduler.generators.loaded(name) else f"loading the {name} generator"
+        code, message = session.problem or (const("LD_OK"), ok)
         self._last_status[instance] = time.monotonic()
         self._send(self._routes[instance], protocol.status(code, message, session.published, session.underruns,
                                                            session.generator_name))

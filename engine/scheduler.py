@@ -154,6 +154,9 @@ class GeneratorPool:
                 self._loaded[name] = generator
         on_done(name, failure)
 
+    def loaded(self, name: str) -> bool:
+        return name in self._loaded
+
     def get(self, name: str) -> Generator:
         with self._lock:
             if name in self._failed:

@@ -1,0 +1,81 @@
+"""`livediff bounce` through the real VST3 in pedalboard, with the loop generator, whose output is
+exactly predictable: every window after the preroll is input bar 0 (the only bar of context the
+first generated window has), joined by the engine's equal-power seam crossfade."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bridge.bounce import PLUGIN
+from bridge.layout import const
+from bridge.shm import SHM_DIR
+from conftest import REPO
+
+LOOP = REPO / "tests" / "data" / "loop_100bpm.wav"
+SR, BPM, BARS = 44100, 100, 8
+BAR = SR * 60 * 4 // BPM    # 105840 frames, exact
+SEAM = round(0.03 * SR)     # the engine's seam length (docs/protocol.md, "Seams")
+
+pytestmark = pytest.mark.skipif(not (PLUGIN / "Contents" / "x86_64-linux" / "livediff.so").is_file(),
+                                reason="needs build/livediff.vst3 (`livediff build-plugin`)")
+
+
+def read(path):
+    from pedalboard.io import AudioFile
+    with AudioFile(str(path)) as f:
+        return f.read(f.frames), f.samplerate
+
+
+def bounce(out, window_log):
+    result = subprocess.run([sys.executable, "-m", "engine.cli", "bounce", str(LOOP), "-o", str(out), "--bpm", str(BPM),
+                             "--bars", str(BARS), "--seed", "7", "--generator", "loop", "--window-log", str(window_log)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in window_log.read_text().splitlines()]
+
+
+def expected_output() -> np.ndarray:
+    loop, _ = read(LOOP)
+    bar0 = loop[:, :BAR].astype(np.float64)
+    out = np.zeros((2, BARS * BAR))
+    turn = np.arange(SEAM) / SEAM * np.pi / 2
+    for bar in range(2, BARS):      # bars 0 and 1 are preroll (lookahead 2: horizon <= song start)
+        window = bar0.copy()
+        if bar > 2:                 # the previous window's tail continues bar 0 periodically
+            window[:, :SEAM] = bar0[:, :SEAM] * np.cos(turn) + bar0[:, :SEAM] * np.sin(turn)
+        out[:, bar * BAR:(bar + 1) * BAR] = window
+    return out
+
+
+def test_plugin_loads_in_pedalboard(private_endpoint):
+    import pedalboard
+    plugin = pedalboard.load_plugin(str(PLUGIN))
+    assert plugin.is_effect
+    assert {"tempo_bpm", "seed", "generator", "window_bars", "lookahead", "context_bars", "mix"} <= set(plugin.parameters)
+
+
+def test_bounce_is_complete_bar_aligned_repeatable_and_correct(private_endpoint, tmp_path):
+    first = bounce(tmp_path / "a.wav", tmp_path / "a.jsonl")
+    second = bounce(tmp_path / "b.wav", tmp_path / "b.jsonl")
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes(), "two runs differ"
+
+    out, rate = read(tmp_path / "a.wav")
+    loop, _ = read(LOOP)
+    assert rate == SR and out.shape == (2, BARS * BAR), "output length differs from the input's"
+
+    for window in first + second:
+        assert abs(window["start_sample"] - window["bar_index"] * BAR) <= 1, window
+        assert window["frames"] == BAR and window["tempo"] == BPM, window
+    by_bar = {w["bar_index"]: w["flags"] for w in first}
+    assert all(by_bar.get(bar) == const("LD_WINDOW_PREROLL") for bar in (0, 1)), by_bar
+    assert all(by_bar.get(bar) == const("LD_WINDOW_GENERATED") for bar in range(2, BARS)), by_bar
+
+    rms = np.sqrt((out.reshape(2, BARS, BAR) ** 2).mean(axis=(0, 2)))
+    assert (rms[:2] == 0).all() and (rms[2:] > 0.05).all(), f"silent bars after the preroll: {rms}"
+    np.testing.assert_allclose(out, expected_output(), atol=1e-5)
+    instances = {w["instance"] for w in first + second}
+    assert not [p for p in SHM_DIR.glob("livediff-*") if p.name.split("-")[-1] in instances], "segments left behind"
