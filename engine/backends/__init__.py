@@ -1,0 +1,8 @@
+"""Inference backends for the built-in model. Each exposes the two graphs of engine/model.py:
+
+    encode(context, context_phase, cond) -> memory            once per window
+    denoise(noisy, prior, phase, t, memory, cond) -> x0_hat    once per sampling step
+
+on float32 numpy arrays with a leading batch axis. onnx_backend needs only onnxruntime
+(no torch import), so an ORT-only engine stays small.
+"""

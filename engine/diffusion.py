@@ -1,0 +1,151 @@
+"""The built-in diffusion generator: a WindowRequest in, host-rate audio out.
+
+Per window: mix the context to mono, resample it to the model rate (pedalboard), encode
+the last bars into beat-synchronous tokens, run the context encoder once, denoise the
+target tokens in a few steps, decode with Griffin-Lim at the host tempo, resample to the
+host rate, limit to <= 0 dBFS, and copy the mono result to every host channel.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from engine import representation as rep
+from engine import samplers
+from engine.backends.onnx_backend import DENOISER_FILE, ENCODER_FILE
+from engine.generator import WindowRequest
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_FILE = "livediff.npz"
+MAX_CONTEXT_BARS = 4        # the model was trained on 2 bars; older bars add cost, not continuity
+BACKENDS = ("auto", "torch", "onnx")
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    steps: int = 4
+    guidance: float = 1.0           # classifier-free guidance on the context (1 = off)
+    decoder_iterations: int = 16    # Griffin-Lim iterations
+
+
+@dataclass
+class _Plan:
+    """A request translated to model time."""
+    context: np.ndarray
+    context_phase: np.ndarray
+    prior: np.ndarray
+    phase: np.ndarray
+    cond: np.ndarray
+    model_samples: int
+
+
+class DiffusionGenerator:
+    name = "diffusion"
+
+    def __init__(self, backend, options: SamplingOptions = SamplingOptions()):
+        self.backend = backend
+        self.options = options
+
+    # --- request -> model inputs ---------------------------------------------------------
+    def _plan(self, request: WindowRequest) -> _Plan:
+        rep.check_tempo(request.tempo_bpm)
+        tsig = (request.tsig_num, request.tsig_den)
+        bar_len = rep.sixteenths_per_bar(*tsig)
+        if request.bars < 1 or request.frames < 1 or request.tail_frames < 0 or request.sample_rate < 8000:
+            raise ValueError(f"bad window: bars={request.bars}, frames={request.frames}, tail_frames={request.tail_frames}, "
+                             f"sample_rate={request.sample_rate}; need bars >= 1, frames >= 1, tail_frames >= 0, "
+                             "sample_rate >= 8000")
+        context = np.asarray(request.context, np.float32)
+        if context.ndim != 2:
+            raise ValueError(f"context must be float32 [channels, samples], got shape {context.shape}")
+        sixteenth = rep.sixteenth_samples(request.tempo_bpm)
+        context_bars = max(1, min(request.context_bars, MAX_CONTEXT_BARS))
+        n_context = context_bars * bar_len
+        mono = context.mean(axis=0, keepdims=True) if context.shape[1] else np.zeros((1, 0), np.float32)
+        mono = np.nan_to_num(rep.resample(mono, request.sample_rate, rep.SAMPLE_RATE)[0])
+        context_tokens = rep.encode(mono, request.tempo_bpm, len(mono) - n_context * sixteenth, n_context)
+        needed = request.frames + request.tail_frames
+        model_samples = int(np.ceil(needed * rep.SAMPLE_RATE / request.sample_rate)) + 64  # resampler margin
+        n_target = max(request.bars * bar_len + 1, int(np.ceil(model_samples / sixteenth)) + 1)
+        context_phase, prior, phase = rep.outpainting_inputs(context_tokens, tsig, request.bar_index, n_target)
+        cond = rep.condition_vector(request.style, request.tempo_bpm, tsig)
+        return _Plan(context_tokens, context_phase, prior, phase, cond, model_samples)
+
+    # --- sampling --------------------------------------------------------------------------
+    def _sample(self, plans: list[_Plan], seeds: list[int]) -> np.ndarray:
+        """One batched pass for plans of equal shapes: encode once, then `steps` denoiser calls."""
+        stack = lambda field: np.stack([getattr(p, field) for p in plans])  # noqa: E731
+        context, context_phase, prior, phase, cond = map(stack, ("context", "context_phase", "prior", "phase", "cond"))
+        memory = self.backend.encode(context, context_phase, cond)
+        bind = lambda mem, pri: lambda x, t: self.backend.denoise(  # noqa: E731
+            x.astype(np.float32), pri, phase, np.full(len(plans), t, np.float32), mem, cond)
+        denoise = bind(memory, prior)
+        if self.options.guidance != 1.0:
+            silent = np.full_like(context, rep.SILENCE)
+            unconditional = bind(self.backend.encode(silent, context_phase, cond), np.full_like(prior, rep.SILENCE))
+            denoise = samplers.guided(denoise, unconditional, self.options.guidance)
+        noise = np.stack([np.random.default_rng(seed).standard_normal(prior.shape[1:], np.float32) for seed in seeds])
+        return samplers.euler(denoise, noise, samplers.noise_levels(self.options.steps))
+
+    def _render(self, request: WindowRequest, plan: _Plan, tokens: np.ndarray) -> np.ndarray:
+        audio = rep.decode(tokens, request.tempo_bpm, plan.model_samples, _seed(request.seed), self.options.decoder_iterations)
+        audio = rep.resample(audio[None], rep.SAMPLE_RATE, request.sample_rate)
+        needed = request.frames + request.tail_frames
+        audio = np.pad(audio, ((0, 0), (0, max(0, needed - audio.shape[1]))))[:, :needed]
+        mono = limit(np.nan_to_num(audio[0], nan=0.0, posinf=0.0, neginf=0.0), request.sample_rate)
+        return np.repeat(mono[None], max(1, request.context.shape[0]), axis=0)
+
+    def generate(self, request: WindowRequest) -> np.ndarray:
+        return self.generate_batch([request])[0]
+
+    def generate_batch(self, requests: list[WindowRequest]) -> list[np.ndarray]:
+        plans = [self._plan(r) for r in requests]
+        outputs: list[np.ndarray | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, plan in enumerate(plans):
+            groups.setdefault((plan.context.shape, plan.prior.shape), []).append(i)
+        for indices in groups.values():
+            tokens = self._sample([plans[i] for i in indices], [_seed(requests[i].seed) for i in indices])
+            for row, i in enumerate(indices):
+                outputs[i] = self._render(requests[i], plans[i], tokens[row])
+        return outputs
+
+
+def limit(audio: np.ndarray, sample_rate: int, ceiling: float = 0.98, hold_s: float = 0.005) -> np.ndarray:
+    """Peak limiter to <= ceiling (below 0 dBFS): audio under the ceiling passes untouched; around
+    louder peaks the gain dips smoothly (5 ms lookahead and release) instead of clipping."""
+    required = np.minimum(1.0, ceiling / np.maximum(np.abs(audio), 1e-9))
+    if required.min() >= 1.0:
+        return audio.astype(np.float32)
+    hold = max(1, int(hold_s * sample_rate))
+    held = np.lib.stride_tricks.sliding_window_view(np.pad(required, hold, constant_values=1.0), 2 * hold + 1).min(axis=1)
+    # a box average no wider than the hold keeps the gain at each peak <= what that peak needs
+    smooth = np.convolve(np.pad(held, hold // 2, mode="edge"), np.ones(hold // 2 * 2 + 1) / (hold // 2 * 2 + 1), "valid")
+    return np.clip(audio * smooth, -ceiling, ceiling).astype(np.float32)
+
+
+def _seed(seed: int) -> int:
+    return int(seed) & 0xFFFF_FFFF_FFFF_FFFF
+
+
+def onnx_available(weights_dir: Path = WEIGHTS_DIR) -> bool:
+    return (importlib.util.find_spec("onnxruntime") is not None
+            and (weights_dir / ENCODER_FILE).is_file() and (weights_dir / DENOISER_FILE).is_file())
+
+
+def load_builtin(backend: str = "auto", weights_dir: Path | None = None, options: SamplingOptions = SamplingOptions(),
+                 threads: int = 2) -> DiffusionGenerator:
+    """The shipped model. backend: 'auto' (ONNX Runtime when importable and exported, else torch),
+    'onnx' or 'torch'. weights_dir holds livediff.npz and/or the two .onnx graphs."""
+    weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    if backend == "auto":
+        backend = "onnx" if onnx_available(weights_dir) else "torch"
+    if backend == "onnx":
+        from engine.backends.onnx_backend import OnnxBackend
+        return DiffusionGenerator(OnnxBackend(weights_dir, threads), options)
+    from engine.backends.torch_backend import TorchBackend
+    return DiffusionGenerator(TorchBackend(weights_dir / WEIGHTS_FILE, threads), options)

@@ -1,0 +1,210 @@
+"""`livediff eval`: measure the built-in model on held-out procedural songs -> JSON + PNG.
+
+Songs come from seeds >= HELDOUT_SEED (training draws its seeds from a hash of
+(seed, pool, index), so these are never trained on). Every window goes through the same
+path as in the engine (DiffusionGenerator.generate at a 44.1 kHz host rate).
+
+  beat alignment   share of output onsets within +-20 ms of the host 16th-note grid
+  tempo accuracy   BPM estimated on a 3-window rollout, within 1 % (double/half allowed)
+  context use      log-mel distance to the true continuation, right context / shuffled context
+                   (another song, same tempo and meter); baselines: repeat last context bar,
+                   an unrelated song, and the decoder alone on the true bar
+  seams            sample jumps and spectral flux at window boundaries vs inside windows
+  sanity           NaN/inf, silent windows, peak
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from engine import representation as rep
+from engine.diffusion import DiffusionGenerator, SamplingOptions, load_builtin
+from engine.generator import WindowRequest
+from engine.music import Song, random_song, render_song
+from engine.presets import load_presets
+
+HELP = "Evaluate the built-in model on held-out generated music; writes JSON and a PNG."
+HELDOUT_SEED = 900_000
+HOST_RATE = 44100
+CONTEXT_BARS = 2
+GRID_TOLERANCE_S = 0.020
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
+    parser.add_argument("--weights-dir", type=Path, default=None, help="folder with livediff.npz / the .onnx graphs")
+    parser.add_argument("--examples", type=int, default=32, help="held-out songs")
+    parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8], help="sampling step counts to measure")
+    parser.add_argument("--guidance", type=float, default=1.0)
+    parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="folder for eval.json and eval.png")
+
+
+def _request(context: np.ndarray, song: Song, bars: int, seed: int, first_bar: int) -> WindowRequest:
+    bar_seconds = rep.sixteenths_per_bar(*song.tsig) * 15.0 / song.tempo_bpm
+    host = rep.resample(context[None], rep.SAMPLE_RATE, HOST_RATE)
+    return WindowRequest(context=np.repeat(host, 2, axis=0), sample_rate=HOST_RATE, tempo_bpm=song.tempo_bpm,
+                         tsig_num=song.tsig[0], tsig_den=song.tsig[1], context_bars=CONTEXT_BARS, bars=bars,
+                         frames=int(round(bars * bar_seconds * HOST_RATE)), tail_frames=256, style=song.style,
+                         seed=seed, bar_index=first_bar)
+
+
+def _model_rate(window: np.ndarray) -> np.ndarray:
+    return rep.resample(window[:1], HOST_RATE, rep.SAMPLE_RATE)[0]
+
+
+def _bar_samples(song: Song) -> int:
+    return int(round(rep.sixteenths_per_bar(*song.tsig) * rep.sixteenth_samples(song.tempo_bpm)))
+
+
+def mel_distance(a: np.ndarray, b: np.ndarray) -> float:
+    n = min(len(a), len(b))
+    return float(np.abs(rep.log_mel(a[:n]) - rep.log_mel(b[:n])).mean())
+
+
+def grid_alignment(audio: np.ndarray, tempo_bpm: float) -> tuple[int, int]:
+    """(onsets within tolerance of the 16th grid, onsets) for model-rate audio starting on a bar line."""
+    onsets = rep.onset_times(audio)
+    sixteenth = 15.0 / tempo_bpm
+    off = np.abs(onsets - np.round(onsets / sixteenth) * sixteenth)
+    return int((off <= GRID_TOLERANCE_S).sum()), len(onsets)
+
+
+def tempo_error(estimated: float, tempo_bpm: float) -> float:
+    """Relative error, allowing the estimate to be double or half the tempo."""
+    return min(abs(estimated * f - tempo_bpm) / tempo_bpm for f in (0.5, 1.0, 2.0))
+
+
+def heldout_songs(n: int, bars: int) -> list[Song]:
+    presets = load_presets()
+    return [random_song(presets, HELDOUT_SEED + i, bars) for i in range(n)]
+
+
+def context_use(generator: DiffusionGenerator, songs: list[Song]) -> dict:
+    """Distances of one generated bar to the true continuation, right vs shuffled context."""
+    presets = load_presets()
+    rows = {"right": [], "shuffled": [], "repeat_last_bar": [], "unrelated_song": [], "decoder_only": []}
+    hits = total = 0
+    for i, song in enumerate(songs):
+        bar = _bar_samples(song)
+        context, truth = song.audio[: CONTEXT_BARS * bar], song.audio[CONTEXT_BARS * bar: (CONTEXT_BARS + 1) * bar]
+        other = render_song(presets[(song.style + 1 + i) % len(presets)], song.tempo_bpm, song.tsig, CONTEXT_BARS + 1,
+                            HELDOUT_SEED + 10_000 + i)
+        for key, ctx in (("right", context), ("shuffled", other.audio[: CONTEXT_BARS * bar])):
+            window = _model_rate(generator.generate(_request(ctx, song, 1, i, CONTEXT_BARS)))[:bar]
+            rows[key].append(mel_distance(window, truth))
+            if key == "right":
+                h, t = grid_alignment(window, song.tempo_bpm)
+                hits, total = hits + h, total + t
+        rows["repeat_last_bar"].append(mel_distance(context[-bar:], truth))
+        rows["unrelated_song"].append(mel_distance(other.audio[CONTEXT_BARS * bar:], truth))
+        n_tokens = rep.sixteenths_per_bar(*song.tsig)
+        tokens = rep.encode(song.audio, song.tempo_bpm, CONTEXT_BARS * bar, n_tokens)
+        decoded = rep.decode(tokens, song.tempo_bpm, bar, i, generator.options.decoder_iterations)
+        rows["decoder_only"].append(mel_distance(decoded, truth))
+    means = {k: float(np.mean(v)) for k, v in rows.items()}
+    wins = float(np.mean(np.array(rows["right"]) < np.array(rows["shuffled"])))
+    return {"mel_distance": means, "ratio_right_over_shuffled": means["right"] / means["shuffled"],
+            "right_beats_shuffled_share": wins, "beat_alignment": hits / max(1, total), "onsets": total}
+
+
+def rollout(generator: DiffusionGenerator, songs: list[Song], windows: int = 3, bars: int = 2) -> dict:
+    """Each window continues the previous ones (context = last 2 bars heard or generated)."""
+    tempo_errors, jumps_edge, jumps_inside, flux_edge, flux_inside = [], [], [], [], []
+    silent = nonfinite = 0
+    peak = 0.0
+    hits = total = 0
+    for i, song in enumerate(songs):
+        bar = _bar_samples(song)
+        heard = song.audio[: CONTEXT_BARS * bar]
+        pieces = []
+        for w in range(windows):
+            out = generator.generate(_request(heard[-CONTEXT_BARS * bar:], song, bars, 1000 * i + w, CONTEXT_BARS + w * bars))
+            nonfinite += int(not np.isfinite(out).all())
+            peak = max(peak, float(np.abs(out).max()))
+            piece = _model_rate(out)[: bars * bar]
+            silent += int(np.sqrt(np.mean(piece ** 2)) < 1e-3)
+            pieces.append(piece)
+            heard = np.concatenate([heard, piece])
+        generated = np.concatenate(pieces)
+        h, t = grid_alignment(generated, song.tempo_bpm)
+        hits, total = hits + h, total + t
+        tempo_errors.append(tempo_error(rep.estimate_tempo(generated), song.tempo_bpm))
+        jumps = np.abs(np.diff(generated))
+        edges = np.array([w * bars * bar for w in range(1, windows)])
+        jumps_edge.extend(jumps[edges - 1])
+        jumps_inside.append(np.median(jumps))
+        flux = rep.onset_envelope(generated)
+        hop = 80
+        bar_frames = np.arange(1, windows * bars) * bar // hop
+        is_edge = np.isin(np.arange(1, windows * bars), np.arange(1, windows) * bars)
+        flux_edge.extend(flux[bar_frames[is_edge]])
+        flux_inside.extend(flux[bar_frames[~is_edge]])
+    return {"tempo_within_1pct": float(np.mean(np.array(tempo_errors) <= 0.01)),
+            "tempo_error_median": float(np.median(tempo_errors)),
+            "beat_alignment": hits / max(1, total), "onsets": total,
+            "seam_sample_jump_ratio": float(np.mean(jumps_edge) / np.mean(jumps_inside)),
+            "seam_flux_ratio_boundary_over_inner_barline": float(np.mean(flux_edge) / max(1e-9, np.mean(flux_inside))),
+            "windows": len(songs) * windows, "nonfinite_windows": nonfinite, "silent_windows": silent, "peak": peak}
+
+
+def ground_truth_checks(songs: list[Song]) -> dict:
+    """The detectors on the real songs: the ceiling the model is measured against."""
+    hits = total = 0
+    errors = []
+    for song in songs:
+        h, t = grid_alignment(song.audio, song.tempo_bpm)
+        hits, total = hits + h, total + t
+        errors.append(tempo_error(rep.estimate_tempo(song.audio), song.tempo_bpm))
+    return {"beat_alignment": hits / max(1, total), "tempo_within_1pct": float(np.mean(np.array(errors) <= 0.01))}
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["steps"] for r in results["by_steps"]]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    axes[0].plot(steps, [r["context"]["beat_alignment"] for r in results["by_steps"]], "o-", label="generated")
+    axes[0].axhline(results["ground_truth"]["beat_alignment"], color="gray", ls="--", label="true music")
+    axes[0].axhline(0.95, color="red", ls=":", label="target")
+    axes[0].set(title="onsets within ±20 ms of the 16th grid", xlabel="steps", xscale="log", ylim=(0, 1.02))
+    axes[0].legend()
+    for key in ("right", "shuffled"):
+        axes[1].plot(steps, [r["context"]["mel_distance"][key] for r in results["by_steps"]], "o-", label=f"{key} context")
+    baselines = results["by_steps"][0]["context"]["mel_distance"]
+    for key, style in (("repeat_last_bar", ":"), ("decoder_only", "--"), ("unrelated_song", "-.")):
+        axes[1].axhline(baselines[key], color="gray", ls=style, label=key.replace("_", " "))
+    axes[1].set(title="log-mel distance to the true continuation", xlabel="steps", xscale="log")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def evaluate(backend: str, weights_dir: Path | None, examples: int, step_counts: list[int], guidance: float) -> dict:
+    base = load_builtin(backend, weights_dir)
+    songs = heldout_songs(examples, CONTEXT_BARS + 1)
+    results = {"backend": base.backend.name, "examples": examples, "host_rate": HOST_RATE,
+               "ground_truth": ground_truth_checks(songs), "by_steps": []}
+    for steps in step_counts:
+        generator = DiffusionGenerator(base.backend, replace(base.options, steps=steps, guidance=guidance))
+        results["by_steps"].append({"steps": steps, "context": context_use(generator, songs)})
+        print(json.dumps(results["by_steps"][-1]))
+    default = DiffusionGenerator(base.backend, replace(base.options, guidance=guidance))
+    results["default_steps"] = default.options.steps
+    results["rollout"] = rollout(default, heldout_songs(max(4, examples // 2), CONTEXT_BARS))
+    return results
+
+
+def run(args: argparse.Namespace) -> int:
+    results = evaluate(args.backend, args.weights_dir, args.examples, args.steps, args.guidance)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "eval.json").write_text(json.dumps(results, indent=2))
+    plot(results, args.out / "eval.png")
+    print(json.dumps({"rollout": results["rollout"], "ground_truth": results["ground_truth"]}, indent=2))
+    print(f"wrote {args.out / 'eval.json'} and {args.out / 'eval.png'}")
+    return 0

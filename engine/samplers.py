@@ -1,0 +1,44 @@
+"""Samplers: small pure functions over numpy arrays.
+
+The model is trained on the straight path x_t = (1 - t) * x0 + t * noise and predicts x0.
+`denoise(x_t, t) -> x0_hat` is whatever backend is in use, with the context memory already
+bound, so a sampler never recomputes the context.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+Denoiser = Callable[[np.ndarray, float], np.ndarray]
+
+
+def noise_levels(steps: int, shift: float = 1.0) -> np.ndarray:
+    """steps + 1 noise levels from 1 to 0; shift > 1 spends more steps at high noise."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    t = np.linspace(1.0, 0.0, steps + 1)
+    return shift * t / (1.0 + (shift - 1.0) * t)
+
+
+def euler(denoise: Denoiser, noise: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Deterministic (DDIM-like) sampling: at each level, re-noise the predicted x0 with the
+    noise implied by x_t, at the next level."""
+    x = noise
+    x0 = noise
+    for t, t_next in zip(levels[:-1], levels[1:]):
+        x0 = denoise(x, float(t))
+        implied_noise = (x - (1.0 - t) * x0) / t
+        x = (1.0 - t_next) * x0 + t_next * implied_noise
+    return x0
+
+
+def guided(conditional: Denoiser, unconditional: Denoiser, scale: float) -> Denoiser:
+    """Classifier-free guidance on the x0 prediction: scale > 1 pushes away from 'no context'."""
+    def denoise(x: np.ndarray, t: float) -> np.ndarray:
+        x0 = conditional(x, t)
+        if scale == 1.0:
+            return x0
+        baseline = unconditional(x, t)
+        return baseline + scale * (x0 - baseline)
+    return denoise
