@@ -170,7 +170,7 @@ class GeneratorPool:
 class Window:
     bar: int
     flags: int
-    audio: np.ndarray
+    audio: np.ndarray         # the generator's output for the window (before the seam crossfade)
     tail: np.ndarray | None   # the generator's continuation past the window end, for the next seam
 
 
@@ -184,7 +184,8 @@ class Session:
     offline: bool = False
     tracker: GridTracker | None = None
     grid: Grid | None = None
-    epoch: int = 0
+    epoch: int | None = None      # None until the first transport
+    epoch_start: int = 0          # song position where the current epoch began
     playing: bool = False
     playhead: int = 0
     playhead_wall: float = 0.0
@@ -266,6 +267,7 @@ class Scheduler:
             session.params.update({PARAM_NAME[pid]: value for pid, value in params.items()})
             shaping = ("seed", "style", "window_bars", "lookahead", "context_bars", "generator")
             if any(before[n] != session.params[n] for n in shaping):
+                session.problem, session.blocked_until = None, 0.0
                 self._restart_timeline(session, from_sample=session.playhead)
             self._cond.notify_all()
 
@@ -278,7 +280,7 @@ class Scheduler:
                 tempo_valid=bool(t.flags & const("LD_TRANSPORT_TEMPO_VALID")),
                 tsig_valid=bool(t.flags & const("LD_TRANSPORT_TSIG_VALID")), reanchor=new_epoch)
             if new_epoch:
-                session.epoch = t.epoch
+                session.epoch, session.epoch_start = t.epoch, t.pos_samples
                 session.grid = grid
                 self._restart_timeline(session, from_sample=None)
             elif grid is not session.grid:
@@ -309,8 +311,6 @@ class Scheduler:
         session.windows.clear()
         session.in_flight.clear()
         session.version += 1
-        session.problem = None
-        session.blocked_until = 0.0
         if from_sample is not None and session.grid is not None:
             start = session.grid.bar_start_sample(window_bar(session.grid.bar_at_sample(from_sample),
                                                              session.setting("window_bars")))
@@ -344,7 +344,9 @@ class Scheduler:
             horizon = horizon_bar(bar, session.setting("lookahead"), span)
             deadline = session.playhead_wall + (grid.bar_start_sample(bar) - session.playhead) / session.sample_rate
             preroll = grid.bar_start_beat(horizon) <= 1e-9
-            missing = session.input_end.get(session.epoch, -math.inf) < grid.bar_start_sample(horizon)
+            # Input before the epoch began (a seek) will not come again: what was stored is all there is.
+            needed = grid.bar_start_sample(horizon)
+            missing = needed > session.epoch_start and session.input_end.get(session.epoch, -math.inf) < needed
             jobs.append(Job(session, bar, horizon, deadline, preroll, missing and not preroll, session.version))
         return jobs
 
@@ -454,26 +456,27 @@ class Scheduler:
         session.blocked_until = time.monotonic() + retry_after
 
     def _finish(self, job: Job, request: WindowRequest | None, audio: np.ndarray | None, name: str) -> None:
-        """Bake the seam crossfade, publish to shared memory, remember the window."""
+        """Bake the seam crossfade into what is published; remember the generator's own output as
+        context for later windows (seams would otherwise compound from window to window)."""
         s, grid = job.session, job.session.grid
         span = s.setting("window_bars")
         frames = grid.bar_start_sample(job.bar + span) - grid.bar_start_sample(job.bar)
         if audio is None:
             flags, body, tail = const("LD_WINDOW_PREROLL"), np.zeros((s.channels, frames), np.float32), None
+        elif audio.shape != (s.channels, frames + request.tail_frames):
+            self._report(s, const("LD_ERR_GENERATOR"), f"the {name} generator returned shape {audio.shape}; "
+                         f"expected ({s.channels}, {frames + request.tail_frames})", retry_after=1.0)
+            return
         else:
-            if audio.shape != (s.channels, frames + request.tail_frames):
-                self._report(s, const("LD_ERR_GENERATOR"), f"the {name} generator returned shape {audio.shape}; "
-                             f"expected ({s.channels}, {frames + request.tail_frames})", retry_after=1.0)
-                return
             flags, body, tail = const("LD_WINDOW_GENERATED"), audio[:, :frames], audio[:, frames:]
-            previous = s.windows.get(job.bar - span)
-            if previous is not None and previous.tail is not None:
-                body = equal_power_crossfade(previous.tail, body)
+        previous = s.windows.get(job.bar - span)
+        seam = audio is not None and previous is not None and previous.tail is not None
+        published = equal_power_crossfade(previous.tail, body) if seam else body
         start = grid.bar_start_sample(job.bar)
         start_beat = grid.bar_start_beat(job.bar)
         try:
             window_id = s.store.publish(epoch=s.epoch, start_sample=start, bar_index=job.bar & 0xFFFFFFFF,
-                                        start_beat=start_beat, tempo_bpm=grid.tempo_bpm, flags=flags, audio=body)
+                                        start_beat=start_beat, tempo_bpm=grid.tempo_bpm, flags=flags, audio=published)
         except StoreFull as exc:
             log.warning("session %016x: %s; window at bar %d waits", s.instance, exc, job.bar)
             s.blocked_until = time.monotonic() + 0.02

@@ -1,0 +1,253 @@
+"""The scheduler in-process with a real shm store and the loop generator: preroll, context
+horizon, per-window seeds, baked seams, waiting for input offline, deadlines in realtime,
+a stopped transport, odd meters and tempos, and a generator that cannot load."""
+from __future__ import annotations
+
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+
+from bridge.layout import const
+from bridge.protocol import Audio, Transport, default_params
+from bridge.shm import TimelineReader, TimelineStore
+from engine.scheduler import (SEAM_SECONDS, InputStore, Scheduler, Session, context_sources,
+                              equal_power_crossfade, window_seed)
+from engine.timeline import Grid
+
+SR = 8000  # small rate: quick, same math
+
+
+def wait_until(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+class Rig:
+    """A Scheduler with one session, driven the way the server drives it."""
+
+    def __init__(self, offline=True, tempo=120.0, tsig=(4, 4), **params):
+        self.windows, self.problems = [], []
+        self.scheduler = Scheduler(on_window=lambda s, e: self.windows.append(e),
+                                   on_problem=lambda s, code, message: self.problems.append((code, message)))
+        self.store = TimelineStore(0x5c4ed, 2, SR)
+        self.session = Session(0x5c4ed, SR, 2, self.store, offline=offline)
+        self.session.params.update({"generator": const("LD_GENERATOR_LOOP"), **params})
+        self.offline, self.tempo, self.tsig = offline, tempo, tsig
+        self.grid = Grid(SR, tempo, *tsig, 0, 0.0)
+        self.bar = lambda b: self.grid.bar_start_sample(b)
+        self.input = np.random.default_rng(0).uniform(-1, 1, (2, self.bar(24))).astype(np.float32)
+        self.scheduler.add(self.session)
+        self.scheduler.start()
+        self.reader = TimelineReader(self.store.name)
+
+    def transport(self, pos, playing=True, epoch=0):
+        beats = pos * self.tempo / 60 / SR
+        bar_beats = self.grid.bar_beats
+        flags = const("LD_TRANSPORT_TEMPO_VALID") | const("LD_TRANSPORT_TSIG_VALID")
+        self.scheduler.on_transport(self.session, Transport(
+            instance=1, epoch=epoch, flags=flags | (const("LD_TRANSPORT_PLAYING") if playing else 0), tempo=self.tempo,
+            pos_samples=pos, pos_beats=beats, bar_start_beats=beats // bar_beats * bar_beats, tsig_num=self.tsig[0],
+            tsig_den=self.tsig[1], loop_start_beats=0.0, loop_end_beats=0.0,
+            process_mode=const("LD_MODE_OFFLINE" if self.offline else "LD_MODE_REALTIME"), underruns=0,
+            offline_timeouts=0, dropped_frames=0), time.monotonic())
+
+    def audio(self, start, end, epoch=0):
+        self.scheduler.on_audio(self.session, Audio(instance=1, epoch=epoch, pos_samples=start, pos_beats=0.0,
+                                                    tempo=self.tempo, frames=end - start, channels=2,
+                                                    input=self.input[:, start:end], sidechain=None))
+
+    def play_bars(self, first, last):
+        """Play bars [first, last) as an offline shim does: transport and the bar's input, then
+        wait for the window that plays there before moving on."""
+        for b in range(first, last):
+            self.transport(self.bar(b))
+            self.audio(self.bar(b), self.bar(b + 1))
+            span = int(self.session.params["window_bars"])
+            assert wait_until(lambda: self.window(b - b % span) is not None), f"no window for bar {b}"
+
+    def window(self, bar):
+        found = [w for w in self.windows if w["bar_index"] == bar]
+        return found[-1] if found else None
+
+    def published(self, bar):
+        out, covered = self.reader.render(self.session.epoch, self.bar(bar), self.bar(bar + 1) - self.bar(bar))
+        assert covered.all(), f"bar {bar} not fully published"
+        return out
+
+    def close(self):
+        self.scheduler.stop()
+        self.reader.close()
+        self.store.close()
+
+
+@pytest.fixture
+def rig_factory():
+    rigs = []
+
+    def make(**kwargs):
+        rigs.append(Rig(**kwargs))
+        return rigs[-1]
+
+    yield make
+    for rig in rigs:
+        rig.close()
+
+
+# --- pure functions ---------------------------------------------------------------------
+
+def test_window_seed_depends_on_seed_and_bar_only():
+    assert window_seed(7, 3) == window_seed(7, 3)
+    seeds = {window_seed(s, b) for s in range(4) for b in range(-4, 60)}
+    assert len(seeds) == 4 * 64 and all(0 <= x < 2 ** 31 for x in seeds)
+
+
+def test_equal_power_crossfade():
+    n = 400
+    out = equal_power_crossfade(np.ones((1, n), np.float32), np.zeros((1, n + 10), np.float32))
+    assert out[0, 0] == 1 and out.shape == (1, n + 10) and (out[0, n:] == 0).all()
+    assert np.all(np.diff(out[0, :n]) <= 0)
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((2, 1, 200_000)).astype(np.float32)
+    mixed = equal_power_crossfade(a, b)
+    assert np.mean(mixed ** 2) == pytest.approx(1.0, rel=0.02), "uncorrelated power is not kept"
+
+
+def test_context_sources_follow_the_horizon_rule():
+    everything = lambda b: True
+    nothing = lambda b: False
+    # lookahead 2, window 1 bar, 2 context bars: window 5 has horizon 4
+    assert context_sources(5, 4, 2, everything) == [(3, "input"), (4, "generated")]
+    assert context_sources(5, 4, 2, nothing) == [(2, "input"), (3, "input")]
+    # lookahead 1: the horizon is the window itself, everything is input
+    assert context_sources(5, 5, 3, nothing) == [(2, "input"), (3, "input"), (4, "input")]
+    # lookahead 3: two generated bars; one missing means all input up to the horizon
+    assert context_sources(5, 3, 2, everything) == [(3, "generated"), (4, "generated")]
+    assert context_sources(5, 3, 2, lambda b: b == 4) == [(1, "input"), (2, "input")]
+
+
+def test_input_store_by_position():
+    store = InputStore(2, keep_frames=100_000)
+    store.write(8000, np.ones((2, 500), np.float32))  # crosses a chunk boundary (8192)
+    out = store.read(7900, 800)
+    assert (out[:, :100] == 0).all() and (out[:, 100:600] == 1).all() and (out[:, 600:] == 0).all()
+
+
+# --- the scheduler running ---------------------------------------------------------------
+
+def test_offline_windows_preroll_context_seeds_and_seams(rig_factory):
+    rig = rig_factory(seed=7)
+    rig.play_bars(0, 6)
+    assert wait_until(lambda: rig.window(7) is not None)
+    bar0 = rig.input[:, :rig.bar(1)]
+    seam = round(SEAM_SECONDS * SR)
+    turn = np.arange(seam) / seam * np.pi / 2
+    for bar in (0, 1):
+        assert rig.window(bar)["flags"] == const("LD_WINDOW_PREROLL") and rig.window(bar)["seed"] is None
+        assert not rig.published(bar).any()
+    for bar in range(2, 8):
+        w = rig.window(bar)
+        assert w["flags"] == const("LD_WINDOW_GENERATED") and w["seed"] == window_seed(7, bar)
+        assert w["start_sample"] == rig.bar(bar) and not w["input_missing"]
+        expected = bar0.copy()
+        if bar > 2:  # the first generated window has no predecessor to fade from
+            expected[:, :seam] = bar0[:, :seam] * np.cos(turn) + bar0[:, :seam] * np.sin(turn)
+        np.testing.assert_allclose(rig.published(bar), expected, atol=1e-6)
+
+
+def test_lookahead_one_repeats_the_last_input_bar(rig_factory):
+    rig = rig_factory(lookahead=1, context_bars=1)
+    rig.play_bars(0, 4)
+    assert wait_until(lambda: rig.window(4) is not None)
+    assert [rig.window(b)["flags"] for b in (0, 1)] == [const("LD_WINDOW_PREROLL"), const("LD_WINDOW_GENERATED")]
+    # window b's horizon is b: its context is input bar b-1
+    np.testing.assert_array_equal(rig.published(3)[:, round(SEAM_SECONDS * SR):],
+                                  rig.input[:, rig.bar(2) + round(SEAM_SECONDS * SR):rig.bar(3)])
+
+
+def test_offline_waits_for_input_up_to_the_horizon(rig_factory):
+    rig = rig_factory()
+    rig.transport(0)
+    rig.audio(0, rig.bar(1))
+    rig.transport(rig.bar(1))                 # playhead in bar 1, whose input has not arrived
+    assert wait_until(lambda: rig.window(2) is not None)
+    time.sleep(0.3)
+    assert rig.window(3) is None, "window 3 (horizon 2) was made before bar 1's input arrived"
+    rig.audio(rig.bar(1), rig.bar(2))
+    assert wait_until(lambda: rig.window(3) is not None)
+    assert not rig.window(3)["input_missing"]
+
+
+def test_realtime_goes_ahead_at_the_deadline_with_missing_input(rig_factory):
+    rig = rig_factory(offline=False)
+    rig.transport(0)
+    rig.transport(rig.bar(3) - 1)             # one sample before bar 3; no input was ever sent
+    assert wait_until(lambda: rig.window(3) is not None)
+    assert rig.window(3)["input_missing"] and rig.window(3)["flags"] == const("LD_WINDOW_GENERATED")
+
+
+def test_playback_starting_mid_song_uses_what_was_stored(rig_factory):
+    rig = rig_factory()
+    rig.transport(rig.bar(3))                 # a new epoch begins at bar 3: earlier input will not come
+    assert wait_until(lambda: rig.window(4) is not None)
+    assert not rig.window(4)["input_missing"]
+
+
+def test_stopped_transport_generates_nothing(rig_factory):
+    rig = rig_factory()
+    rig.transport(0, playing=False)
+    rig.audio(0, rig.bar(3))
+    time.sleep(0.3)
+    assert rig.windows == []
+    rig.transport(0, playing=True)
+    assert wait_until(lambda: rig.window(0) is not None)
+
+
+@pytest.mark.parametrize("tempo, tsig, window_bars", [(133.333, (7, 8), 2), (87.3, (3, 4), 1), (171.9, (5, 4), 3)])
+def test_windows_start_on_bar_lines_in_odd_meters_and_tempos(rig_factory, tempo, tsig, window_bars):
+    rig = rig_factory(tempo=tempo, tsig=tsig, window_bars=window_bars)
+    rig.play_bars(0, 3 * window_bars)
+    last = 4 * window_bars
+    assert wait_until(lambda: rig.window(last) is not None)
+    for w in rig.windows:
+        assert w["bar_index"] % window_bars == 0
+        assert w["start_sample"] == rig.bar(w["bar_index"])
+        assert w["frames"] == rig.bar(w["bar_index"] + window_bars) - rig.bar(w["bar_index"])
+        assert w["start_beat"] == pytest.approx(w["bar_index"] * rig.grid.bar_beats)
+
+
+def test_a_seek_starts_a_new_epoch_from_stored_input(rig_factory):
+    rig = rig_factory()
+    rig.play_bars(0, 5)
+    assert wait_until(lambda: rig.window(6) is not None)
+    rig.transport(rig.bar(2), epoch=1)         # seek back to bar 2
+    assert wait_until(lambda: any(w["epoch"] == 1 and w["bar_index"] == 2 for w in rig.windows))
+    w = [w for w in rig.windows if w["epoch"] == 1 and w["bar_index"] == 2][0]
+    assert w["flags"] == const("LD_WINDOW_GENERATED") and not w["input_missing"]
+    # no generated bars in the new epoch yet: the context is the input ending at the horizon
+    # (bar 1), so the loop generator repeats input bar 0
+    np.testing.assert_array_equal(rig.published(2), rig.input[:, :rig.bar(1)])
+
+
+def test_a_generator_that_cannot_load_is_reported_not_replaced(rig_factory, monkeypatch):
+    broken = types.ModuleType("engine.diffusion")
+
+    def load_builtin(backend="auto"):
+        raise FileNotFoundError("no weights here")
+    broken.load_builtin = load_builtin
+    monkeypatch.setitem(sys.modules, "engine.diffusion", broken)
+    rig = rig_factory(generator=const("LD_GENERATOR_DIFFUSION"))
+    rig.transport(rig.bar(3))
+    rig.audio(0, rig.bar(4))
+    assert wait_until(lambda: rig.problems)
+    code, message = rig.problems[0]
+    assert code == const("LD_ERR_GENERATOR") and "diffusion generator is not available" in message
+    assert "no weights here" in message
+    time.sleep(0.2)
+    assert all(w["flags"] == const("LD_WINDOW_PREROLL") for w in rig.windows), "fell back to another generator"
