@@ -1,0 +1,59 @@
+"""`livediff build-plugin`: compile the C shim (plugin_shim/) into build/livediff.vst3 and
+build/livediff.clap with make, after checking the libraries it links are installed."""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+from pathlib import Path
+
+HELP = "Build the plugin: build/livediff.vst3 (VST3 bundle) and build/livediff.clap, from plugin_shim/."
+
+REPO = Path(__file__).resolve().parent.parent
+SHIM = REPO / "plugin_shim"
+REQUIREMENTS = {  # header -> Debian 12 package that provides it
+    "/usr/include/zmq.h": "libzmq3-dev",
+    "/usr/include/msgpack.h": "libmsgpack-dev",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--build-dir", default=str(REPO / "build"), help="output folder (default: build/)")
+    parser.add_argument("--clean", action="store_true", help="rebuild everything")
+
+
+def outputs(build_dir: Path) -> dict[str, Path]:
+    return {"VST3": build_dir / "livediff.vst3" / "Contents" / "x86_64-linux" / "livediff.so",
+            "CLAP": build_dir / "livediff.clap"}
+
+
+def missing_requirements() -> list[str]:
+    tools = [tool for tool in ("make", "cc", "pkg-config") if shutil.which(tool) is None]
+    headers = [f"{header} (apt install {package})" for header, package in REQUIREMENTS.items()
+               if not Path(header).is_file()]
+    return [f"{tool} (apt install build-essential pkg-config)" for tool in tools] + headers
+
+
+def build(build_dir: Path, clean: bool = False) -> subprocess.CompletedProcess:
+    """Run make; returns the completed process (stdout+stderr in .stdout)."""
+    command = ["make", "-C", str(SHIM), f"BUILD={build_dir.resolve()}"]
+    if clean:
+        subprocess.run([*command, "clean"], check=False, capture_output=True)
+    return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    missing = missing_requirements()
+    if missing:
+        print("livediff build-plugin: cannot build, missing:\n  " + "\n  ".join(missing))
+        return 1
+    build_dir = Path(args.build_dir)
+    result = build(build_dir, args.clean)
+    print(result.stdout, end="")
+    if result.returncode != 0:
+        print(f"livediff build-plugin: make failed (exit {result.returncode}); see the compiler output above")
+        return result.returncode
+    vst3, clap = outputs(build_dir).values()
+    print(f"VST3 bundle: {vst3.parents[2]}  (library {vst3})")
+    print(f"CLAP: {clap}")
+    return 0

@@ -1,0 +1,426 @@
+/* core.c — instance state and the audio-thread side of the shim (see core.h). */
+#include "core_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#define OFFLINE_TIMEOUT_DEFAULT_S 60.0
+#define OFFLINE_POLL_NS 200000L         /* offline waits sleep in 0.2 ms steps */
+#define RING_SECONDS 2.0                /* input the ring holds while the engine is slow */
+
+double ld_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double load_param(const ld_core *core, uint32_t id)
+{
+    uint64_t bits = atomic_load_explicit(&((ld_core *)core)->params[id], memory_order_relaxed);
+    double value;
+    memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+static void store_param(ld_core *core, uint32_t id, double value)
+{
+    uint64_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    atomic_store_explicit(&core->params[id], bits, memory_order_relaxed);
+}
+
+/* ---------------------------------------------------------------- [main-thread] lifecycle */
+
+ld_core *ld_core_create(const char *format)
+{
+    ld_core *core = calloc(1, sizeof *core);
+    if (!core)
+        return NULL;
+    snprintf(core->format, sizeof core->format, "%s", format);
+    for (uint32_t id = 0; id < LD_PARAM_COUNT; id++)
+        store_param(core, id, ld_param_table[id].def);
+    ld_clock_reset(&core->clock);
+    return core;
+}
+
+void ld_core_destroy(ld_core *core)
+{
+    if (!core)
+        return;
+    ld_core_release(core);
+    free(core);
+}
+
+/* The endpoint rule of docs/protocol.md; refuses anything that is not local. */
+static void resolve_endpoint(ld_core *core)
+{
+    const char *env = getenv("LIVEDIFF_ENDPOINT");
+    const char *runtime = getenv("XDG_RUNTIME_DIR");
+    core->endpoint_error[0] = '\0';
+    if (env && *env) {
+        snprintf(core->endpoint, sizeof core->endpoint, "%s", env);
+        const char *port = env + strlen("tcp://127.0.0.1:");
+        bool ipc = strncmp(env, "ipc:///", 7) == 0;
+        bool tcp = strncmp(env, "tcp://127.0.0.1:", strlen("tcp://127.0.0.1:")) == 0 && *port
+                && strspn(port, "0123456789") == strlen(port) && strlen(port) <= 5 && atoi(port) > 0 && atoi(port) < 65536;
+        if (!ipc && !tcp)
+            snprintf(core->endpoint_error, sizeof core->endpoint_error,
+                     "LIVEDIFF_ENDPOINT '%.120s' refused: allowed are ipc:///<absolute path> or tcp://127.0.0.1:<port>", env);
+    } else if (runtime && *runtime) {
+        snprintf(core->endpoint, sizeof core->endpoint, "ipc://%s/livediff/engine.sock", runtime);
+    } else {
+        snprintf(core->endpoint, sizeof core->endpoint, "ipc:///tmp/livediff-%u/engine.sock", (unsigned)getuid());
+    }
+}
+
+static double offline_timeout_from_env(void)
+{
+    const char *text = getenv("LIVEDIFF_OFFLINE_TIMEOUT_S");
+    char *end;
+    double value = text ? strtod(text, &end) : 0.0;
+    return text && end != text && isfinite(value) && value > 0 ? value : OFFLINE_TIMEOUT_DEFAULT_S;
+}
+
+/* Each activation is a new engine session with a fresh id (also the ZeroMQ routing identity):
+ * the ROUTER refuses a second connection with an identity still in use, and a BYE from the
+ * previous activation can then never close the new session. */
+static void new_session_id(ld_core *core)
+{
+    uint64_t previous = core->instance_id;
+    do {
+        if (getrandom(&core->instance_id, sizeof core->instance_id, 0) != sizeof core->instance_id)
+            core->instance_id = previous * 6364136223846793005u + (uint64_t)(ld_now_s() * 1e9) + (uintptr_t)core;
+    } while (core->instance_id == 0 || core->instance_id == previous);
+}
+
+bool ld_core_prepare(ld_core *core, double sample_rate, uint32_t max_block, uint32_t channels, uint32_t mode)
+{
+    ld_core_release(core);
+    if (!(sample_rate >= 1000 && sample_rate <= 1e6) || max_block == 0 || max_block > (1u << 20)
+        || channels == 0 || channels > LD_MAX_CHANNELS)
+        return false;
+    core->sample_rate = sample_rate;
+    core->max_block = max_block;
+    core->channels = channels;
+    core->declared_mode = mode;
+    core->offline_timeout_s = offline_timeout_from_env();
+    new_session_id(core);
+    resolve_endpoint(core);
+
+    /* Ring: RING_SECONDS of input and sidechain plus room for a few whole blocks and the
+     * record headers of 32-frame blocks. */
+    double frames = RING_SECONDS * sample_rate + 4.0 * max_block;
+    uint64_t bytes = (uint64_t)(frames * channels * 2 * sizeof(float) + frames / 32 * sizeof(ld_record));
+    core->scratch = calloc((size_t)(channels + 1) * max_block, sizeof(float));
+    if (!core->scratch || !ld_ring_init(&core->ring, bytes)) {
+        free(core->scratch);
+        core->scratch = NULL;
+        return false;
+    }
+    for (uint32_t c = 0; c < channels; c++)
+        core->wet[c] = core->scratch + (size_t)c * max_block;
+    core->zeros = core->scratch + (size_t)channels * max_block;
+
+    ld_clock_reset(&core->clock);
+    core->hold_timeline = NULL;
+    atomic_store(&core->engine_state, LD_ENGINE_CONNECTING);
+    atomic_store(&core->io_stop, false);
+    atomic_store(&core->params_dirty, false);
+    core->zmq_context = ld_zmq_context_acquire();
+    if (pthread_create(&core->io_thread, NULL, ld_io_thread_main, core) != 0) {
+        if (core->zmq_context)
+            ld_zmq_context_release();
+        ld_ring_free(&core->ring);
+        free(core->scratch);
+        core->scratch = NULL;
+        return false;
+    }
+    core->prepared = true;
+    return true;
+}
+
+void ld_core_release(ld_core *core)
+{
+    if (!core->prepared)
+        return;
+    atomic_store(&core->io_stop, true);
+    pthread_join(core->io_thread, NULL);    /* the thread says BYE and unmaps on its way out */
+    if (core->zmq_context)
+        ld_zmq_context_release();
+    ld_ring_free(&core->ring);
+    free(core->scratch);
+    core->scratch = NULL;
+    core->prepared = false;
+}
+
+/* ---------------------------------------------------------------- [any-thread] accessors */
+
+uint32_t ld_core_get_latency(const ld_core *core)
+{
+    return atomic_load(&((ld_core *)core)->latency);
+}
+
+double ld_core_get_param(const ld_core *core, uint32_t id)
+{
+    return id < LD_PARAM_COUNT ? load_param(core, id) : 0.0;
+}
+
+void ld_core_set_param(ld_core *core, uint32_t id, double plain)
+{
+    const ld_param_info *p = ld_param_find(id);
+    if (!p)
+        return;
+    double value = ld_param_sanitize(p, plain);
+    if (value != load_param(core, id)) {
+        store_param(core, id, value);
+        atomic_store_explicit(&core->params_dirty, true, memory_order_release);
+    }
+}
+
+size_t ld_core_save_state(const ld_core *core, uint8_t out[LD_PARAM_STATE_BYTES])
+{
+    double values[LD_PARAM_COUNT];
+    for (uint32_t id = 0; id < LD_PARAM_COUNT; id++)
+        values[id] = load_param(core, id);
+    return ld_params_save(values, out);
+}
+
+bool ld_core_load_state(ld_core *core, const uint8_t *in, size_t size)
+{
+    double values[LD_PARAM_COUNT];
+    for (uint32_t id = 0; id < LD_PARAM_COUNT; id++)
+        values[id] = load_param(core, id);
+    if (!ld_params_load(in, size, values))
+        return false;
+    for (uint32_t id = 0; id < LD_PARAM_COUNT; id++)
+        ld_core_set_param(core, id, values[id]);
+    return true;
+}
+
+void ld_core_get_stats(const ld_core *core, ld_core_stats *out)
+{
+    ld_core *c = (ld_core *)core;
+    *out = (ld_core_stats){
+        .underruns = atomic_load(&c->underruns),
+        .offline_timeouts = atomic_load(&c->offline_timeouts),
+        .dropped_frames = atomic_load(&c->dropped_frames),
+        .engine_state = atomic_load(&c->engine_state),
+        .epoch = atomic_load(&c->last_epoch),
+    };
+}
+
+/* ---------------------------------------------------------------- [audio-thread] processing */
+
+void ld_core_reset(ld_core *core)
+{
+    ld_clock_reset(&core->clock);
+    core->hold_timeline = NULL;
+}
+
+/* Hazard pointer: announce which mapping we use before using it; the I/O thread unmaps a
+ * retired mapping only once `reading` no longer names it (seq_cst on both sides). */
+static const ld_timeline *acquire_timeline(ld_core *core)
+{
+    ld_timeline *timeline;
+    do {
+        timeline = atomic_load(&core->published);
+        atomic_store(&core->reading, timeline);
+    } while (timeline != atomic_load(&core->published));
+    return timeline;
+}
+
+static void release_timeline(ld_core *core)
+{
+    atomic_store(&core->reading, NULL);
+}
+
+static void sleep_briefly(void)
+{
+    struct timespec step = {0, OFFLINE_POLL_NS};
+    nanosleep(&step, NULL);
+}
+
+/* Hand the block to the I/O thread. Realtime: drop and count when the ring is full.
+ * Offline: wait for room (bounded), since a bounce must not lose input. */
+static void push_record(ld_core *core, const ld_position *position, const ld_audio_block *block,
+                        uint32_t offset, uint32_t frames, bool advancing)
+{
+    ld_record record = {.position = *position, .mode = block->mode, .frames = advancing ? frames : 0,
+                        .channels = core->channels};
+    const void *parts[1 + 2 * LD_MAX_CHANNELS] = {&record};
+    size_t sizes[1 + 2 * LD_MAX_CHANNELS] = {sizeof record};
+    unsigned count = 1;
+    size_t channel_bytes = (size_t)record.frames * sizeof(float);
+    if (record.frames) {
+        for (uint32_t c = 0; c < core->channels; c++, count++) {
+            uint32_t from = c < block->input_channels ? c : block->input_channels - 1;
+            parts[count] = block->input && block->input_channels && block->input[from] ? block->input[from] + offset : core->zeros;
+            sizes[count] = channel_bytes;
+        }
+        record.has_sidechain = block->sidechain && block->sidechain_channels && block->sidechain[0];
+        for (uint32_t c = 0; record.has_sidechain && c < core->channels; c++, count++) {
+            uint32_t from = c < block->sidechain_channels ? c : block->sidechain_channels - 1;
+            parts[count] = block->sidechain[from] ? block->sidechain[from] + offset : core->zeros;
+            sizes[count] = channel_bytes;
+        }
+    }
+    if (ld_ring_push(&core->ring, parts, sizes, count))
+        return;
+    if (block->mode == LD_MODE_OFFLINE) {
+        double deadline = ld_now_s() + core->offline_timeout_s;
+        while (atomic_load(&core->engine_state) != LD_ENGINE_DEAD && ld_now_s() < deadline) {
+            sleep_briefly();
+            if (ld_ring_push(&core->ring, parts, sizes, count))
+                return;
+        }
+    }
+    atomic_fetch_add_explicit(&core->dropped_frames, record.frames, memory_order_relaxed);
+}
+
+/* Offline only: wait until generated audio covers the block, or give up (bounded by the
+ * offline timeout, and at once when the engine is dead or never answered). */
+static bool wait_for_coverage(ld_core *core, const ld_position *position, uint32_t frames)
+{
+    double deadline = ld_now_s() + core->offline_timeout_s;
+    for (;;) {
+        const ld_timeline *timeline = acquire_timeline(core);
+        if (timeline && ld_timeline_covers(timeline, position->epoch, position->pos_samples, frames))
+            return true;
+        if (atomic_load(&core->engine_state) == LD_ENGINE_DEAD || ld_now_s() >= deadline) {
+            atomic_fetch_add(&core->offline_timeouts, 1);
+            return false;
+        }
+        sleep_briefly();
+    }
+}
+
+/* Fill a gap the engine has not covered, per the underrun policy. */
+static void fill_gap(ld_core *core, const ld_timeline *timeline, const ld_audio_block *block, uint32_t offset,
+                     int64_t pos, uint32_t at, uint32_t frames, int policy)
+{
+    if (policy == LD_UNDERRUN_HOLD && timeline && timeline == core->hold_timeline) {
+        /* Loop the last slot played, phase-locked to the timeline. */
+        const ld_slot_view *slot = &core->hold;
+        uint32_t done = 0;
+        while (done < frames) {
+            int64_t phase = (pos + done - slot->start) % slot->frames;
+            if (phase < 0)
+                phase += slot->frames;
+            uint32_t n = frames - done < slot->frames - (uint32_t)phase ? frames - done : slot->frames - (uint32_t)phase;
+            if (!ld_timeline_copy(timeline, slot, slot->start + phase, n, core->wet, at + done, core->channels))
+                break;
+            done += n;
+        }
+        if (done == frames)
+            return;
+        core->hold_timeline = NULL;     /* the engine reused that slot: nothing left to hold */
+    }
+    for (uint32_t c = 0; c < core->channels; c++) {
+        bool dry = policy == LD_UNDERRUN_DRY && block->input && block->input_channels;
+        const float *in = dry ? block->input[c < block->input_channels ? c : block->input_channels - 1] : NULL;
+        if (in)
+            memcpy(core->wet[c] + at, in + offset + at, frames * sizeof(float));
+        else
+            memset(core->wet[c] + at, 0, frames * sizeof(float));
+    }
+}
+
+/* Generated audio for [pos, pos + frames) into core->wet; returns whether anything was missing. */
+static bool read_generated(ld_core *core, const ld_timeline *timeline, const ld_audio_block *block, uint32_t offset,
+                           const ld_position *position, uint32_t frames, int policy)
+{
+    bool missing = false;
+    uint32_t at = 0;
+    while (at < frames) {
+        int64_t pos = position->pos_samples + at;
+        ld_slot_view slot;
+        int64_t next_start = INT64_MAX;
+        if (timeline && ld_timeline_find(timeline, position->epoch, pos, &slot, &next_start)) {
+            int64_t available = slot.start + slot.frames - pos;
+            uint32_t n = available < frames - at ? (uint32_t)available : frames - at;
+            if (ld_timeline_copy(timeline, &slot, pos, n, core->wet, at, core->channels)) {
+                core->hold = slot;
+                core->hold_timeline = timeline;
+                at += n;
+                continue;
+            }
+            next_start = pos + n;       /* torn read: treat this stretch as missing */
+        }
+        int64_t gap = next_start - pos;
+        uint32_t n = gap < frames - at ? (uint32_t)gap : frames - at;
+        fill_gap(core, timeline, block, offset, pos, at, n, policy);
+        missing = true;
+        at += n;
+    }
+    return missing;
+}
+
+static void process_piece(ld_core *core, const ld_audio_block *block, uint32_t offset, uint32_t frames)
+{
+    int policy = (int)load_param(core, LD_PARAM_UNDERRUN_POLICY);
+    float mix = (float)(load_param(core, LD_PARAM_MIX) / 100.0);
+    ld_position position;
+    uint32_t problems = ld_clock_advance(&core->clock, block->transport, load_param(core, LD_PARAM_TEMPO_BPM),
+                                         (int)load_param(core, LD_PARAM_SYNC_MODE), frames, core->sample_rate, &position);
+    if (problems)
+        atomic_fetch_or_explicit(&core->host_problems, problems, memory_order_relaxed);
+    atomic_store_explicit(&core->last_epoch, position.epoch, memory_order_relaxed);
+    bool advancing = position.flags & LD_TRANSPORT_PLAYING;
+    push_record(core, &position, block, offset, frames, advancing);
+
+    bool offline = block->mode == LD_MODE_OFFLINE;
+    bool covered = advancing && offline ? wait_for_coverage(core, &position, frames) : true;
+    const ld_timeline *timeline = acquire_timeline(core);
+    if (!advancing) {
+        /* A stopped host: nothing plays, the position stands still. */
+        fill_gap(core, NULL, block, offset, position.pos_samples, 0, frames,
+                 policy == LD_UNDERRUN_DRY ? LD_UNDERRUN_DRY : LD_UNDERRUN_SILENCE);
+    } else if (!covered) {
+        fill_gap(core, NULL, block, offset, position.pos_samples, 0, frames, LD_UNDERRUN_SILENCE);
+    } else if (read_generated(core, timeline, block, offset, &position, frames, policy)) {
+        atomic_fetch_add_explicit(&core->underruns, 1, memory_order_relaxed);
+    }
+    release_timeline(core);
+
+    for (uint32_t c = 0; c < block->output_channels; c++) {
+        float *out = block->output[c];
+        if (!out)
+            continue;
+        const float *wet = core->wet[c < core->channels ? c : core->channels - 1];
+        const float *in = block->input && block->input_channels
+                        ? block->input[c < block->input_channels ? c : block->input_channels - 1] : NULL;
+        for (uint32_t i = 0; i < frames; i++) {
+            float dry = in ? in[offset + i] : 0.0f;
+            out[offset + i] = dry + mix * (wet[i] - dry);
+        }
+    }
+}
+
+void ld_core_process(ld_core *core, const ld_audio_block *block)
+{
+    if (!core->prepared) {
+        for (uint32_t c = 0; c < block->output_channels; c++)
+            if (block->output[c])
+                memset(block->output[c], 0, block->frames * sizeof(float));
+        return;
+    }
+    ld_audio_block piece = *block;
+    ld_host_transport later;
+    for (uint32_t offset = 0; offset < block->frames; offset += core->max_block) {
+        uint32_t frames = block->frames - offset < core->max_block ? block->frames - offset : core->max_block;
+        if (offset && block->transport) {
+            /* A host block larger than promised: later pieces start where the earlier ended. */
+            later = *block->transport;
+            later.pos_samples += offset;
+            later.pos_beats += offset * (later.tempo / 60.0 / core->sample_rate);
+            piece.transport = &later;
+        }
+        process_piece(core, &piece, offset, frames);
+    }
+}

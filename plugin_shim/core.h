@@ -1,0 +1,83 @@
+/*
+ * core.h — the format-independent shim: what the VST3 and CLAP front-ends call.
+ *
+ * A tiny realtime surface in the spirit of anira: prepare() before processing (allocates,
+ * starts the I/O thread that talks to the engine), process() per block (realtime-safe unless
+ * the block is offline), release() after, get_latency() any time. Everything that touches
+ * ZeroMQ, msgpack or the shared-memory mapping lives on the I/O thread (io_thread.c).
+ */
+#ifndef LIVEDIFF_CORE_H
+#define LIVEDIFF_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clock.h"
+#include "include/livediff_shm.h"
+#include "params.h"
+
+typedef struct ld_core ld_core;
+
+/* One block of audio and its transport, as a front-end saw it. */
+typedef struct ld_audio_block {
+    uint32_t frames;
+    uint32_t mode;                      /* ld_process_mode of this call (hosts switch per call) */
+    const ld_host_transport *transport; /* NULL: the host gives no transport */
+    const float *const *input;          /* main input; NULL or 0 channels = silence */
+    uint32_t input_channels;
+    const float *const *sidechain;      /* NULL or 0 channels when the host gives none */
+    uint32_t sidechain_channels;
+    float *const *output;               /* may alias input (in-place hosts) */
+    uint32_t output_channels;
+} ld_audio_block;
+
+/* Whether an engine is answering (set by the I/O thread). */
+enum ld_engine_state { LD_ENGINE_CONNECTING = 0, LD_ENGINE_ALIVE = 1, LD_ENGINE_DEAD = 2 };
+
+typedef struct ld_core_stats {
+    uint64_t underruns;         /* blocks played (partly) without generated audio */
+    uint64_t offline_timeouts;  /* offline waits that gave up and emitted silence */
+    uint64_t dropped_frames;    /* input frames lost because the ring to the I/O thread was full */
+    uint32_t engine_state;      /* ld_engine_state */
+    uint32_t epoch;             /* transport epoch of the last block */
+} ld_core_stats;
+
+/* format: "vst3" | "clap" | "harness" (sent in HELLO). NULL on allocation failure. [main-thread] */
+ld_core *ld_core_create(const char *format);
+
+/* Releases first if still prepared. [main-thread] */
+void ld_core_destroy(ld_core *core);
+
+/* Allocate buffers for blocks of up to max_block frames of `channels` (1..LD_MAX_CHANNELS)
+ * channels, start the own clock at 0 and the I/O thread (which connects to the engine).
+ * `mode` is the host's declared ld_process_mode (each block still says its own).
+ * Cheap and idempotent: prepare on a prepared core releases first. [main-thread] */
+bool ld_core_prepare(ld_core *core, double sample_rate, uint32_t max_block, uint32_t channels, uint32_t mode);
+
+/* Say BYE, stop the I/O thread (bounded: never waits on a dead engine), unmap, free. [main-thread] */
+void ld_core_release(ld_core *core);
+
+/* Start over at position 0 with a new epoch (own clock), e.g. CLAP reset. [audio-thread] */
+void ld_core_reset(ld_core *core);
+
+/* Process one block. Realtime blocks never block, allocate, lock or make system calls;
+ * offline blocks wait (bounded) for generated audio. Blocks larger than max_block are
+ * processed in pieces. Before prepare, outputs silence. [audio-thread] */
+void ld_core_process(ld_core *core, const ld_audio_block *block);
+
+/* Latency the engine asked for (LD_KEY_LATENCY_SAMPLES of WELCOME). [any-thread] */
+uint32_t ld_core_get_latency(const ld_core *core);
+
+/* Parameters, as plain values (ld_param ids); set sanitizes and tells the engine. [any-thread] */
+double ld_core_get_param(const ld_core *core, uint32_t id);
+void ld_core_set_param(ld_core *core, uint32_t id, double plain);
+
+/* Saved state = the parameters (params.h). [main-thread] */
+size_t ld_core_save_state(const ld_core *core, uint8_t out[LD_PARAM_STATE_BYTES]);
+bool ld_core_load_state(ld_core *core, const uint8_t *in, size_t size);
+
+/* Counters for tests and tools. [any-thread] */
+void ld_core_get_stats(const ld_core *core, ld_core_stats *out);
+
+#endif

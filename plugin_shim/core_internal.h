@@ -1,0 +1,82 @@
+/*
+ * core_internal.h — the instance state shared by core.c (audio side) and io_thread.c.
+ * Fields are grouped by which thread writes them; everything crossing threads is atomic.
+ */
+#ifndef LIVEDIFF_CORE_INTERNAL_H
+#define LIVEDIFF_CORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "core.h"
+#include "ring.h"
+#include "timeline.h"
+
+/* What the audio thread pushes into the ring per block; `frames` frames of planar input
+ * (channels x frames floats) follow, then the sidechain in the same layout if has_sidechain. */
+typedef struct ld_record {
+    ld_position position;
+    uint32_t mode;              /* ld_process_mode of the block */
+    uint32_t frames;            /* 0 while the position stands still (stopped host) */
+    uint32_t channels;
+    uint32_t has_sidechain;
+} ld_record;
+
+struct ld_core {
+    /* Fixed at create. */
+    char format[8];
+
+    /* Any thread: parameters (double bits) and "changed since the engine heard" flag. */
+    _Atomic uint64_t params[LD_PARAM_COUNT];
+    _Atomic bool params_dirty;
+
+    /* Main thread, read-only while prepared. */
+    bool prepared;
+    double sample_rate;
+    uint32_t max_block, channels, declared_mode;
+    double offline_timeout_s;
+    uint64_t instance_id;       /* LD_KEY_INSTANCE: new on every prepare (one engine session each) */
+    char endpoint[512];
+    char endpoint_error[256];   /* non-empty: endpoint refused, the I/O thread does not connect */
+    ld_ring ring;
+    float *scratch;             /* wet[channels], zeros: (channels + 1) x max_block floats */
+    float *wet[LD_MAX_CHANNELS];
+    float *zeros;
+    void *zmq_context;          /* process-wide, NULL if it could not be created */
+    pthread_t io_thread;
+    _Atomic bool io_stop;
+
+    /* Audio thread only. */
+    ld_clock clock;
+    ld_slot_view hold;          /* last slot played, for the "hold" underrun policy */
+    const ld_timeline *hold_timeline;
+
+    /* Audio thread -> I/O thread. */
+    _Atomic uint64_t underruns, offline_timeouts, dropped_frames;
+    _Atomic uint32_t host_problems;         /* ld_host_problem bits not yet logged */
+    _Atomic uint32_t last_epoch;
+    _Atomic(ld_timeline *) reading;         /* hazard pointer: the mapping the audio thread uses */
+
+    /* I/O thread only, kept across activations so a re-activated instance does not repeat itself. */
+    char logged_text[256];                  /* last problem logged (logged once until it changes) */
+    uint64_t logged_timeouts;
+    double logged_timeouts_at;
+
+    /* I/O thread -> audio thread. */
+    _Atomic(ld_timeline *) published;       /* current mapping, NULL when none */
+    _Atomic uint32_t engine_state;          /* ld_engine_state */
+    _Atomic uint32_t latency;
+};
+
+/* The I/O thread's entry point (io_thread.c). */
+void *ld_io_thread_main(void *core);
+
+/* Process-wide ZeroMQ context, shared by all instances: acquire before starting an I/O
+ * thread, release after joining it (the last release terminates it). [main-thread] */
+void *ld_zmq_context_acquire(void);
+void ld_zmq_context_release(void);
+
+/* Seconds on the monotonic clock (vDSO, no system call). [any-thread] */
+double ld_now_s(void);
+
+#endif

@@ -1,0 +1,598 @@
+/*
+ * io_thread.c — the I/O thread: the only code that touches ZeroMQ, msgpack and the
+ * shared-memory mapping. It polls (the audio thread never wakes it), drains the ring from
+ * the audio thread into TRANSPORT and AUDIO messages, and tracks whether the engine lives.
+ */
+#include "core_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#define POLL_MS 1
+#define HELLO_INTERVAL_S 1.0
+#define HELLO_RETRY_S 0.01
+#define TRANSPORT_INTERVAL_S 0.05
+#define ENGINE_SILENT_S 2.0             /* no message for this long: the engine is dead */
+#define FIRST_ANSWER_S 2.5              /* no WELCOME this long after start: nobody is there */
+#define AUDIO_FLUSH_S 0.02              /* realtime: send coalesced input at least this often */
+#define BYE_LINGER_MS 50
+#define LOG_INTERVAL_S 5.0
+#define ABSENT_ANSWER_S 0.25            /* ...when an engine was already found absent in this process */
+
+/* Whether the last I/O thread (of any instance) found no engine: then the next one gives a
+ * missing engine only ABSENT_ANSWER_S, so hosts that re-activate often (pedalboard) do not
+ * wait FIRST_ANSWER_S each time. A loopback engine answers HELLO within milliseconds. */
+static _Atomic bool engine_absent;
+
+/* ---------------------------------------------------------------- [main-thread] zmq context */
+
+static pthread_mutex_t context_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *context;
+static unsigned context_users;
+
+void *ld_zmq_context_acquire(void)
+{
+    pthread_mutex_lock(&context_lock);
+    if (!context)
+        context = zmq_ctx_new();
+    if (context)
+        context_users++;
+    void *result = context;
+    pthread_mutex_unlock(&context_lock);
+    return result;
+}
+
+void ld_zmq_context_release(void)
+{
+    pthread_mutex_lock(&context_lock);
+    if (context_users && --context_users == 0) {
+        zmq_ctx_term(context);          /* bounded: every socket was closed with a short linger */
+        context = NULL;
+    }
+    pthread_mutex_unlock(&context_lock);
+}
+
+/* ---------------------------------------------------------------- [io-thread] state */
+
+typedef struct io_state {
+    ld_core *core;
+    void *socket;
+    msgpack_sbuffer buffer;
+    msgpack_packer packer;
+    uint8_t *payload;               /* one record's audio, read from the ring */
+    float *run_input, *run_sidechain;  /* coalesced AUDIO run: planar, LD_MAX_AUDIO_FRAMES per channel */
+    ld_position run_position;
+    uint32_t run_frames;
+    bool run_has_sidechain;
+    double run_started;
+    ld_position sent;               /* last TRANSPORT sent */
+    bool sent_any;
+    double sent_at;
+    ld_position latest;             /* position of the last record drained */
+    uint32_t latest_mode;
+    bool have_latest;
+    double latest_at;
+    bool welcomed;
+    double started, last_heard, next_hello;
+} io_state;
+
+static void log_line(io_state *io, const char *text)
+{
+    fprintf(stderr, "livediff[%016llx]: %s\n", (unsigned long long)io->core->instance_id, text);
+}
+
+/* Log a problem once, not every time it recurs (e.g. a refused HELLO once per second). */
+static void log_once(io_state *io, const char *text)
+{
+    if (strcmp(text, io->core->logged_text) != 0) {
+        snprintf(io->core->logged_text, sizeof io->core->logged_text, "%s", text);
+        log_line(io, text);
+    }
+}
+
+static double param(const ld_core *core, uint32_t id) { return ld_core_get_param(core, id); }
+
+/* ---------------------------------------------------------------- [io-thread] sending */
+
+static void begin(io_state *io, uint32_t entries, uint32_t type)
+{
+    msgpack_sbuffer_clear(&io->buffer);
+    msgpack_pack_map(&io->packer, entries);
+    msgpack_pack_int(&io->packer, LD_KEY_TYPE);
+    msgpack_pack_uint32(&io->packer, type);
+    msgpack_pack_int(&io->packer, LD_KEY_INSTANCE);
+    msgpack_pack_uint64(&io->packer, io->core->instance_id);
+}
+
+static void put_uint(io_state *io, int key, uint64_t value)
+{
+    msgpack_pack_int(&io->packer, key);
+    msgpack_pack_uint64(&io->packer, value);
+}
+
+static void put_int(io_state *io, int key, int64_t value)
+{
+    msgpack_pack_int(&io->packer, key);
+    msgpack_pack_int64(&io->packer, value);
+}
+
+static void put_double(io_state *io, int key, double value)
+{
+    msgpack_pack_int(&io->packer, key);
+    msgpack_pack_double(&io->packer, value);
+}
+
+static void put_params(io_state *io)
+{
+    msgpack_pack_int(&io->packer, LD_KEY_PARAMS);
+    msgpack_pack_map(&io->packer, LD_PARAM_COUNT);
+    for (uint32_t id = 0; id < LD_PARAM_COUNT; id++) {
+        msgpack_pack_uint32(&io->packer, id);
+        msgpack_pack_double(&io->packer, param(io->core, id));
+    }
+}
+
+/* Never blocks: a full queue (engine not reading) loses the message. */
+static bool finish(io_state *io)
+{
+    return io->socket && zmq_send(io->socket, io->buffer.data, io->buffer.size, ZMQ_DONTWAIT) >= 0;
+}
+
+static bool send_hello(io_state *io)
+{
+    ld_core *core = io->core;
+    begin(io, 9, LD_MSG_HELLO);
+    put_uint(io, LD_KEY_VERSION, LD_PROTOCOL_VERSION);
+    msgpack_pack_int(&io->packer, LD_KEY_FORMAT);
+    msgpack_pack_str_with_body(&io->packer, core->format, strlen(core->format));
+    put_uint(io, LD_KEY_SAMPLE_RATE, (uint64_t)llround(core->sample_rate));
+    put_uint(io, LD_KEY_MAX_BLOCK, core->max_block);
+    put_uint(io, LD_KEY_CHANNELS, core->channels);
+    put_uint(io, LD_KEY_PROCESS_MODE, io->have_latest ? io->latest_mode : core->declared_mode);
+    atomic_store(&core->params_dirty, false);   /* HELLO carries them all */
+    put_params(io);
+    return finish(io);
+}
+
+static void send_transport(io_state *io, const ld_position *p, uint32_t mode, double now)
+{
+    ld_core *core = io->core;
+    begin(io, 16, LD_MSG_TRANSPORT);
+    put_uint(io, LD_KEY_EPOCH, p->epoch);
+    put_uint(io, LD_KEY_FLAGS, p->flags);
+    put_double(io, LD_KEY_TEMPO, p->tempo);
+    put_int(io, LD_KEY_POS_SAMPLES, p->pos_samples);
+    put_double(io, LD_KEY_POS_BEATS, p->pos_beats);
+    put_double(io, LD_KEY_BAR_START_BEATS, p->bar_start_beats);
+    put_uint(io, LD_KEY_TSIG_NUM, p->tsig_num);
+    put_uint(io, LD_KEY_TSIG_DEN, p->tsig_den);
+    put_double(io, LD_KEY_LOOP_START_BEATS, p->loop_start_beats);
+    put_double(io, LD_KEY_LOOP_END_BEATS, p->loop_end_beats);
+    put_uint(io, LD_KEY_PROCESS_MODE, mode);
+    put_uint(io, LD_KEY_UNDERRUNS, atomic_load(&core->underruns));
+    put_uint(io, LD_KEY_OFFLINE_TIMEOUTS, atomic_load(&core->offline_timeouts));
+    put_uint(io, LD_KEY_DROPPED_FRAMES, atomic_load(&core->dropped_frames));
+    finish(io);
+    io->sent = *p;
+    io->sent_any = true;
+    io->sent_at = now;
+}
+
+static void send_params(io_state *io)
+{
+    begin(io, 3, LD_MSG_PARAMS);
+    put_params(io);
+    finish(io);
+}
+
+static void send_bye(io_state *io)
+{
+    begin(io, 2, LD_MSG_BYE);
+    finish(io);
+}
+
+static void put_planar(io_state *io, int key, const float *run, bool present)
+{
+    msgpack_pack_int(&io->packer, key);
+    if (!present) {
+        msgpack_pack_nil(&io->packer);
+        return;
+    }
+    uint32_t channels = io->core->channels;
+    msgpack_pack_bin(&io->packer, channels * io->run_frames * sizeof(float));
+    for (uint32_t c = 0; c < channels; c++)
+        msgpack_pack_bin_body(&io->packer, run + (size_t)c * LD_MAX_AUDIO_FRAMES, io->run_frames * sizeof(float));
+}
+
+static void flush_audio(io_state *io)
+{
+    if (!io->run_frames)
+        return;
+    const ld_position *p = &io->run_position;
+    begin(io, 10, LD_MSG_AUDIO);
+    put_uint(io, LD_KEY_EPOCH, p->epoch);
+    put_int(io, LD_KEY_POS_SAMPLES, p->pos_samples);
+    put_double(io, LD_KEY_POS_BEATS, p->pos_beats);
+    put_double(io, LD_KEY_TEMPO, p->tempo);
+    put_uint(io, LD_KEY_FRAMES, io->run_frames);
+    put_uint(io, LD_KEY_CHANNELS, io->core->channels);
+    put_planar(io, LD_KEY_INPUT, io->run_input, true);
+    put_planar(io, LD_KEY_SIDECHAIN, io->run_sidechain, io->run_has_sidechain);
+    if (!finish(io))
+        atomic_fetch_add(&io->core->dropped_frames, io->run_frames);
+    io->run_frames = 0;
+}
+
+/* Append one record's audio to the run; a run is contiguous with one epoch and tempo. */
+static void append_audio(io_state *io, const ld_record *record, double now)
+{
+    const ld_position *p = &record->position;
+    const ld_position *run = &io->run_position;
+    bool continues = io->run_frames && run->epoch == p->epoch && run->tempo == p->tempo
+                  && run->pos_samples + io->run_frames == p->pos_samples
+                  && io->run_has_sidechain == (bool)record->has_sidechain
+                  && io->run_frames + record->frames <= LD_MAX_AUDIO_FRAMES;
+    if (!continues) {
+        flush_audio(io);
+        io->run_position = *p;
+        io->run_has_sidechain = record->has_sidechain;
+        io->run_started = now;
+    }
+    size_t channel_bytes = (size_t)record->frames * sizeof(float);
+    for (uint32_t c = 0; c < record->channels; c++) {
+        memcpy(io->run_input + (size_t)c * LD_MAX_AUDIO_FRAMES + io->run_frames,
+               io->payload + c * channel_bytes, channel_bytes);
+        if (record->has_sidechain)
+            memcpy(io->run_sidechain + (size_t)c * LD_MAX_AUDIO_FRAMES + io->run_frames,
+                   io->payload + (record->channels + c) * channel_bytes, channel_bytes);
+    }
+    io->run_frames += record->frames;
+}
+
+static bool transport_changed(const ld_position *a, const ld_position *b)
+{
+    return a->epoch != b->epoch || a->tempo != b->tempo || a->tsig_num != b->tsig_num || a->tsig_den != b->tsig_den
+        || a->flags != b->flags || a->loop_start_beats != b->loop_start_beats || a->loop_end_beats != b->loop_end_beats;
+}
+
+/* Move everything the audio thread pushed into messages. Before the engine welcomed us the
+ * records wait in the ring (an offline bounce must not lose its first blocks); once the
+ * engine is known dead they are dropped. */
+static void drain_ring(io_state *io, double now)
+{
+    ld_core *core = io->core;
+    uint32_t state = atomic_load(&core->engine_state);
+    if (!io->welcomed && state != LD_ENGINE_DEAD)
+        return;
+    bool offline_seen = false;
+    while (ld_ring_readable(&core->ring) >= sizeof(ld_record)) {
+        ld_record record;
+        ld_ring_read(&core->ring, &record, sizeof record);
+        size_t payload = (size_t)record.frames * record.channels * sizeof(float) * (record.has_sidechain ? 2 : 1);
+        ld_ring_read(&core->ring, io->payload, payload);
+        io->latest = record.position;
+        io->latest_mode = record.mode;
+        io->have_latest = true;
+        io->latest_at = now;
+        offline_seen |= record.mode == LD_MODE_OFFLINE;
+        if (!io->welcomed)
+            continue;
+        if (!io->sent_any || transport_changed(&io->sent, &record.position)) {
+            flush_audio(io);
+            send_transport(io, &record.position, record.mode, now);
+        }
+        if (record.frames)
+            append_audio(io, &record, now);
+    }
+    /* Offline blocks wait for windows made from this input: send it now. Realtime: batch
+     * small blocks, but never hold input longer than AUDIO_FLUSH_S. */
+    if (io->run_frames && (offline_seen || now - io->run_started >= AUDIO_FLUSH_S
+                           || io->run_frames >= core->sample_rate * AUDIO_FLUSH_S))
+        flush_audio(io);
+}
+
+/* ---------------------------------------------------------------- [io-thread] mapping */
+
+static void retire_timeline(io_state *io)
+{
+    ld_core *core = io->core;
+    ld_timeline *old = atomic_exchange(&core->published, NULL);
+    if (!old)
+        return;
+    while (atomic_load(&core->reading) == old) {   /* at most one audio block */
+        struct timespec step = {0, 100000};
+        nanosleep(&step, NULL);
+    }
+    ld_timeline_unmap(old);
+}
+
+/* Map the segment a WELCOME names, even when the name is unchanged: a repeated HELLO makes
+ * the engine replace the segment under the same name. */
+static void map_timeline(io_state *io, const char *name)
+{
+    ld_core *core = io->core;
+    char error[224];
+    ld_timeline *timeline = ld_timeline_map(name, (uint32_t)llround(core->sample_rate), error, sizeof error);
+    if (!timeline) {
+        char text[sizeof error + 40];
+        snprintf(text, sizeof text, "not mapping the engine's segment: %s", error);
+        log_once(io, text);
+    }
+    retire_timeline(io);
+    atomic_store(&core->published, timeline);
+}
+
+/* ---------------------------------------------------------------- [io-thread] receiving */
+
+static const msgpack_object *lookup(const msgpack_object *map, int key)
+{
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object_kv *kv = &map->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_POSITIVE_INTEGER && kv->key.via.u64 == (uint64_t)key)
+            return &kv->val;
+    }
+    return NULL;
+}
+
+static bool get_uint(const msgpack_object *map, int key, uint64_t *out)
+{
+    const msgpack_object *value = lookup(map, key);
+    if (!value || value->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return false;
+    *out = value->via.u64;
+    return true;
+}
+
+static bool get_str(const msgpack_object *map, int key, char *out, size_t out_size)
+{
+    const msgpack_object *value = lookup(map, key);
+    if (!value || value->type != MSGPACK_OBJECT_STR || out_size == 0)
+        return false;
+    size_t size = value->via.str.size < out_size - 1 ? value->via.str.size : out_size - 1;
+    memcpy(out, value->via.str.ptr, size);
+    out[size] = '\0';
+    return size == value->via.str.size;
+}
+
+static void set_state(io_state *io, uint32_t state)
+{
+    atomic_store(&io->core->engine_state, state);
+}
+
+static void on_welcome(io_state *io, const msgpack_object *map, double now)
+{
+    uint64_t version = 0, layout = 0, latency = 0;
+    char name[64], text[256];
+    get_uint(map, LD_KEY_LATENCY_SAMPLES, &latency);
+    if (!get_uint(map, LD_KEY_VERSION, &version) || version != LD_PROTOCOL_VERSION
+        || !get_uint(map, LD_KEY_LAYOUT_VERSION, &layout) || layout != LD_SHM_LAYOUT_VERSION
+        || !get_str(map, LD_KEY_SHM_NAME, name, sizeof name)) {   /* a truncated name is no name */
+        snprintf(text, sizeof text, "engine WELCOME refused: protocol %llu, layout %llu or segment name missing; "
+                 "this shim needs protocol %d and layout %d", (unsigned long long)version,
+                 (unsigned long long)layout, LD_PROTOCOL_VERSION, LD_SHM_LAYOUT_VERSION);
+        log_once(io, text);
+        set_state(io, LD_ENGINE_DEAD);
+        return;
+    }
+    map_timeline(io, name);
+    if (!atomic_load(&io->core->published)) {
+        set_state(io, LD_ENGINE_DEAD);
+        return;
+    }
+    atomic_store(&io->core->latency, (uint32_t)latency);
+    if (!io->welcomed)
+        log_line(io, "engine connected");
+    io->welcomed = true;
+    atomic_store(&engine_absent, false);
+    io->sent_any = false;           /* the (new) session hears the transport first */
+    io->core->logged_text[0] = '\0';
+    io->last_heard = now;
+    set_state(io, LD_ENGINE_ALIVE);
+}
+
+static void on_error(io_state *io, const msgpack_object *map)
+{
+    uint64_t code = 0;
+    char message[192] = "", text[256];
+    get_uint(map, LD_KEY_CODE, &code);
+    get_str(map, LD_KEY_MESSAGE, message, sizeof message);
+    snprintf(text, sizeof text, "engine error %llu: %s", (unsigned long long)code, message);
+    log_once(io, text);
+    if (code == LD_ERR_UNKNOWN_SESSION) {   /* e.g. a restarted engine: open a new session */
+        io->welcomed = false;
+        io->next_hello = 0;
+    }
+}
+
+static void receive_all(io_state *io, double now)
+{
+    for (;;) {
+        zmq_msg_t message;
+        zmq_msg_init(&message);
+        if (zmq_msg_recv(&message, io->socket, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&message);
+            return;
+        }
+        msgpack_unpacked unpacked;
+        msgpack_unpacked_init(&unpacked);
+        uint64_t type = 0;
+        if (msgpack_unpack_next(&unpacked, zmq_msg_data(&message), zmq_msg_size(&message), NULL) == MSGPACK_UNPACK_SUCCESS
+            && unpacked.data.type == MSGPACK_OBJECT_MAP && get_uint(&unpacked.data, LD_KEY_TYPE, &type)) {
+            io->last_heard = now;
+            if (type == LD_MSG_WELCOME)
+                on_welcome(io, &unpacked.data, now);
+            else if (type == LD_MSG_ERROR)
+                on_error(io, &unpacked.data);
+        } else {
+            log_once(io, "ignoring an engine message that is not a msgpack map with LD_KEY_TYPE");
+        }
+        msgpack_unpacked_destroy(&unpacked);
+        zmq_msg_close(&message);
+    }
+}
+
+/* ---------------------------------------------------------------- [io-thread] liveness */
+
+static void check_liveness(io_state *io, double now)
+{
+    ld_core *core = io->core;
+    if (io->welcomed && now - io->last_heard > ENGINE_SILENT_S) {
+        log_line(io, "engine silent for 2 s: treating it as dead, playing silence, retrying HELLO");
+        io->welcomed = false;
+        io->run_frames = 0;
+        retire_timeline(io);
+        set_state(io, LD_ENGINE_DEAD);
+    } else if (!io->welcomed && atomic_load(&core->engine_state) == LD_ENGINE_CONNECTING
+               && now - io->started > (atomic_load(&engine_absent) ? ABSENT_ANSWER_S : FIRST_ANSWER_S)) {
+        atomic_store(&engine_absent, true);
+        log_once(io, "no engine answered (start one with `livediff serve`); playing silence, retrying HELLO");
+        set_state(io, LD_ENGINE_DEAD);
+    }
+}
+
+static void report_problems(io_state *io)
+{
+    static const char *const what[] = {"a tempo", "a time signature", "a position"};
+    uint32_t problems = atomic_exchange(&io->core->host_problems, 0);
+    for (int bit = 0; bit < 3; bit++) {
+        if (problems & (1u << bit)) {
+            char text[160];
+            snprintf(text, sizeof text, "the host sent %s that is not finite/in range; using the last good value "
+                     "(tempo_bpm parameter, 4/4 or the shim's own position)", what[bit]);
+            log_once(io, text);
+        }
+    }
+}
+
+/* At most every few seconds, so a long bounce without an engine does not flood the log. */
+static void report_offline_timeouts(io_state *io, double now)
+{
+    ld_core *core = io->core;
+    uint64_t count = atomic_load(&core->offline_timeouts);
+    if (count != core->logged_timeouts && now - core->logged_timeouts_at >= LOG_INTERVAL_S) {
+        char text[200];
+        snprintf(text, sizeof text, "offline render: %llu block(s) so far emitted silence because no generated "
+                 "audio arrived in time (LD_ERR_OFFLINE_TIMEOUT); the bounce is incomplete", (unsigned long long)count);
+        log_line(io, text);
+        core->logged_timeouts = count;
+        core->logged_timeouts_at = now;
+    }
+}
+
+/* ---------------------------------------------------------------- [io-thread] main loop */
+
+static bool open_socket(io_state *io, void *ctx)
+{
+    ld_core *core = io->core;
+    if (!ctx || core->endpoint_error[0]) {
+        log_once(io, core->endpoint_error[0] ? core->endpoint_error : "no ZeroMQ context");
+        set_state(io, LD_ENGINE_DEAD);
+        return false;
+    }
+    io->socket = zmq_socket(ctx, ZMQ_DEALER);
+    if (!io->socket)
+        return false;
+    uint8_t identity[8];
+    for (int i = 0; i < 8; i++)
+        identity[i] = (uint8_t)(core->instance_id >> (8 * i));
+    int zero = 0, one = 1, send_queue = 256;
+    int64_t max_message = LD_MAX_MESSAGE_BYTES;
+    zmq_setsockopt(io->socket, ZMQ_ROUTING_ID, identity, sizeof identity);
+    zmq_setsockopt(io->socket, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(io->socket, ZMQ_IMMEDIATE, &one, sizeof one);
+    zmq_setsockopt(io->socket, ZMQ_SNDHWM, &send_queue, sizeof send_queue);
+    zmq_setsockopt(io->socket, ZMQ_MAXMSGSIZE, &max_message, sizeof max_message);
+    if (zmq_connect(io->socket, core->endpoint) != 0) {
+        char text[256];
+        snprintf(text, sizeof text, "cannot connect to %.160s: %s", core->endpoint, zmq_strerror(errno));
+        log_once(io, text);
+        zmq_close(io->socket);
+        io->socket = NULL;
+        set_state(io, LD_ENGINE_DEAD);
+        return false;
+    }
+    return true;
+}
+
+static void close_socket(io_state *io)
+{
+    if (!io->socket)
+        return;
+    if (io->welcomed) {
+        send_bye(io);
+        int linger = BYE_LINGER_MS;     /* long enough to deliver BYE, short enough to never hang */
+        zmq_setsockopt(io->socket, ZMQ_LINGER, &linger, sizeof linger);
+    }
+    zmq_close(io->socket);
+    io->socket = NULL;
+}
+
+void *ld_io_thread_main(void *arg)
+{
+    ld_core *core = arg;
+    io_state *io = calloc(1, sizeof *io);
+    size_t max_payload = (size_t)core->max_block * core->channels * 2 * sizeof(float);
+    size_t run_bytes = (size_t)LD_MAX_AUDIO_FRAMES * core->channels * sizeof(float);
+    if (io) {
+        io->payload = malloc(max_payload);
+        io->run_input = malloc(run_bytes);
+        io->run_sidechain = malloc(run_bytes);
+    }
+    if (!io || !io->payload || !io->run_input || !io->run_sidechain) {
+        fprintf(stderr, "livediff: out of memory starting the I/O thread\n");
+        atomic_store(&core->engine_state, LD_ENGINE_DEAD);
+        if (io) {
+            free(io->payload);
+            free(io->run_input);
+            free(io->run_sidechain);
+        }
+        free(io);
+        return NULL;
+    }
+    io->core = core;
+    msgpack_sbuffer_init(&io->buffer);
+    msgpack_packer_init(&io->packer, &io->buffer, msgpack_sbuffer_write);
+    io->started = ld_now_s();
+    bool connected = open_socket(io, core->zmq_context);
+
+    while (!atomic_load(&core->io_stop)) {
+        double now = ld_now_s();
+        if (connected) {
+            if (!io->welcomed && now >= io->next_hello)   /* unsent (not connected yet): retry soon */
+                io->next_hello = now + (send_hello(io) ? HELLO_INTERVAL_S : HELLO_RETRY_S);
+            zmq_pollitem_t item = {.socket = io->socket, .events = ZMQ_POLLIN};
+            if (zmq_poll(&item, 1, POLL_MS) > 0)
+                receive_all(io, now);
+            check_liveness(io, now);
+        } else {
+            struct timespec step = {0, POLL_MS * 1000000L};
+            nanosleep(&step, NULL);
+        }
+        drain_ring(io, now);
+        if (io->welcomed) {
+            if (atomic_exchange(&core->params_dirty, false))
+                send_params(io);
+            if (io->have_latest && now - io->sent_at >= TRANSPORT_INTERVAL_S && now - io->latest_at < 0.5)
+                send_transport(io, &io->latest, io->latest_mode, now);
+        }
+        report_problems(io);
+        report_offline_timeouts(io, now);
+    }
+
+    drain_ring(io, ld_now_s());
+    flush_audio(io);
+    close_socket(io);
+    retire_timeline(io);
+    msgpack_sbuffer_destroy(&io->buffer);
+    free(io->payload);
+    free(io->run_input);
+    free(io->run_sidechain);
+    free(io);
+    return NULL;
+}

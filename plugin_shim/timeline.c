@@ -1,0 +1,161 @@
+/* timeline.c — see timeline.h. */
+#include "timeline.h"
+
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static bool valid_name(const char *name)
+{
+    size_t length = strlen(name);
+    return strncmp(name, "/livediff-", 10) == 0 && length < sizeof(((ld_timeline *)0)->name)
+        && strchr(name + 1, '/') == NULL;
+}
+
+/* Header checks: magic and layout first, then that every slot's audio lies inside the file. */
+static bool valid_header(const ld_shm_header *h, size_t file_size, uint32_t sample_rate, char *error, size_t error_size)
+{
+    if (h->magic != LD_SHM_MAGIC || h->layout_version != LD_SHM_LAYOUT_VERSION) {
+        snprintf(error, error_size, "magic 0x%08x layout %u; this shim reads magic 0x%08x layout %u",
+                 h->magic, h->layout_version, (unsigned)LD_SHM_MAGIC, (unsigned)LD_SHM_LAYOUT_VERSION);
+        return false;
+    }
+    if (h->header_bytes != sizeof(ld_shm_header) || h->slot_count == 0 || h->slot_count > LD_SHM_MAX_SLOTS
+        || h->channels == 0 || h->channels > LD_MAX_CHANNELS || h->slot_capacity_frames == 0) {
+        snprintf(error, error_size, "header_bytes %u (want %zu), slot_count %u (allowed 1..%d), channels %u "
+                 "(allowed 1..%d), slot_capacity_frames %u", h->header_bytes, sizeof(ld_shm_header),
+                 h->slot_count, LD_SHM_MAX_SLOTS, h->channels, LD_MAX_CHANNELS, h->slot_capacity_frames);
+        return false;
+    }
+    uint64_t audio_bytes = (uint64_t)h->slot_count * h->channels * h->slot_capacity_frames * sizeof(float);
+    if (h->audio_offset < sizeof(ld_shm_header) || h->audio_offset % sizeof(float) != 0
+        || h->audio_offset + audio_bytes > file_size || h->total_bytes > file_size) {
+        snprintf(error, error_size, "audio [%llu, +%llu) or total_bytes %llu outside the %zu-byte segment",
+                 (unsigned long long)h->audio_offset, (unsigned long long)audio_bytes,
+                 (unsigned long long)h->total_bytes, file_size);
+        return false;
+    }
+    if (h->sample_rate != sample_rate) {
+        snprintf(error, error_size, "sample rate %u, the host runs at %u", h->sample_rate, sample_rate);
+        return false;
+    }
+    return true;
+}
+
+ld_timeline *ld_timeline_map(const char *name, uint32_t sample_rate, char *error, size_t error_size)
+{
+    if (!valid_name(name)) {
+        snprintf(error, error_size, "segment name '%s' refused: allowed are names '/livediff-...' without '/'", name);
+        return NULL;
+    }
+    int fd = shm_open(name, O_RDONLY, 0);
+    if (fd < 0) {
+        snprintf(error, error_size, "shm_open('%s') failed", name);
+        return NULL;
+    }
+    struct stat info;
+    void *base = MAP_FAILED;
+    if (fstat(fd, &info) == 0 && (size_t)info.st_size >= sizeof(ld_shm_header))
+        base = mmap(NULL, (size_t)info.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (base == MAP_FAILED) {
+        snprintf(error, error_size, "segment '%s' is smaller than its header or cannot be mapped", name);
+        return NULL;
+    }
+    const ld_shm_header *h = base;
+    ld_timeline *timeline = calloc(1, sizeof *timeline);
+    if (!timeline || !valid_header(h, (size_t)info.st_size, sample_rate, error, error_size)) {
+        munmap(base, (size_t)info.st_size);
+        free(timeline);
+        return NULL;
+    }
+    *timeline = (ld_timeline){
+        .header = h, .size = (size_t)info.st_size, .channels = h->channels,
+        .capacity = h->slot_capacity_frames, .slot_count = h->slot_count,
+        .audio = (const float *)((const uint8_t *)base + h->audio_offset),
+    };
+    snprintf(timeline->name, sizeof timeline->name, "%s", name);
+    return timeline;
+}
+
+void ld_timeline_unmap(ld_timeline *timeline)
+{
+    if (!timeline)
+        return;
+    munmap((void *)timeline->header, timeline->size);
+    free(timeline);
+}
+
+static uint32_t load_seq(const ld_slot *slot, memory_order order)
+{
+    return atomic_load_explicit((_Atomic uint32_t *)&slot->seq, order);
+}
+
+/* Snapshot a slot's header under the seqlock; false if it is being written or not READY. */
+static bool snapshot(const ld_timeline *timeline, uint32_t index, uint32_t *epoch, ld_slot_view *view)
+{
+    const ld_slot *slot = &timeline->header->slots[index];
+    uint32_t seq = load_seq(slot, memory_order_acquire);
+    if (seq & 1)
+        return false;
+    uint32_t state = slot->state;
+    *epoch = slot->epoch;
+    *view = (ld_slot_view){.index = index, .seq = seq, .start = slot->start_sample,
+                           .frames = slot->frames, .window_id = slot->window_id};
+    atomic_thread_fence(memory_order_acquire);
+    return load_seq(slot, memory_order_relaxed) == seq && state == LD_SLOT_READY
+        && view->frames <= timeline->capacity;
+}
+
+bool ld_timeline_find(const ld_timeline *timeline, uint32_t epoch, int64_t pos,
+                      ld_slot_view *found, int64_t *next_start)
+{
+    bool hit = false;
+    *next_start = INT64_MAX;
+    for (uint32_t i = 0; i < timeline->slot_count; i++) {
+        ld_slot_view view;
+        uint32_t slot_epoch;
+        if (!snapshot(timeline, i, &slot_epoch, &view) || slot_epoch != epoch || view.frames == 0)
+            continue;
+        if (view.start <= pos && pos < view.start + view.frames) {
+            if (!hit || view.window_id > found->window_id)
+                *found = view;
+            hit = true;
+        } else if (view.start > pos && view.start < *next_start) {
+            *next_start = view.start;
+        }
+    }
+    return hit;
+}
+
+bool ld_timeline_copy(const ld_timeline *timeline, const ld_slot_view *slot, int64_t pos, uint32_t frames,
+                      float *const *dst, uint32_t offset, uint32_t channels)
+{
+    size_t from = (size_t)(pos - slot->start);
+    for (uint32_t c = 0; c < channels; c++) {
+        uint32_t source_channel = c < timeline->channels ? c : timeline->channels - 1;
+        const float *src = timeline->audio
+                         + ((size_t)slot->index * timeline->channels + source_channel) * timeline->capacity + from;
+        memcpy(dst[c] + offset, src, frames * sizeof(float));
+    }
+    atomic_thread_fence(memory_order_acquire);
+    return load_seq(&timeline->header->slots[slot->index], memory_order_relaxed) == slot->seq;
+}
+
+bool ld_timeline_covers(const ld_timeline *timeline, uint32_t epoch, int64_t pos, uint32_t frames)
+{
+    int64_t end = pos + frames;
+    while (pos < end) {
+        ld_slot_view view;
+        int64_t next_start;
+        if (!ld_timeline_find(timeline, epoch, pos, &view, &next_start))
+            return false;
+        pos = view.start + view.frames;
+    }
+    return true;
+}

@@ -1,0 +1,55 @@
+/*
+ * timeline.h — the shim's side of the engine's timeline store (ld_shm_header in
+ * livediff_shm.h): mapping it (I/O thread) and reading slots under the seqlock (audio thread).
+ */
+#ifndef LIVEDIFF_TIMELINE_H
+#define LIVEDIFF_TIMELINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "include/livediff_shm.h"
+
+typedef struct ld_timeline {
+    const ld_shm_header *header;
+    size_t size;
+    uint32_t channels;
+    uint32_t capacity;          /* slot_capacity_frames */
+    uint32_t slot_count;
+    const float *audio;         /* slot 0, channel 0 */
+    char name[64];
+} ld_timeline;
+
+/* A consistent snapshot of one READY slot's header. */
+typedef struct ld_slot_view {
+    uint32_t index;
+    uint32_t seq;               /* even; the audio is valid while the slot's seq still equals it */
+    int64_t start;
+    uint32_t frames;
+    uint64_t window_id;
+} ld_slot_view;
+
+/* Map and validate a segment (read-only). On failure returns NULL and writes a sentence naming
+ * what was wrong into error. Only names "/livediff-..." are accepted. [io-thread] */
+ld_timeline *ld_timeline_map(const char *name, uint32_t sample_rate, char *error, size_t error_size);
+
+/* [io-thread] (only when no audio thread can still use it, see core.h) */
+void ld_timeline_unmap(ld_timeline *timeline);
+
+/* The winning slot (largest window_id) of `epoch` that covers sample `pos`. When none does,
+ * returns false and sets *next_start to the first covered sample after pos (INT64_MAX if
+ * none), so callers know how long the gap is. [audio-thread] */
+bool ld_timeline_find(const ld_timeline *timeline, uint32_t epoch, int64_t pos,
+                      ld_slot_view *found, int64_t *next_start);
+
+/* Copy `frames` frames starting at timeline sample `pos` (inside the slot) into
+ * dst[c] + offset for c < channels. False if the engine rewrote the slot meanwhile (the copy
+ * must be discarded). [audio-thread] */
+bool ld_timeline_copy(const ld_timeline *timeline, const ld_slot_view *slot, int64_t pos, uint32_t frames,
+                      float *const *dst, uint32_t offset, uint32_t channels);
+
+/* True when slots of `epoch` cover every sample of [pos, pos + frames). [audio-thread] */
+bool ld_timeline_covers(const ld_timeline *timeline, uint32_t epoch, int64_t pos, uint32_t frames);
+
+#endif

@@ -1,0 +1,1 @@
+"""Test harnesses that drive the built plugin (see clap_host.py)."""
