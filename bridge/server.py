@@ -13,6 +13,7 @@ import json
 import logging
 import queue
 import signal
+import sys
 import threading
 import time
 
@@ -29,6 +30,9 @@ from engine.scheduler import Scheduler, Session
 HELP = "Run the engine in the foreground: serve plugin instances over ZeroMQ (Ctrl-C stops it)."
 HEARTBEAT_SECONDS = 0.2   # docs/protocol.md: at least every 250 ms per session
 POLL_SECONDS = 0.02
+# The worker thread (generation) and the socket thread share the GIL; Python's default 5 ms
+# hand-over would let a busy worker delay a plugin's message by up to 5 ms.
+GIL_SWITCH_SECONDS = 0.0005
 LATENCY_SAMPLES = 0       # windows are generated ahead of the playhead; nothing to delay
 READY_TEXT = "ok"         # STATUS message of a healthy session whose generator is loaded
 log = logging.getLogger("livediff.server")
@@ -85,6 +89,7 @@ class Engine:
             raise EndpointError(f"another engine already answers on {self.endpoint}; stop it or use --endpoint")
         for name in sweep_stale_segments():
             log.info("removed stale segment %s (its engine is gone)", name)
+        sys.setswitchinterval(GIL_SWITCH_SECONDS)
         self.socket.bind(self.endpoint)
         self._bound = True
         self.scheduler.start()
