@@ -2,6 +2,10 @@
  * clap_abi.h — our own declarations of the subset of the CLAP 1.2 ABI the shim uses,
  * written from the documented structs (entry, factory, plugin, process, events, transport
  * and the audio-ports, params, latency, render and state extensions).
+ *
+ * The block between LIVEDIFF_CDEF_BEGIN and LIVEDIFF_CDEF_END is also read by cffi in the
+ * test host (tests/host/clap_host.py), so it holds only what cffi parses: no macros, literal
+ * array sizes (256 = CLAP_NAME_SIZE, 1024 = CLAP_PATH_SIZE).
  */
 #ifndef LIVEDIFF_CLAP_ABI_H
 #define LIVEDIFF_CLAP_ABI_H
@@ -9,10 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef uint32_t clap_id;
 #define CLAP_INVALID_ID UINT32_MAX
-#define CLAP_NAME_SIZE 256
-#define CLAP_PATH_SIZE 1024
 #define CLAP_FACTORY_ID "clap.plugin-factory"
 #define CLAP_EXT_AUDIO_PORTS "clap.audio-ports"
 #define CLAP_EXT_PARAMS "clap.params"
@@ -23,8 +24,12 @@ typedef uint32_t clap_id;
 #define CLAP_BEATTIME_FACTOR ((int64_t)1 << 31)
 #define CLAP_SECTIME_FACTOR ((int64_t)1 << 31)
 
-typedef struct clap_version { uint32_t major, minor, revision; } clap_version;
 #define CLAP_VERSION_INIT {1, 2, 2}
+
+/* LIVEDIFF_CDEF_BEGIN */
+
+typedef uint32_t clap_id;
+typedef struct clap_version { uint32_t major, minor, revision; } clap_version;
 
 typedef struct clap_host {
     clap_version clap_version;
@@ -151,7 +156,7 @@ enum { CLAP_AUDIO_PORT_IS_MAIN = 1 << 0 };
 
 typedef struct clap_audio_port_info {
     clap_id id;
-    char name[CLAP_NAME_SIZE];
+    char name[256];
     uint32_t flags, channel_count;
     const char *port_type;
     clap_id in_place_pair;
@@ -168,8 +173,8 @@ typedef struct clap_param_info {
     clap_id id;
     uint32_t flags;
     void *cookie;
-    char name[CLAP_NAME_SIZE];
-    char module[CLAP_PATH_SIZE];
+    char name[256];
+    char module[1024];
     double min_value, max_value, default_value;
 } clap_param_info;
 
@@ -207,5 +212,7 @@ typedef struct clap_plugin_state {
     bool (*save)(const clap_plugin *plugin, const clap_ostream *stream);
     bool (*load)(const clap_plugin *plugin, const clap_istream *stream);
 } clap_plugin_state;
+
+/* LIVEDIFF_CDEF_END */
 
 #endif

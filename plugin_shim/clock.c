@@ -41,7 +41,8 @@ uint32_t ld_clock_advance(ld_clock *clock, const ld_host_transport *host, double
     bool host_tempo_ok = (hf & LD_HOST_HAS_TEMPO) && sane_tempo(host->tempo);
     bool host_tsig_ok = (hf & LD_HOST_HAS_TSIG) && sane_tsig(host->tsig_num, host->tsig_den);
     bool host_beats_ok = (hf & LD_HOST_HAS_BEATS) && sane_beats(host->pos_beats);
-    bool host_samples_ok = (hf & LD_HOST_HAS_SAMPLES) && llabs(host->pos_samples) < (int64_t)1 << 52;
+    bool host_samples_ok = (hf & LD_HOST_HAS_SAMPLES) && host->pos_samples > -((int64_t)1 << 52)
+                        && host->pos_samples < (int64_t)1 << 52;
     if ((hf & LD_HOST_HAS_TEMPO) && !host_tempo_ok)
         problems |= LD_HOST_BAD_TEMPO;
     if ((hf & LD_HOST_HAS_TSIG) && !host_tsig_ok)

@@ -352,8 +352,7 @@ static bool read_generated(ld_core *core, const ld_timeline *timeline, const ld_
             }
             next_start = pos + n;       /* torn read: treat this stretch as missing */
         }
-        int64_t gap = next_start - pos;
-        uint32_t n = gap < frames - at ? (uint32_t)gap : frames - at;
+        uint32_t n = next_start < pos + (frames - at) ? (uint32_t)(next_start - pos) : frames - at;
         fill_gap(core, timeline, block, offset, pos, at, n, policy);
         missing = true;
         at += n;
