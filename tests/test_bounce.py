@@ -20,8 +20,8 @@ SR, BPM, BARS = 44100, 100, 8
 BAR = SR * 60 * 4 // BPM    # 105840 frames, exact
 SEAM = round(0.03 * SR)     # the engine's seam length (docs/protocol.md, "Seams")
 
-pytestmark = pytest.mark.skipif(not (PLUGIN / "Contents" / "x86_64-linux" / "livediff.so").is_file(),
-                                reason="needs build/livediff.vst3 (`livediff build-plugin`)")
+needs_plugin = pytest.mark.skipif(not (PLUGIN / "Contents" / "x86_64-linux" / "livediff.so").is_file(),
+                                  reason="needs build/livediff.vst3 (`livediff build-plugin`)")
 
 
 def read(path):
@@ -55,6 +55,7 @@ def expected_output() -> np.ndarray:
     return out
 
 
+@needs_plugin
 def test_plugin_loads_in_pedalboard(private_endpoint):
     import pedalboard
     plugin = pedalboard.load_plugin(str(PLUGIN))
@@ -62,6 +63,7 @@ def test_plugin_loads_in_pedalboard(private_endpoint):
     assert {"tempo_bpm", "seed", "generator", "window_bars", "lookahead", "context_bars", "mix"} <= set(plugin.parameters)
 
 
+@needs_plugin
 def test_bounce_is_complete_bar_aligned_repeatable_and_correct(private_endpoint, tmp_path):
     first = bounce(tmp_path / "a.wav", tmp_path / "a.jsonl")
     second = bounce(tmp_path / "b.wav", tmp_path / "b.jsonl")
@@ -83,3 +85,21 @@ def test_bounce_is_complete_bar_aligned_repeatable_and_correct(private_endpoint,
     np.testing.assert_allclose(out, expected_output(), atol=1e-5)
     instances = {w["instance"] for w in first + second}
     assert not [p for p in SHM_DIR.glob("livediff-*") if p.name.split("-")[-1] in instances], "segments left behind"
+
+
+def test_bounce_errors_are_clear(tmp_path, monkeypatch, caplog):
+    from pedalboard.io import AudioFile
+
+    import bridge.bounce
+    from engine.cli import main
+    args = ["-o", str(tmp_path / "out.wav"), "--bpm", "100", "--bars", "2", "--generator", "loop"]
+    assert main(["bounce", str(tmp_path / "missing.wav"), *args]) == 1
+    assert "missing.wav does not exist" in caplog.text
+    odd = tmp_path / "odd.wav"
+    with AudioFile(str(odd), "w", 11025, 1) as f:
+        f.write(np.zeros((1, 100), np.float32))
+    assert main(["bounce", str(odd), *args]) == 1
+    assert "at 11025 Hz; supported rates: 22050" in caplog.text
+    monkeypatch.setattr(bridge.bounce, "PLUGIN", tmp_path / "nowhere.vst3")
+    assert main(["bounce", str(LOOP), *args]) == 1
+    assert "run `livediff build-plugin`" in caplog.text
