@@ -39,6 +39,7 @@ class _Plan:
     phase: np.ndarray
     cond: np.ndarray
     model_samples: int
+    context_audio: np.ndarray      # model-rate mono context, for a seamless decoder start
 
 
 class DiffusionGenerator:
@@ -71,7 +72,7 @@ class DiffusionGenerator:
         n_target = max(request.bars * bar_len + 1, int(np.ceil(model_samples / sixteenth)) + 1)
         context_phase, prior, phase = rep.outpainting_inputs(context_tokens, tsig, request.bar_index, n_target)
         cond = rep.condition_vector(request.style, request.tempo_bpm, tsig)
-        return _Plan(context_tokens, context_phase, prior, phase, cond, model_samples)
+        return _Plan(context_tokens, context_phase, prior, phase, cond, model_samples, mono[-rep.N_FFT:])
 
     # --- sampling --------------------------------------------------------------------------
     def _sample(self, plans: list[_Plan], seeds: list[int]) -> np.ndarray:
@@ -90,7 +91,8 @@ class DiffusionGenerator:
         return samplers.euler(denoise, noise, samplers.noise_levels(self.options.steps))
 
     def _render(self, request: WindowRequest, plan: _Plan, tokens: np.ndarray) -> np.ndarray:
-        audio = rep.decode(tokens, request.tempo_bpm, plan.model_samples, _seed(request.seed), self.options.decoder_iterations)
+        audio = rep.decode(tokens, request.tempo_bpm, plan.model_samples, _seed(request.seed),
+                           self.options.decoder_iterations, prefix=plan.context_audio)
         audio = rep.resample(audio[None], rep.SAMPLE_RATE, request.sample_rate)
         needed = request.frames + request.tail_frames
         audio = np.pad(audio, ((0, 0), (0, max(0, needed - audio.shape[1]))))[:, :needed]

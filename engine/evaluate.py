@@ -32,6 +32,7 @@ HELDOUT_SEED = 900_000
 HOST_RATE = 44100
 CONTEXT_BARS = 2
 GRID_TOLERANCE_S = 0.020
+ONSET_HOP = 80                  # samples per onset-envelope frame (representation.onset_envelope)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,43 +112,66 @@ def context_use(generator: DiffusionGenerator, songs: list[Song]) -> dict:
             "right_beats_shuffled_share": wins, "beat_alignment": hits / max(1, total), "onsets": total}
 
 
+def stitch(windows: list[np.ndarray], frames: int, crossfade: bool) -> np.ndarray:
+    """Consecutive host-rate windows played back to back; with `crossfade`, each window's head
+    is faded in over the previous window's tail (what the engine's seam crossfade does)."""
+    played = []
+    for k, window in enumerate(windows):
+        body = window[0, :frames].copy()
+        if crossfade and k > 0:
+            tail = windows[k - 1][0, frames:]
+            ramp = np.linspace(0.0, 1.0, len(tail), endpoint=False)
+            body[: len(tail)] = tail * (1.0 - ramp) + body[: len(tail)] * ramp
+        played.append(body)
+    return np.concatenate(played)
+
+
+def seam_ratios(played: np.ndarray, bar: float, windows: int, bars: int) -> tuple[list, list, list, list]:
+    """Sample jumps and spectral flux at window boundaries and at bar lines inside windows."""
+    bar_lines = np.arange(1, windows * bars)
+    is_edge = bar_lines % bars == 0
+    positions = np.round(bar_lines * bar).astype(np.int64)
+    jumps = np.abs(played[positions] - played[positions - 1])
+    model_rate = rep.resample(played[None], HOST_RATE, rep.SAMPLE_RATE)[0]
+    flux = rep.onset_envelope(model_rate)[positions * rep.SAMPLE_RATE // HOST_RATE // ONSET_HOP]
+    return list(jumps[is_edge]), list(jumps[~is_edge]), list(flux[is_edge]), list(flux[~is_edge])
+
+
 def rollout(generator: DiffusionGenerator, songs: list[Song], windows: int = 3, bars: int = 2) -> dict:
     """Each window continues the previous ones (context = last 2 bars heard or generated)."""
-    tempo_errors, jumps_edge, jumps_inside, flux_edge, flux_inside = [], [], [], [], []
+    tempo_errors = []
+    seams = {"raw": [[], [], [], []], "crossfaded": [[], [], [], []]}
     silent = nonfinite = 0
     peak = 0.0
     hits = total = 0
     for i, song in enumerate(songs):
         bar = _bar_samples(song)
         heard = song.audio[: CONTEXT_BARS * bar]
-        pieces = []
+        outputs = []
         for w in range(windows):
-            out = generator.generate(_request(heard[-CONTEXT_BARS * bar:], song, bars, 1000 * i + w, CONTEXT_BARS + w * bars))
+            request = _request(heard[-CONTEXT_BARS * bar:], song, bars, 1000 * i + w, CONTEXT_BARS + w * bars)
+            out = generator.generate(request)
             nonfinite += int(not np.isfinite(out).all())
             peak = max(peak, float(np.abs(out).max()))
-            piece = _model_rate(out)[: bars * bar]
+            piece = _model_rate(out[:, : request.frames])[: bars * bar]
             silent += int(np.sqrt(np.mean(piece ** 2)) < 1e-3)
-            pieces.append(piece)
+            outputs.append(out)
             heard = np.concatenate([heard, piece])
-        generated = np.concatenate(pieces)
+        generated = heard[CONTEXT_BARS * bar:]
         h, t = grid_alignment(generated, song.tempo_bpm)
         hits, total = hits + h, total + t
         tempo_errors.append(tempo_error(rep.estimate_tempo(generated), song.tempo_bpm))
-        jumps = np.abs(np.diff(generated))
-        edges = np.array([w * bars * bar for w in range(1, windows)])
-        jumps_edge.extend(jumps[edges - 1])
-        jumps_inside.append(np.median(jumps))
-        flux = rep.onset_envelope(generated)
-        hop = 80
-        bar_frames = np.arange(1, windows * bars) * bar // hop
-        is_edge = np.isin(np.arange(1, windows * bars), np.arange(1, windows) * bars)
-        flux_edge.extend(flux[bar_frames[is_edge]])
-        flux_inside.extend(flux[bar_frames[~is_edge]])
+        host_bar = request.frames / bars
+        for key in seams:
+            for acc, values in zip(seams[key], seam_ratios(stitch(outputs, request.frames, key == "crossfaded"),
+                                                           host_bar, windows, bars)):
+                acc.extend(values)
+    ratio = lambda edge, inner: float(np.mean(edge) / max(1e-9, np.mean(inner)))  # noqa: E731
     return {"tempo_within_1pct": float(np.mean(np.array(tempo_errors) <= 0.01)),
             "tempo_error_median": float(np.median(tempo_errors)),
             "beat_alignment": hits / max(1, total), "onsets": total,
-            "seam_sample_jump_ratio": float(np.mean(jumps_edge) / np.mean(jumps_inside)),
-            "seam_flux_ratio_boundary_over_inner_barline": float(np.mean(flux_edge) / max(1e-9, np.mean(flux_inside))),
+            "seams_boundary_over_inner_barline": {
+                key: {"sample_jump": ratio(v[0], v[1]), "spectral_flux": ratio(v[2], v[3])} for key, v in seams.items()},
             "windows": len(songs) * windows, "nonfinite_windows": nonfinite, "silent_windows": silent, "peak": peak}
 
 

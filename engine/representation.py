@@ -122,9 +122,12 @@ def encode(audio: np.ndarray, tempo_bpm: float, start_sample: float, n_tokens: i
     return tokens.reshape(n_tokens, FRAMES_PER_TOKEN, N_BINS).astype(np.float32)
 
 
-def decode(tokens: np.ndarray, tempo_bpm: float, n_samples: int, seed: int, iterations: int = 16) -> np.ndarray:
+def decode(tokens: np.ndarray, tempo_bpm: float, n_samples: int, seed: int, iterations: int = 16,
+           prefix: np.ndarray | None = None) -> np.ndarray:
     """Audio (model rate, float32, n_samples long) whose spectra match the tokens: fast Griffin-Lim
-    (Perraudin et al. 2013, momentum 0.99) from a seeded random phase."""
+    (Perraudin et al. 2013, momentum 0.99) from a seeded random phase. `prefix`, the audio just
+    before the first token (the context), is held fixed under the first frames, so the phases
+    grow out of it and the window continues the context without a seam."""
     window = _window(tempo_bpm).astype(np.float32)
     frames = tokens.reshape(-1, N_BINS).astype(np.float32)
     magnitude = np.maximum(np.exp(frames * _LOG_SCALE + _LOG_CENTER) - _LOG_FLOOR, 0.0) * (window.sum() / 2.0)
@@ -134,10 +137,17 @@ def decode(tokens: np.ndarray, tempo_bpm: float, n_samples: int, seed: int, iter
     flat = (index + pad).ravel()
     norm = np.bincount(flat, np.tile(window * window, len(frames)), minlength=length)
     inverse_norm = (1.0 / np.maximum(norm, 1e-3 * window.max() ** 2)).astype(np.float32)
+    known = None
+    if prefix is not None and len(prefix):
+        known = np.zeros(pad, np.float32)
+        known[pad - min(pad, len(prefix)):] = prefix[-pad:]
 
     def overlap_add(spectrum: np.ndarray) -> np.ndarray:
         segments = np.fft.irfft(spectrum, n=N_FFT, axis=-1)[:, : len(window)] * window
-        return np.bincount(flat, segments.ravel(), minlength=length).astype(np.float32) * inverse_norm
+        signal = np.bincount(flat, segments.ravel(), minlength=length).astype(np.float32) * inverse_norm
+        if known is not None:
+            signal[:pad] = known
+        return signal
 
     def analyse(signal: np.ndarray) -> np.ndarray:
         return np.fft.rfft(signal[index + pad] * window, n=N_FFT, axis=-1)
@@ -178,12 +188,12 @@ def mel_filterbank(n_mels: int = 64, fmin: float = 30.0, fmax: float = SAMPLE_RA
 
 
 def log_mel(audio: np.ndarray, hop: int = 160) -> np.ndarray:
-    """[frames, 64] log-mel power of model-rate audio with a fixed 10 ms hop."""
+    """[frames, 64] natural-log mel power of model-rate audio, fixed hop (10 ms by default)."""
     window = np.hanning(N_FFT // 2)
     centres = np.arange(0, len(audio), hop)
     index = centres[:, None] + np.arange(len(window))[None, :] - len(window) // 2
-    power = np.abs(_stft(np.asarray(audio, np.float64), index, window)) ** 2
-    return np.log(power @ mel_filterbank().T + 1e-6)
+    power = (np.abs(_stft(np.asarray(audio, np.float64), index, window)) * (2.0 / window.sum())) ** 2
+    return np.log(power @ mel_filterbank().T + 1e-6)  # full-scale sine = 0, floor at -60 dB
 
 
 def onset_envelope(audio: np.ndarray, hop: int = 80) -> np.ndarray:

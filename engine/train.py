@@ -28,6 +28,7 @@ BUILTIN_WEIGHTS = Path(__file__).resolve().parent / "weights" / "livediff.npz"
 CONTEXT_BARS = 2
 SONG_BARS = 5                       # context + up to 2 target bars + room to shift the crop
 TAIL_TOKENS = 2                     # target tokens past the last bar (the seam crossfade tail)
+PROBE_POOL = 2**20                  # pool index of the fixed loss-probe songs (never a training pool)
 AUDIO_SUFFIXES = (".wav", ".flac", ".aiff", ".aif", ".mp3", ".ogg")
 
 
@@ -146,6 +147,12 @@ def diffusion_loss(model: LiveDiffusion, batch: dict[str, torch.Tensor], generat
     return ((predicted - x0) ** 2).mean()
 
 
+def probe_loss(model: LiveDiffusion, batch: dict[str, torch.Tensor], seed: int) -> float:
+    """The loss on one fixed batch with fixed noise: comparable before and after training."""
+    with torch.no_grad():
+        return float(diffusion_loss(model, batch, torch.Generator().manual_seed(seed)))
+
+
 # --- loop ----------------------------------------------------------------------------------
 
 def learning_rate(step: int, total: int, peak: float) -> float:
@@ -190,7 +197,10 @@ def train(args: argparse.Namespace) -> dict:
     user_clips = loop_clips(args.data, args.style) if args.data else None
     pool_index, clips = -1, []
     losses = []
-    first_loss = last_loss = None
+    last_loss = None
+    probe_batch = make_batch(user_clips or song_pool(args.seed, PROBE_POOL, 8), np.random.default_rng([args.seed, 2**32]),
+                             args.batch_size, 0.0)
+    probe_loss_start = probe_loss(model, probe_batch, args.seed)
     bar = tqdm(total=steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
     started = time.monotonic() - elapsed
     while step < steps:
@@ -208,7 +218,6 @@ def train(args: argparse.Namespace) -> dict:
         optimizer.step()
         step += 1
         losses.append(loss.item())
-        first_loss = losses[0] if first_loss is None else first_loss
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if step % args.checkpoint_every == 0 or step == steps:
@@ -219,7 +228,8 @@ def train(args: argparse.Namespace) -> dict:
             with log_path.open("a") as log:
                 log.write(json.dumps({"step": step, "loss": last_loss, "elapsed_s": round(elapsed, 1)}) + "\n")
     bar.close()
-    return {"steps": step, "first_loss": first_loss, "last_loss": last_loss,
+    return {"steps": step, "last_loss": last_loss, "probe_loss_start": probe_loss_start,
+            "probe_loss_end": probe_loss(model, probe_batch, args.seed),
             "elapsed_s": time.monotonic() - started, "weights": str(args.out / "livediff.npz")}
 
 
