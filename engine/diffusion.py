@@ -75,20 +75,21 @@ class DiffusionGenerator:
         return _Plan(context_tokens, context_phase, prior, phase, cond, model_samples, mono[-rep.N_FFT:])
 
     # --- sampling --------------------------------------------------------------------------
-    def _sample(self, plans: list[_Plan], seeds: list[int]) -> np.ndarray:
-        """One batched pass for plans of equal shapes: encode once, then `steps` denoiser calls."""
-        stack = lambda field: np.stack([getattr(p, field) for p in plans])  # noqa: E731
-        context, context_phase, prior, phase, cond = map(stack, ("context", "context_phase", "prior", "phase", "cond"))
+    def _sample(self, plan: _Plan, seed: int) -> np.ndarray:
+        """Encode the context once, then `steps` denoiser calls; returns clean target tokens."""
+        batch = lambda array: array[None]  # noqa: E731 - the graphs take a batch axis
+        context, context_phase, prior, phase, cond = map(batch, (plan.context, plan.context_phase, plan.prior,
+                                                                 plan.phase, plan.cond))
         memory = self.backend.encode(context, context_phase, cond)
         bind = lambda mem, pri: lambda x, t: self.backend.denoise(  # noqa: E731
-            x.astype(np.float32), pri, phase, np.full(len(plans), t, np.float32), mem, cond)
+            x.astype(np.float32), pri, phase, np.full(1, t, np.float32), mem, cond)
         denoise = bind(memory, prior)
         if self.options.guidance != 1.0:
             silent = np.full_like(context, rep.SILENCE)
             unconditional = bind(self.backend.encode(silent, context_phase, cond), np.full_like(prior, rep.SILENCE))
             denoise = samplers.guided(denoise, unconditional, self.options.guidance)
-        noise = np.stack([np.random.default_rng(seed).standard_normal(prior.shape[1:], np.float32) for seed in seeds])
-        return samplers.euler(denoise, noise, samplers.noise_levels(self.options.steps))
+        noise = np.random.default_rng(seed).standard_normal(prior.shape, np.float32)
+        return samplers.euler(denoise, noise, samplers.noise_levels(self.options.steps))[0]
 
     def _render(self, request: WindowRequest, plan: _Plan, tokens: np.ndarray) -> np.ndarray:
         audio = rep.decode(tokens, request.tempo_bpm, plan.model_samples, _seed(request.seed),
@@ -100,19 +101,13 @@ class DiffusionGenerator:
         return np.repeat(mono[None], max(1, request.context.shape[0]), axis=0)
 
     def generate(self, request: WindowRequest) -> np.ndarray:
-        return self.generate_batch([request])[0]
+        plan = self._plan(request)
+        return self._render(request, plan, self._sample(plan, _seed(request.seed)))
 
     def generate_batch(self, requests: list[WindowRequest]) -> list[np.ndarray]:
-        plans = [self._plan(r) for r in requests]
-        outputs: list[np.ndarray | None] = [None] * len(requests)
-        groups: dict[tuple, list[int]] = {}
-        for i, plan in enumerate(plans):
-            groups.setdefault((plan.context.shape, plan.prior.shape), []).append(i)
-        for indices in groups.values():
-            tokens = self._sample([plans[i] for i in indices], [_seed(requests[i].seed) for i in indices])
-            for row, i in enumerate(indices):
-                outputs[i] = self._render(requests[i], plans[i], tokens[row])
-        return outputs
+        """One request at a time: a batched forward pass would round differently, and the same
+        request must give bit-identical audio however the scheduler groups windows."""
+        return [self.generate(r) for r in requests]
 
 
 def limit(audio: np.ndarray, sample_rate: int, ceiling: float = 0.98, hold_s: float = 0.005) -> np.ndarray:

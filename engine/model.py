@@ -42,17 +42,17 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.n_heads = cfg.n_heads
+        self.head_dim = cfg.d_model // cfg.n_heads
         self.query = nn.Linear(cfg.d_model, cfg.d_model)
         self.key_value = nn.Linear(cfg.d_model, 2 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
     def forward(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        heads = lambda t: t.reshape(b, -1, self.n_heads, d // self.n_heads).transpose(1, 2)  # noqa: E731
+        heads = lambda t: t.unflatten(-1, (self.n_heads, self.head_dim)).transpose(1, 2)  # noqa: E731
         q = heads(self.query(x))
         k, v = (heads(t) for t in self.key_value(source).chunk(2, dim=-1))
-        weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // self.n_heads), dim=-1)
-        return self.proj((weights @ v).transpose(1, 2).reshape(b, n, d))
+        weights = torch.softmax(q @ k.transpose(-1, -2) * (1.0 / math.sqrt(self.head_dim)), dim=-1)
+        return self.proj((weights @ v).transpose(1, 2).flatten(-2))
 
 
 class Block(nn.Module):
