@@ -26,6 +26,7 @@ from engine.diffusion import DiffusionGenerator, SamplingOptions, load_builtin
 from engine.generator import WindowRequest
 from engine.music import Song, random_song, render_song
 from engine.presets import load_presets
+from engine.scheduler import SEAM_SECONDS, equal_power_crossfade
 
 HELP = "Evaluate the built-in model on held-out generated music; writes JSON and a PNG."
 HELDOUT_SEED = 900_000
@@ -44,12 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="folder for eval.json and eval.png")
 
 
-def _request(context: np.ndarray, song: Song, bars: int, seed: int, first_bar: int) -> WindowRequest:
+def window_request(context: np.ndarray, song: Song, bars: int, seed: int, first_bar: int,
+                   sample_rate: int = HOST_RATE, context_bars: int = CONTEXT_BARS) -> WindowRequest:
+    """The engine's request for the window after `context` (model-rate mono audio of `song`
+    ending on bar line `first_bar`), at a stereo host of `sample_rate`."""
     bar_seconds = rep.sixteenths_per_bar(*song.tsig) * 15.0 / song.tempo_bpm
-    host = rep.resample(context[None], rep.SAMPLE_RATE, HOST_RATE)
-    return WindowRequest(context=np.repeat(host, 2, axis=0), sample_rate=HOST_RATE, tempo_bpm=song.tempo_bpm,
-                         tsig_num=song.tsig[0], tsig_den=song.tsig[1], context_bars=CONTEXT_BARS, bars=bars,
-                         frames=int(round(bars * bar_seconds * HOST_RATE)), tail_frames=256, style=song.style,
+    host = rep.resample(context[None], rep.SAMPLE_RATE, sample_rate)
+    return WindowRequest(context=np.repeat(host, 2, axis=0), sample_rate=sample_rate, tempo_bpm=song.tempo_bpm,
+                         tsig_num=song.tsig[0], tsig_den=song.tsig[1], context_bars=context_bars, bars=bars,
+                         frames=int(round(bars * bar_seconds * sample_rate)),
+                         tail_frames=round(SEAM_SECONDS * sample_rate), style=song.style,
                          seed=seed, bar_index=first_bar)
 
 
@@ -95,7 +100,7 @@ def context_use(generator: DiffusionGenerator, songs: list[Song]) -> dict:
         other = render_song(presets[(song.style + 1 + i) % len(presets)], song.tempo_bpm, song.tsig, CONTEXT_BARS + 1,
                             HELDOUT_SEED + 10_000 + i)
         for key, ctx in (("right", context), ("shuffled", other.audio[: CONTEXT_BARS * bar])):
-            window = _model_rate(generator.generate(_request(ctx, song, 1, i, CONTEXT_BARS)))[:bar]
+            window = _model_rate(generator.generate(window_request(ctx, song, 1, i, CONTEXT_BARS)))[:bar]
             rows[key].append(mel_distance(window, truth))
             if key == "right":
                 h, t = grid_alignment(window, song.tempo_bpm)
@@ -114,15 +119,13 @@ def context_use(generator: DiffusionGenerator, songs: list[Song]) -> dict:
 
 def stitch(windows: list[np.ndarray], frames: int, crossfade: bool) -> np.ndarray:
     """Consecutive host-rate windows played back to back; with `crossfade`, each window's head
-    is faded in over the previous window's tail (what the engine's seam crossfade does)."""
+    fades in over the previous window's tail exactly as the engine's scheduler does it."""
     played = []
     for k, window in enumerate(windows):
-        body = window[0, :frames].copy()
+        body = window[:1, :frames]
         if crossfade and k > 0:
-            tail = windows[k - 1][0, frames:]
-            ramp = np.linspace(0.0, 1.0, len(tail), endpoint=False)
-            body[: len(tail)] = tail * (1.0 - ramp) + body[: len(tail)] * ramp
-        played.append(body)
+            body = equal_power_crossfade(windows[k - 1][:1, frames:], body)
+        played.append(body[0])
     return np.concatenate(played)
 
 
@@ -149,7 +152,7 @@ def rollout(generator: DiffusionGenerator, songs: list[Song], windows: int = 3, 
         heard = song.audio[: CONTEXT_BARS * bar]
         outputs = []
         for w in range(windows):
-            request = _request(heard[-CONTEXT_BARS * bar:], song, bars, 1000 * i + w, CONTEXT_BARS + w * bars)
+            request = window_request(heard[-CONTEXT_BARS * bar:], song, bars, 1000 * i + w, CONTEXT_BARS + w * bars)
             out = generator.generate(request)
             nonfinite += int(not np.isfinite(out).all())
             peak = max(peak, float(np.abs(out).max()))

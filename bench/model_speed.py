@@ -1,0 +1,83 @@
+"""Built-in model speed: one bar at 120 BPM (48 kHz stereo host), ONNX Runtime on 2 threads,
+at 1, 2, 4 and 8 sampling steps; and the peak RSS of an ORT-only inference process.
+
+    .venv/bin/python bench/model_speed.py [--repeats 15]
+
+Prints medians (whole window, and the model's share: context encoder + denoiser calls) and
+the real-time factor (bar length / median time). Quality at each step count: `livediff eval`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from engine.diffusion import load_builtin
+from engine.evaluate import window_request
+from engine.music import render_song
+from engine.presets import load_presets
+
+REPO = Path(__file__).resolve().parent.parent
+RSS_PROBE = """
+import resource, sys
+from engine.diffusion import load_builtin
+from bench.model_speed import one_bar_request
+generator = load_builtin("onnx")
+request = one_bar_request()
+for seed in range(5):
+    generator.generate(request)
+assert "torch" not in sys.modules, "the ORT path imported torch"
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def one_bar_request():
+    """The bar after 2 bars of a held-out house song at 120 BPM, for a 48 kHz stereo host."""
+    song = render_song(load_presets()[0], 120.0, (4, 4), 2, 5_000_000)
+    return window_request(song.audio, song, bars=1, seed=0, first_bar=2, sample_rate=48000)
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    base = load_builtin("onnx", threads=2)
+    request = one_bar_request()
+    bar_seconds = request.frames / request.sample_rate
+    rows = []
+    for steps in (1, 2, 4, 8):
+        generator = type(base)(base.backend, replace(base.options, steps=steps))
+        plan = generator._plan(request)
+        total = median_seconds(lambda: generator.generate(request), args.repeats)
+        model = median_seconds(lambda: generator._sample(plan, 0), args.repeats)
+        rows.append({"steps": steps, "window_ms": 1000 * total, "model_ms": 1000 * model,
+                     "realtime_factor": bar_seconds / total})
+    rss_kb = int(subprocess.run([sys.executable, "-c", RSS_PROBE], check=True, capture_output=True, text=True,
+                                cwd=REPO).stdout.split()[-1])
+    print("| steps | window (median) | of which model | real-time factor |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['steps']} | {r['window_ms']:.1f} ms | {r['model_ms']:.1f} ms | {r['realtime_factor']:.1f}x |")
+    print(f"peak RSS of an ORT-only inference process: {rss_kb / 1024:.0f} MB")
+    print(json.dumps({"bar_seconds": bar_seconds, "default_steps": base.options.steps,
+                      "decoder_iterations": base.options.decoder_iterations, "rows": rows, "peak_rss_mb": rss_kb / 1024}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
