@@ -575,6 +575,9 @@ void *ld_io_thread_main(void *arg)
             nanosleep(&step, NULL);
         }
         drain_ring(io, now);
+        ld_timeline *timeline = atomic_load(&core->published);   /* only this thread retires it */
+        if (timeline)
+            ld_timeline_prefault(timeline);
         if (io->welcomed) {
             if (atomic_exchange(&core->params_dirty, false))
                 send_params(io);

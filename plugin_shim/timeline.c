@@ -159,3 +159,21 @@ bool ld_timeline_covers(const ld_timeline *timeline, uint32_t epoch, int64_t pos
     }
     return true;
 }
+
+void ld_timeline_prefault(ld_timeline *timeline)
+{
+    for (uint32_t i = 0; i < timeline->slot_count; i++) {
+        uint32_t seq = load_seq(&timeline->header->slots[i], memory_order_acquire);
+        if ((seq & 1) || seq == timeline->prefaulted[i])
+            continue;
+        timeline->prefaulted[i] = seq;
+        for (uint32_t c = 0; c < timeline->channels; c++) {
+            const volatile uint8_t *bytes = (const volatile uint8_t *)(timeline->audio
+                                          + ((size_t)i * timeline->channels + c) * timeline->capacity);
+            uint32_t frames = timeline->header->slots[i].frames;   /* only written pages: holes cost memory */
+            size_t size = (size_t)(frames < timeline->capacity ? frames : timeline->capacity) * sizeof(float);
+            for (size_t at = 0; at < size; at += 4096)
+                (void)bytes[at];
+        }
+    }
+}

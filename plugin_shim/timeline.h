@@ -18,6 +18,7 @@ typedef struct ld_timeline {
     uint32_t capacity;          /* slot_capacity_frames */
     uint32_t slot_count;
     const float *audio;         /* slot 0, channel 0 */
+    uint32_t prefaulted[LD_SHM_MAX_SLOTS];  /* I/O thread: seq of each slot when its pages were touched */
     char name[64];
 } ld_timeline;
 
@@ -48,6 +49,10 @@ bool ld_timeline_find(const ld_timeline *timeline, uint32_t epoch, int64_t pos,
  * must be discarded). [audio-thread] */
 bool ld_timeline_copy(const ld_timeline *timeline, const ld_slot_view *slot, int64_t pos, uint32_t frames,
                       float *const *dst, uint32_t offset, uint32_t channels);
+
+/* Touch the pages of slots published since the last call, so the audio thread never takes a
+ * page fault on first reading them. [io-thread] */
+void ld_timeline_prefault(ld_timeline *timeline);
 
 /* True when slots of `epoch` cover every sample of [pos, pos + frames). [audio-thread] */
 bool ld_timeline_covers(const ld_timeline *timeline, uint32_t epoch, int64_t pos, uint32_t frames);

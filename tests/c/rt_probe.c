@@ -2,7 +2,7 @@
  * rt_probe.c — drives build/livediff.clap like a realtime host and counts, on the audio
  * thread only and only inside process(), every allocation, lock and system call.
  *
- *   rt_probe PLUGIN.clap [--blocks N] [--frames F] [--rate R] [--tempo BPM] [--control] [--no-seccomp]
+ *   rt_probe PLUGIN.clap [--blocks N] [--frames F] [--rate R] [--tempo BPM] [--control] [--bench]
  *
  * Allocations and locks: this executable exports malloc/calloc/realloc/free/aligned_alloc/
  * posix_memalign and the pthread mutex/cond and sem functions (-rdynamic), so the plugin and
@@ -11,7 +11,9 @@
  * seccomp-bpf filter (that thread only) returning SECCOMP_RET_TRAP for every syscall except
  * rt_sigreturn/exit; a SIGSYS handler counts them (vDSO clock_gettime never enters the kernel).
  * --control does a malloc/free, a mutex lock/unlock and a getpid syscall inside the counted
- * region of every block, to show the counters work. Prints "name value" lines.
+ * region of every block, to show the counters work. --bench times process() the way a DAW
+ * runs it instead: no seccomp, the audio thread at SCHED_FIFO (when permitted) sleeping until
+ * each block is due rather than spinning. Prints "name value" lines.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -21,6 +23,7 @@
 #include <linux/seccomp.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -140,7 +143,7 @@ typedef struct run {
     const clap_plugin *plugin;
     unsigned blocks, frames;
     double rate, tempo;
-    int control, seccomp;
+    int control, bench;
     double *durations_us;
     unsigned generated_blocks;
     int seccomp_failed;
@@ -169,7 +172,10 @@ static void *audio_thread(void *arg)
     pthread_mutex_t control_lock = PTHREAD_MUTEX_INITIALIZER;
     long beat = lround(r->rate * 60.0 / r->tempo);
 
-    if (r->seccomp && trap_syscalls_on_this_thread() != 0) {
+    if (r->bench) {
+        struct sched_param priority = {.sched_priority = 80};
+        pthread_setschedparam(pthread_self(), SCHED_FIFO, &priority);   /* best effort */
+    } else if (trap_syscalls_on_this_thread() != 0) {
         r->seccomp_failed = 1;
         return NULL;
     }
@@ -184,7 +190,12 @@ static void *audio_thread(void *arg)
         transport.song_pos_beats = llround(seconds * r->tempo / 60.0 * CLAP_BEATTIME_FACTOR);
         transport.bar_start = (transport.song_pos_beats / (4 * CLAP_BEATTIME_FACTOR)) * 4 * CLAP_BEATTIME_FACTOR;
         process.steady_time = first;
-        while (now_s() < start + i * period)                 /* pace like a sound card (no syscall) */
+        double due = start + i * period;
+        if (r->bench) {
+            struct timespec at = {(time_t)due, (long)((due - (double)(time_t)due) * 1e9)};
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL);
+        }
+        while (now_s() < due)                                /* pace like a sound card (no syscall) */
             ;
         counting = 1;
         double t0 = now_s();
@@ -229,11 +240,11 @@ static void set_param(const clap_plugin *plugin, clap_id id, double value)
 
 int main(int argc, char **argv)
 {
-    run r = {.blocks = 10000, .frames = 64, .rate = 48000, .tempo = 120, .seccomp = 1};
+    run r = {.blocks = 10000, .frames = 64, .rate = 48000, .tempo = 120};
     const char *path = argc > 1 ? argv[1] : "build/livediff.clap";
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--control")) r.control = 1;
-        else if (!strcmp(argv[i], "--no-seccomp")) r.seccomp = 0;
+        else if (!strcmp(argv[i], "--bench")) r.bench = 1;
         else if (!strcmp(argv[i], "--blocks") && i + 1 < argc) r.blocks = (unsigned)atoi(argv[++i]);
         else if (!strcmp(argv[i], "--frames") && i + 1 < argc) r.frames = (unsigned)atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rate") && i + 1 < argc) r.rate = atof(argv[++i]);
