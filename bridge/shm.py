@@ -186,6 +186,18 @@ class TimelineStore:
         return dropped
 
     # [any-thread]
+    def withdraw(self, window_id: int) -> int:
+        """Drop the slots of one window (it was placed again elsewhere). Returns how many."""
+        dropped = 0
+        with self._lock:
+            slots = self._header.slots
+            for i in range(self._header.slot_count):
+                if slots[i].state == const("LD_SLOT_READY") and slots[i].window_id == window_id:
+                    self._write(i, state=const("LD_SLOT_EMPTY"))
+                    dropped += 1
+        return dropped
+
+    # [any-thread]
     def set_status(self, code: int, text: str) -> None:
         """status_seq is odd while the text is written, even when it is whole."""
         data = text.encode("utf-8")[:const("LD_STATUS_TEXT_BYTES") - 1]

@@ -1,16 +1,16 @@
 """Which windows to generate, in what order, from what context; one worker thread runs them.
 
 Per session the scheduler keeps the playhead's window and `lookahead` windows after it
-generated (or in flight). All sessions share one earliest-deadline-first queue, served by a
-single worker thread, so the socket thread only records what arrived and never waits for a
-model. Context follows docs/protocol.md ("Time, epochs and windows"): window b is made from
-the context_bars bars before it, input audio before the horizon h and this session's own
-generated windows from h to b. Everything a window depends on (context, seed = f(session
-seed, bar)) is fixed by the timeline, so realtime and offline runs give the same audio.
+generated (or in flight): up to the loop end and, with an active loop, on from the loop start
+in the next epoch (the shim bumps the epoch by exactly one per wrap). All sessions share one
+earliest-deadline-first queue served by a single worker thread, so the socket thread only
+records what arrived and never waits for a model. docs/scheduling.md explains the rules:
+context horizon, deadlines from a measured generation-time estimate, tempo changes (re-placed,
+time-stretched stand-ins, regenerated), meters, loops, seeks and priorities.
 
 Threads: the socket thread calls add/remove/on_* ([main-thread] of the server); the worker
-thread runs _serve(). Both hold `_cond` while touching session state; generation itself runs
-with the lock released.
+thread runs _serve(). Both hold `_cond` while touching session state; generating and
+time-stretching run with the lock released.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -34,7 +35,13 @@ log = logging.getLogger("livediff.scheduler")
 GENERATOR_NAMES = {value: name[len("LD_GENERATOR_"):].lower() for name, value in enum_members("ld_generator").items()}
 SEAM_SECONDS = 0.03            # seam crossfade length (Magenta RT uses 40 ms)
 INPUT_KEEP_SECONDS = 180       # received input kept around the playhead, by song position
+TEMPO_TOLERANCE = 0.015        # audio made within 1.5 % of the grid's tempo is re-placed, not remade
+ESTIMATE_SAFETY = 1.5          # a job is due `ESTIMATE_SAFETY * estimate + ESTIMATE_MARGIN` before its deadline
+ESTIMATE_MARGIN = 0.02
+FIRST_ESTIMATE = 0.25          # generation-time guess (s) before anything was measured
+EPOCH_STORM = 8                # epoch changes within a second that get a log line (a host jumping every block)
 _MASK64 = (1 << 64) - 1
+_EPOCH_MASK = 0xFFFFFFFF
 
 
 # --- small pure functions -----------------------------------------------------------------
@@ -56,6 +63,13 @@ def equal_power_crossfade(previous_tail: np.ndarray, head: np.ndarray) -> np.nda
     out = head.copy()
     out[:, :n] = (previous_tail[:, :n] * np.cos(turn) + head[:, :n] * np.sin(turn)).astype(np.float32)
     return out
+
+
+def fit(audio: np.ndarray, frames: int) -> np.ndarray:
+    """`frames` frames of audio: cut, or continued by repeating it from its start."""
+    if audio.shape[1] >= frames:
+        return audio[:, :frames]
+    return np.pad(audio, ((0, 0), (0, frames - audio.shape[1])), mode="wrap")
 
 
 def context_sources(bar: int, horizon: int, context_bars: int, has_generated: Callable[[int], bool]) -> list[tuple[int, str]]:
@@ -104,6 +118,26 @@ class InputStore:
                 out[:, pos - start:pos - start + n] = chunk[:, offset:offset + n]
             pos += n
         return out
+
+
+class Estimates:
+    """Measured seconds per job, by (kind, generator or rate, window bars): an exponentially
+    weighted moving average, so start times follow what the machine actually delivers."""
+
+    def __init__(self, alpha: float = 0.2):
+        self.alpha = alpha
+        self._seconds: dict[tuple, float] = {}
+
+    def seconds(self, key: tuple) -> float:
+        return self._seconds.get(key, FIRST_ESTIMATE)
+
+    def budget(self, key: tuple) -> float:
+        """How long before a deadline the job must start to make it with margin."""
+        return ESTIMATE_SAFETY * self.seconds(key) + ESTIMATE_MARGIN
+
+    def add(self, key: tuple, seconds: float) -> None:
+        old = self._seconds.get(key)
+        self._seconds[key] = seconds if old is None else old + self.alpha * (seconds - old)
 
 
 # --- generators ---------------------------------------------------------------------------
@@ -168,10 +202,38 @@ class GeneratorPool:
 
 @dataclass
 class Window:
+    """One window as made and as placed. audio[:, 0] plays at `start`; the shim plays
+    [start, start + frames); `entry` is where playback comes in (the loop start inside the
+    first window after a wrap), where the seam crossfade goes."""
     bar: int
     flags: int
-    audio: np.ndarray         # the generator's output for the window (before the seam crossfade)
-    tail: np.ndarray | None   # the generator's continuation past the window end, for the next seam
+    audio: np.ndarray         # generator output: the window and its continuation (seam source)
+    tempo: float              # tempo the audio was made (or stretched) for
+    meter: tuple[int, int]    # time signature it was made for
+    start: int = 0
+    frames: int = 0
+    entry: int = 0
+    window_id: int = 0
+    regenerate: bool = False  # a stand-in (moved or stretched for a new grid): remake it if time allows
+
+    def fits(self, grid: Grid) -> bool:
+        """Made for this grid's meter and, within TEMPO_TOLERANCE, its tempo."""
+        return self.meter == (grid.tsig_num, grid.tsig_den) and abs(grid.tempo_bpm / self.tempo - 1) <= TEMPO_TOLERANCE
+
+    def continuation(self, seam: int) -> np.ndarray:
+        """What this window would have played after its end (the next window fades in from it)."""
+        return fit(self.audio, self.frames + seam)[:, self.frames:]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a window must be: epoch, first bar, placement and the wall time it starts playing."""
+    epoch: int
+    bar: int
+    start: int
+    frames: int
+    entry: int
+    deadline: float
 
 
 @dataclass
@@ -189,17 +251,23 @@ class Session:
     playing: bool = False
     playhead: int = 0
     playhead_wall: float = 0.0
+    loop: tuple[float, float] | None = None   # active loop (start, end) in beats
     input: InputStore | None = None
     input_end: dict[int, int] = field(default_factory=dict)   # epoch -> end sample of received input
-    windows: dict[int, Window] = field(default_factory=dict)  # bar -> window, current epoch and grid
-    in_flight: set[int] = field(default_factory=set)
-    version: int = 0              # bumped when epoch or grid change: in-flight results are dropped
+    windows: dict[int, Window] = field(default_factory=dict)  # bar -> window of the current epoch
+    ahead: dict[int, Window] = field(default_factory=dict)    # bar -> window of the next epoch (after a loop wrap)
+    in_flight: set[tuple[int, int]] = field(default_factory=set)  # (epoch, bar)
+    version: int = 0              # bumped when the timeline restarts: in-flight results are dropped
+    moved: bool = False           # grid or loop changed: windows must be re-placed
+    in_loop: bool = False         # the playhead is inside the active loop
     problem: tuple[int, str] | None = None
     blocked_until: float = 0.0    # store full or generator failed: retry after this time
     published: int = 0
+    late: int = 0                 # windows published after the playhead reached them (not counting starts/seeks)
     underruns: int = 0
     closed: bool = False
-    gen_seconds: float = 0.05     # running estimate of one window's generation time
+    epoch_changes: deque = field(default_factory=lambda: deque(maxlen=EPOCH_STORM))
+    storm_logged: float = -math.inf
 
     def __post_init__(self):
         self.tracker = GridTracker(self.sample_rate, self.params["tempo_bpm"])
@@ -212,16 +280,44 @@ class Session:
     def generator_name(self) -> str:
         return GENERATOR_NAMES[self.setting("generator")]
 
+    @property
+    def next_epoch(self) -> int:
+        return (self.epoch + 1) & _EPOCH_MASK
+
+    def table(self, epoch: int) -> dict[int, Window] | None:
+        """The windows of `epoch` if it is the current or the predicted next one."""
+        if epoch == self.epoch:
+            return self.windows
+        if self.loop is not None and epoch == self.next_epoch:
+            return self.ahead
+        return None
+
+    def loop_samples(self) -> tuple[int, int] | None:
+        """The loop (start, end) in samples while the playhead is inside it."""
+        if self.loop is None:
+            return None
+        start, end = (self.grid.sample_at_beat(b) for b in self.loop)
+        return (start, end) if start <= self.playhead < end else None
+
 
 @dataclass(frozen=True)
 class Job:
     session: Session
-    bar: int
+    target: Target
     horizon: int
-    deadline: float
     preroll: bool
     input_missing: bool
     version: int
+    kind: str = "generate"        # "generate" (new or remade window) or "stretch" (a stand-in)
+    urgent: bool = False          # the playhead is already in it (start, seek) or it was a stand-in
+
+    @property
+    def bar(self) -> int:
+        return self.target.bar
+
+    @property
+    def deadline(self) -> float:
+        return self.target.deadline
 
 
 class Scheduler:
@@ -234,6 +330,7 @@ class Scheduler:
         self._on_window = on_window
         self._on_problem = on_problem
         self.generators = generators or GeneratorPool()
+        self.estimates = Estimates()
         self._worker = threading.Thread(target=self._serve, name="livediff-worker", daemon=True)
 
     def start(self) -> None:
@@ -268,7 +365,7 @@ class Scheduler:
             shaping = ("seed", "style", "window_bars", "lookahead", "context_bars", "generator")
             if any(before[n] != session.params[n] for n in shaping):
                 session.problem, session.blocked_until = None, 0.0
-                self._restart_timeline(session, from_sample=session.playhead)
+                self._restart_timeline(session, withdraw_from=session.playhead)
             self._cond.notify_all()
 
     def on_transport(self, session: Session, t: Transport, now: float) -> None:
@@ -279,22 +376,47 @@ class Scheduler:
                 pos_beats=t.pos_beats, bar_start_beats=t.bar_start_beats,
                 tempo_valid=bool(t.flags & const("LD_TRANSPORT_TEMPO_VALID")),
                 tsig_valid=bool(t.flags & const("LD_TRANSPORT_TSIG_VALID")), reanchor=new_epoch)
+            loop = None
+            if t.flags & const("LD_TRANSPORT_LOOP_ACTIVE") and math.isfinite(t.loop_start_beats) \
+                    and math.isfinite(t.loop_end_beats) and t.loop_end_beats > t.loop_start_beats:
+                loop = (t.loop_start_beats, t.loop_end_beats)
             if new_epoch:
-                session.epoch, session.epoch_start = t.epoch, t.pos_samples
-                session.grid = grid
-                self._restart_timeline(session, from_sample=None)
-            elif grid is not session.grid:
-                if session.grid is not None:
-                    log.info("session %016x: grid changed to %.6g BPM %d/%d; replacing windows from the playhead",
+                self._enter_epoch(session, t, grid, loop, now)
+            elif grid is not session.grid or loop != session.loop:
+                if grid is not session.grid:
+                    log.info("session %016x: grid now %.6g BPM %d/%d; re-placing windows from the playhead",
                              session.instance, grid.tempo_bpm, grid.tsig_num, grid.tsig_den)
-                session.grid = grid
-                self._restart_timeline(session, from_sample=t.pos_samples)
+                if loop != session.loop and session.ahead:
+                    self._withdraw_ahead(session)
+                session.grid, session.loop, session.moved = grid, loop, True
             session.offline = t.process_mode == const("LD_MODE_OFFLINE")
             session.playing = bool(t.flags & const("LD_TRANSPORT_PLAYING"))
             session.playhead, session.playhead_wall = t.pos_samples, now
+            in_loop = session.grid is not None and session.loop_samples() is not None
+            session.moved |= in_loop != session.in_loop    # entering the loop clips the window at its end
+            session.in_loop = in_loop
             session.underruns = t.underruns
             session.store.set_playhead(session.epoch, t.pos_samples)
             self._cond.notify_all()
+
+    def _enter_epoch(self, session: Session, t: Transport, grid: Grid, loop, now: float) -> None:
+        """A loop wrap that was predicted keeps the windows made ahead for it; anything else
+        (seek, restart, meter change, an unpredicted jump) starts the timeline over."""
+        wrapped = (session.epoch is not None and session.loop is not None and t.epoch == session.next_epoch
+                   and grid is session.grid and loop == session.loop
+                   and abs(t.pos_samples - grid.sample_at_beat(loop[0])) <= 1)
+        session.epoch_changes.append(now)
+        if (len(session.epoch_changes) == EPOCH_STORM and now - session.epoch_changes[0] < 1.0
+                and now - session.storm_logged > 5.0):
+            session.storm_logged = now
+            log.warning("session %016x: %d epoch changes within %.2f s (the host position jumps, e.g. backwards "
+                        "every block); generation restarts at each one", session.instance, EPOCH_STORM,
+                        now - session.epoch_changes[0])
+        if wrapped:
+            session.windows, session.ahead = session.ahead, {}
+        session.epoch, session.epoch_start, session.grid, session.loop = t.epoch, t.pos_samples, grid, loop
+        if not wrapped:
+            self._restart_timeline(session, withdraw_from=None)
 
     def on_audio(self, session: Session, audio: Audio) -> None:
         with self._cond:
@@ -305,16 +427,23 @@ class Scheduler:
                 del session.input_end[old]
             self._cond.notify_all()
 
-    def _restart_timeline(self, session: Session, from_sample: int | None) -> None:
-        """Drop generated windows (a new epoch, grid or shaping parameter makes them wrong);
-        with from_sample, also withdraw their published slots from there on."""
+    def _restart_timeline(self, session: Session, withdraw_from: int | None) -> None:
+        """Forget every window (a new epoch, or a parameter that shapes the audio changed). Slots
+        of the current epoch are withdrawn from `withdraw_from` on, or all of them when it is None
+        (a new epoch number may have been used by windows made ahead of a loop wrap)."""
         session.windows.clear()
+        self._withdraw_ahead(session)
         session.in_flight.clear()
         session.version += 1
-        if from_sample is not None and session.grid is not None:
-            start = session.grid.bar_start_sample(window_bar(session.grid.bar_at_sample(from_sample),
-                                                             session.setting("window_bars")))
-            session.store.invalidate(session.epoch, start)
+        session.moved = False
+        if session.epoch is not None:
+            session.store.invalidate(session.epoch, -(1 << 62) if withdraw_from is None else withdraw_from)
+
+    @staticmethod
+    def _withdraw_ahead(session: Session) -> None:
+        if session.epoch is not None:
+            session.store.invalidate(session.next_epoch, -(1 << 62))
+        session.ahead = {}
 
     # --- planning (called with _cond held) -------------------------------------------------
 
@@ -326,52 +455,178 @@ class Scheduler:
         fits = session.store.slot_count // slots_per_window - 1
         return max(0, min(session.setting("lookahead"), fits))
 
-    def _pending(self, session: Session, now: float) -> list[Job]:
-        """Windows from the playhead's window to `lookahead` windows ahead that are neither
-        generated nor in flight, with their deadlines (wall clock of their first frame)."""
-        grid = session.grid
-        if session.closed or not self.generators.ready(session.generator_name, self._loaded):
+    def _targets(self, s: Session) -> list[Target]:
+        """The playhead's window and `lookahead` after it: clipped at the loop end, then on from
+        the loop start in the next epoch (the wrap is predicted, never what lies past the end)."""
+        grid, span = s.grid, s.setting("window_bars")
+        loop = s.loop_samples()
+        out: list[Target] = []
+        count = self._lookahead(s) + 1
+        bar = window_bar(grid.bar_at_sample(s.playhead), span)
+        seconds = lambda sample: s.playhead_wall + (sample - s.playhead) / s.sample_rate  # noqa: E731
+        playing = s.windows.get(bar)
+        while len(out) < count:
+            start, end = grid.bar_start_sample(bar), grid.bar_start_sample(bar + span)
+            if loop and start >= loop[1]:
+                break
+            if playing is not None and bar == playing.bar and playing.start <= s.playhead:
+                start = playing.start      # it is playing: its start is history, only its end moves
+            end = min(end, loop[1]) if loop else end
+            out.append(Target(s.epoch, bar, start, end - start, 0, seconds(start)))
+            bar += span
+        if loop and len(out) < count:
+            bar = window_bar(grid.bar_at_sample(loop[0]), span)
+            while len(out) < count:
+                start, end = grid.bar_start_sample(bar), min(grid.bar_start_sample(bar + span), loop[1])
+                entry = max(0, loop[0] - start)
+                if entry >= end - start:
+                    break
+                out.append(Target(s.next_epoch, bar, start, end - start, entry,
+                                  seconds(loop[1]) + (start + entry - loop[0]) / s.sample_rate))
+                bar += span
+        return out
+
+    def _pending(self, s: Session, now: float) -> list[tuple[Job, float]]:
+        """(job, earliest start) for the session: windows missing from the targets, stand-ins to
+        stretch, stand-ins to remake. Re-placements that only move audio happen right here."""
+        grid = s.grid
+        if s.closed or not self.generators.ready(s.generator_name, self._loaded):
             return []
-        if not session.playing or grid is None or now < session.blocked_until:
+        if not s.playing or grid is None or now < s.blocked_until:
             return []
-        span = session.setting("window_bars")
-        first = window_bar(grid.bar_at_sample(session.playhead), span)
+        targets = self._targets(s)
+        if s.moved:
+            self._replace(s, targets)
+        span, lookahead = s.setting("window_bars"), s.setting("lookahead")
+        estimate = (s.generator_name, span)
         jobs = []
-        for k in range(self._lookahead(session) + 1):
-            bar = first + k * span
-            if bar in session.windows or bar in session.in_flight:
+        for target in targets:
+            if (target.epoch, target.bar) in s.in_flight:
                 continue
-            horizon = horizon_bar(bar, session.setting("lookahead"), span)
-            deadline = session.playhead_wall + (grid.bar_start_sample(bar) - session.playhead) / session.sample_rate
+            window = s.table(target.epoch).get(target.bar)
+            horizon = horizon_bar(target.bar, lookahead, span)
             preroll = grid.bar_start_beat(horizon) <= 1e-9
-            # Input before the epoch began (a seek) will not come again: what was stored is all there is.
-            needed = grid.bar_start_sample(horizon)
-            missing = needed > session.epoch_start and session.input_end.get(session.epoch, -math.inf) < needed
-            jobs.append(Job(session, bar, horizon, deadline, preroll, missing and not preroll, session.version))
+            urgent = target.deadline <= s.playhead_wall and target.epoch == s.epoch
+            if window is None:
+                # Input before the epoch began (a seek) will not come again: what was stored is all there is.
+                needed = grid.bar_start_sample(horizon)
+                epoch_start = s.epoch_start if target.epoch == s.epoch else grid.sample_at_beat(s.loop[0])
+                missing = needed > epoch_start and s.input_end.get(target.epoch, s.input_end.get(s.epoch, -math.inf)) < needed
+                missing = missing and not preroll and target.epoch == s.epoch
+                job = Job(s, target, horizon, preroll, missing, s.version, urgent=urgent)
+                # Offline always waits for the input; realtime gives up waiting when the deadline nears.
+                earliest = (now if not missing else math.inf if s.offline
+                            else target.deadline - self.estimates.budget(estimate))
+                jobs.append((job, earliest))
+            elif window.regenerate and (window.start > s.playhead or target.epoch != s.epoch):
+                remake = Job(s, target, horizon, preroll, False, s.version)
+                budget = self.estimates.budget(estimate)
+                if s.offline:
+                    jobs.append((remake, now))
+                elif target.deadline - now >= budget - ESTIMATE_MARGIN:
+                    # Remade at the last moment that still makes it: under a ramp, once, at the latest tempo.
+                    jobs.append((remake, target.deadline - budget))
+                elif (window.meter == (grid.tsig_num, grid.tsig_den) and not window.fits(grid)
+                      and target.deadline - now >= self.estimates.seconds(("stretch", s.sample_rate, span))):
+                    jobs.append((Job(s, target, horizon, False, False, s.version, "stretch", urgent=True), now))
         return jobs
 
-    def _ready(self, job: Job, now: float) -> bool:
-        """Offline waits for the input up to the horizon; realtime also goes once the deadline
-        is too close to wait any longer (missing input is then zero)."""
-        if not job.input_missing:
-            return True
-        return not job.session.offline and job.deadline - now <= 2 * job.session.gen_seconds + 0.02
-
     def _next_job(self, now: float) -> tuple[Job | None, float]:
-        pending = [job for s in self._sessions.values() for job in self._pending(s, now)]
-        ready = [job for job in pending if self._ready(job, now)]
+        """Earliest deadline first among jobs whose start time has come; what the playhead is
+        already in (a start or seek) and stand-ins go first, and a session whose generator cannot
+        keep up with its windows goes last, so it cannot starve the others."""
+        pending = [entry for s in self._sessions.values() for entry in self._pending(s, now)]
+        ready = [job for job, earliest in pending if earliest <= now]
         if ready:
-            return min(ready, key=lambda j: j.deadline), 0.0
-        soonest = min((j.deadline - 2 * j.session.gen_seconds - 0.02 - now for j in pending if not j.session.offline),
-                      default=0.1)
+            return min(ready, key=self._priority), 0.0
+        soonest = min((earliest - now for _, earliest in pending), default=0.1)
         return None, min(0.1, max(0.002, soonest))
 
-    def _request(self, job: Job, generator_name: str) -> WindowRequest:
+    def _priority(self, job: Job) -> tuple[int, float]:
+        s = job.session
+        window_seconds = job.target.frames / s.sample_rate
+        overloaded = self.estimates.seconds((s.generator_name, s.setting("window_bars"))) > window_seconds
+        return (0 if job.urgent and not overloaded else 2 if overloaded else 1), job.deadline
+
+    def _replace(self, s: Session, targets: list[Target]) -> None:
+        """[_cond held] The grid or loop moved: put every window where the new grid wants it. Audio
+        made within TEMPO_TOLERANCE of the new tempo (and the window already playing) keeps its
+        samples and only moves; other windows move now and are then remade if there is time for
+        it, else time-stretched (_pending; docs/scheduling.md, "Tempo changes")."""
+        s.moved = False
+        wanted = {(t.epoch, t.bar): t for t in targets}
+        for epoch in (s.epoch, s.next_epoch):
+            table = s.table(epoch)
+            for bar, window in list((table or {}).items()):
+                target = wanted.get((epoch, bar))
+                if target is None:
+                    if window.start > s.playhead or epoch != s.epoch:   # no longer wanted: never play it
+                        s.store.withdraw(window.window_id)
+                        del table[bar]
+                    continue
+                playing = window.start <= s.playhead and epoch == s.epoch
+                window.regenerate |= not window.fits(s.grid) and not playing
+                if (target.start, target.frames, target.entry) != (window.start, window.frames, window.entry):
+                    self._place(s, window, target)
+
+    # --- publishing (called with _cond held) -----------------------------------------------
+
+    def _previous(self, s: Session, target: Target) -> Window | None:
+        """The window that plays right before the target is entered: the one ending where it
+        starts, or, for the first window after a loop wrap, the one ending at the loop end."""
+        if target.epoch != s.epoch:
+            loop = s.loop_samples()
+            if loop and target.start + target.entry == loop[0]:
+                return next((w for w in s.windows.values() if w.start + w.frames == loop[1]), None)
+        before = s.table(target.epoch).get(target.bar - s.setting("window_bars"))
+        return before if before is not None and before.start + before.frames == target.start else None
+
+    def _place(self, s: Session, window: Window, target: Target) -> bool:
+        """Publish `window` at the target placement with the seam crossfade baked in at its entry;
+        the slots of its earlier placement are withdrawn. False if the store is full."""
+        seam = round(SEAM_SECONDS * s.sample_rate)
+        audio = fit(window.audio, target.frames)
+        previous = self._previous(s, target)
+        if previous is not None and not window.flags & const("LD_WINDOW_PREROLL") \
+                and not previous.flags & const("LD_WINDOW_PREROLL"):
+            audio = audio.copy()
+            audio[:, target.entry:] = equal_power_crossfade(previous.continuation(seam), audio[:, target.entry:])
+        grid = s.grid
+        start_beat = grid.beat_at_sample(target.start) if target.start != grid.bar_start_sample(window.bar) \
+            else grid.bar_start_beat(window.bar)
+        try:
+            window_id = s.store.publish(epoch=target.epoch, start_sample=target.start, bar_index=window.bar & 0xFFFFFFFF,
+                                        start_beat=start_beat, tempo_bpm=window.tempo, flags=window.flags, audio=audio)
+        except StoreFull as exc:
+            log.warning("session %016x: %s; window at bar %d waits", s.instance, exc, window.bar)
+            s.blocked_until = time.monotonic() + 0.02
+            return False
+        if window.window_id:
+            s.store.withdraw(window.window_id)
+        window.start, window.frames, window.entry, window.window_id = target.start, target.frames, target.entry, window_id
+        return True
+
+    def _republish_next(self, s: Session, epoch: int, window: Window) -> None:
+        """A window changed: the next one's baked seam fades from its continuation, so redo it."""
+        table = s.table(epoch)
+        following = table.get(window.bar + s.setting("window_bars"))
+        if epoch == s.epoch and s.loop_samples() and window.start + window.frames == s.loop_samples()[1]:
+            table, epoch = s.ahead, s.next_epoch
+            following = min(s.ahead.values(), key=lambda w: w.bar, default=None)
+        if following is not None and following.window_id and following.start > s.playhead:
+            self._place(s, following, Target(epoch, following.bar, following.start, following.frames,
+                                             following.entry, 0.0))
+
+    # --- context ----------------------------------------------------------------------------
+
+    def _request(self, job: Job) -> WindowRequest:
         s, grid = job.session, job.session.grid
         span, context_bars = s.setting("window_bars"), s.setting("context_bars")
-        sources = context_sources(job.bar, job.horizon, context_bars, lambda b: self._generated_bar(s, b) is not None)
+        table = s.table(job.target.epoch)
+        generated = lambda b: self._generated_bar(s, table, b)  # noqa: E731
+        sources = context_sources(job.bar, job.horizon, context_bars, lambda b: generated(b) is not None)
         parts = [s.input.read(grid.bar_start_sample(b), grid.bar_start_sample(b + 1) - grid.bar_start_sample(b))
-                 if source == "input" else self._generated_bar(s, b) for b, source in sources]
+                 if source == "input" else generated(b) for b, source in sources]
         frames = grid.bar_start_sample(job.bar + span) - grid.bar_start_sample(job.bar)
         return WindowRequest(context=np.concatenate(parts, axis=1), sample_rate=s.sample_rate,
                              tempo_bpm=grid.tempo_bpm, tsig_num=grid.tsig_num, tsig_den=grid.tsig_den,
@@ -380,14 +635,14 @@ class Scheduler:
                              seed=window_seed(s.setting("seed"), job.bar), bar_index=job.bar)
 
     @staticmethod
-    def _generated_bar(session: Session, bar: int) -> np.ndarray | None:
-        span = session.setting("window_bars")
-        window = session.windows.get(window_bar(bar, span))
+    def _generated_bar(session: Session, table: dict[int, Window], bar: int) -> np.ndarray | None:
+        """The generator's own audio of `bar` (not the baked seam), cut at this grid's bar lines."""
+        window = table.get(window_bar(bar, session.setting("window_bars")))
         if window is None or window.flags & const("LD_WINDOW_PREROLL"):
             return None
         grid = session.grid
-        origin = grid.bar_start_sample(window.bar)
-        return window.audio[:, grid.bar_start_sample(bar) - origin:grid.bar_start_sample(bar + 1) - origin]
+        offset = grid.bar_start_sample(bar) - grid.bar_start_sample(window.bar)
+        return fit(window.audio[:, offset:], grid.bar_start_sample(bar + 1) - grid.bar_start_sample(bar))
 
     # --- worker thread ---------------------------------------------------------------------
 
@@ -398,21 +653,24 @@ class Scheduler:
                     work = self._take_work()
                     if work is None:
                         return
-                    self._generate(*work)
+                self._run(*work)
             except Exception:  # a bug here must not silently end all generation
                 log.exception("worker: unexpected error; continuing")
                 time.sleep(0.1)
 
     def _take_work(self):
-        """[worker-thread, _cond held] (job, request, generator name) for the earliest deadline
-        that is ready; None once stopped."""
+        """[worker-thread, _cond held] (job, request or stretch input, generator name) for the
+        job to run next; None once stopped."""
         while not self._stopped:
             job, wait = self._next_job(time.monotonic())
             if job:
                 session = job.session
-                session.in_flight.add(job.bar)
+                session.in_flight.add((job.target.epoch, job.bar))
                 name = session.generator_name
-                request = None if job.preroll else self._request(job, name)
+                if job.kind == "stretch":
+                    window = session.table(job.target.epoch)[job.bar]
+                    return job, (window, session.grid.tempo_bpm), name
+                request = None if job.preroll else self._request(job)
                 if job.input_missing and request is not None:
                     log.warning("session %016x: window at bar %d generated before its input up to bar %d arrived "
                                 "(deadline near); the missing input is silence", session.instance, job.bar, job.horizon)
@@ -428,25 +686,35 @@ class Scheduler:
                     self._report(session, const("LD_ERR_GENERATOR"), failure, retry_after=1.0)
             self._cond.notify_all()
 
-    def _generate(self, job: Job, request: WindowRequest | None, name: str) -> None:
+    def _run(self, job: Job, work, name: str) -> None:
+        """[worker-thread, _cond not held] Generate or stretch, then publish under the lock."""
         session = job.session
         started = time.monotonic()
+        problem = None
         try:
-            audio = None if request is None else self.generators.get(name).generate(request)
-            problem = None
+            if job.kind == "stretch":
+                window, tempo = work
+                audio = stretch(window.audio, session.sample_rate, window.tempo, tempo)
+            else:
+                audio = None if work is None else self.generators.get(name).generate(work)
         except GeneratorUnavailable as exc:
             audio, problem = None, str(exc)
         except Exception as exc:  # a failing model must not take the engine down
             audio, problem = None, f"the {name} generator failed at bar {job.bar}: {type(exc).__name__}: {exc}"
+        elapsed = time.monotonic() - started
         with self._cond:
-            session.in_flight.discard(job.bar)
-            if session.closed or session.version != job.version:
+            session.in_flight.discard((job.target.epoch, job.bar))
+            if job.kind == "stretch":
+                self.estimates.add(("stretch", session.sample_rate, session.setting("window_bars")), elapsed)
+            elif work is not None and problem is None:
+                self.estimates.add((name, session.setting("window_bars")), elapsed)
+            table = session.table(job.target.epoch)
+            if session.closed or session.version != job.version or table is None:
                 return
             if problem:
                 self._report(session, const("LD_ERR_GENERATOR"), problem, retry_after=1.0)
                 return
-            session.gen_seconds = 0.8 * session.gen_seconds + 0.2 * (time.monotonic() - started)
-            self._finish(job, request, audio, name)
+            self._finish(job, work, audio, name, table)
 
     def _report(self, session: Session, code: int, message: str, retry_after: float) -> None:
         if session.problem != (code, message):
@@ -455,39 +723,63 @@ class Scheduler:
         session.problem = (code, message)
         session.blocked_until = time.monotonic() + retry_after
 
-    def _finish(self, job: Job, request: WindowRequest | None, audio: np.ndarray | None, name: str) -> None:
-        """Bake the seam crossfade into what is published; remember the generator's own output as
-        context for later windows (seams would otherwise compound from window to window)."""
+    def _finish(self, job: Job, work, audio: np.ndarray | None, name: str, table: dict[int, Window]) -> None:
+        """Place the result where the current grid wants it now (the grid may have moved while
+        it was made) and log it."""
         s, grid = job.session, job.session.grid
-        span = s.setting("window_bars")
-        frames = grid.bar_start_sample(job.bar + span) - grid.bar_start_sample(job.bar)
-        if audio is None:
-            flags, body, tail = const("LD_WINDOW_PREROLL"), np.zeros((s.channels, frames), np.float32), None
-        elif audio.shape != (s.channels, frames + request.tail_frames):
-            self._report(s, const("LD_ERR_GENERATOR"), f"the {name} generator returned shape {audio.shape}; "
-                         f"expected ({s.channels}, {frames + request.tail_frames})", retry_after=1.0)
-            return
+        target = next((t for t in self._targets(s) if (t.epoch, t.bar) == (job.target.epoch, job.bar)), None)
+        if target is None:
+            return          # the playhead or the loop moved on meanwhile
+        old = table.get(job.bar)
+        if job.kind == "stretch":
+            stood_in, tempo = work
+            if old is not stood_in or old.meter != (grid.tsig_num, grid.tsig_den):
+                return      # remade or dropped meanwhile
+            old.audio, old.tempo, old.flags = audio, tempo, const("LD_WINDOW_STRETCHED")
+            window = old
         else:
-            flags, body, tail = const("LD_WINDOW_GENERATED"), audio[:, :frames], audio[:, frames:]
-        previous = s.windows.get(job.bar - span)
-        seam = audio is not None and previous is not None and previous.tail is not None
-        published = equal_power_crossfade(previous.tail, body) if seam else body
-        start = grid.bar_start_sample(job.bar)
-        start_beat = grid.bar_start_beat(job.bar)
-        try:
-            window_id = s.store.publish(epoch=s.epoch, start_sample=start, bar_index=job.bar & 0xFFFFFFFF,
-                                        start_beat=start_beat, tempo_bpm=grid.tempo_bpm, flags=flags, audio=published)
-        except StoreFull as exc:
-            log.warning("session %016x: %s; window at bar %d waits", s.instance, exc, job.bar)
-            s.blocked_until = time.monotonic() + 0.02
+            request = work
+            if old is not None and old.window_id and old.start <= s.playhead and target.epoch == s.epoch:
+                return      # too late to replace the stand-in: it is playing
+            if audio is None:
+                window = Window(job.bar, const("LD_WINDOW_PREROLL"),
+                                np.zeros((s.channels, target.frames), np.float32), grid.tempo_bpm,
+                                (grid.tsig_num, grid.tsig_den))
+            elif audio.shape != (s.channels, request.frames + request.tail_frames):
+                self._report(s, const("LD_ERR_GENERATOR"), f"the {name} generator returned shape {audio.shape}; "
+                             f"expected ({s.channels}, {request.frames + request.tail_frames})", retry_after=1.0)
+                return
+            else:
+                window = Window(job.bar, const("LD_WINDOW_GENERATED"), audio, request.tempo_bpm,
+                                (request.tsig_num, request.tsig_den))
+            if old is not None:
+                window.window_id = old.window_id
+        window.regenerate = not window.fits(grid)   # made for a grid that has moved on meanwhile
+        if not self._place(s, window, target):
             return
-        s.windows[job.bar] = Window(job.bar, flags, body, tail)
+        table[job.bar] = window
+        self._republish_next(s, target.epoch, window)
+        now = time.monotonic()
+        late = now > target.deadline and not job.urgent and not s.offline
+        s.late += late
         s.published += 1
-        oldest_needed = job.bar - s.setting("context_bars") - (s.setting("lookahead") + 1) * span
+        span = s.setting("window_bars")
+        oldest_needed = window_bar(grid.bar_at_sample(s.playhead), span) - s.setting("context_bars") - span
         for bar in [b for b in s.windows if b < oldest_needed]:
             del s.windows[bar]
-        self._on_window(s, {"instance": f"{s.instance:016x}", "epoch": s.epoch, "bar_index": job.bar,
-                            "start_sample": start, "frames": frames, "start_beat": start_beat,
-                            "tempo": grid.tempo_bpm, "flags": flags, "generator": name, "window_id": window_id,
-                            "seed": None if request is None else request.seed,
-                            "input_missing": job.input_missing})
+        self._on_window(s, {"instance": f"{s.instance:016x}", "epoch": target.epoch, "bar_index": job.bar,
+                            "start_sample": target.start, "frames": target.frames, "entry": target.entry,
+                            "start_beat": grid.bar_start_beat(job.bar), "tempo": window.tempo,
+                            "grid_tempo": grid.tempo_bpm, "anchor_sample": grid.anchor_sample,
+                            "flags": window.flags, "generator": name, "window_id": window.window_id,
+                            "kind": job.kind, "seed": None if job.kind == "stretch" or work is None else work.seed,
+                            "input_missing": job.input_missing, "late": late,
+                            "lead_seconds": round(target.deadline - now, 4)})
+
+
+def stretch(audio: np.ndarray, sample_rate: int, from_tempo: float, to_tempo: float) -> np.ndarray:
+    """Audio made at from_tempo, time-stretched to to_tempo (pitch kept): a stand-in until the
+    window is made again for the new tempo."""
+    from pedalboard import time_stretch
+    return time_stretch(np.ascontiguousarray(audio, np.float32), float(sample_rate), to_tempo / from_tempo,
+                        high_quality=False).astype(np.float32)

@@ -99,41 +99,60 @@ def tsig_problem(num: int, den: int) -> str | None:
 
 class GridTracker:
     """Turns a stream of transport snapshots into a Grid, keeping the last good tempo and
-    time signature when a host sends garbage, and keeping the anchor while new snapshots
-    agree with it (so bar lines do not wobble by a sample from block to block)."""
+    time signature when a host sends garbage (one log line per distinct problem, not one per
+    block), and keeping the grid while new snapshots agree with it (so bar lines do not wobble
+    by a sample from block to block, and windows made ahead survive a loop wrap).
+
+    A time-signature change takes effect at the previous grid's next bar line (the running bar
+    keeps its meter); the new meter counts from there until the next discontinuity, whatever
+    phase the host reports meanwhile."""
 
     def __init__(self, sample_rate: int, fallback_tempo: float):
         self.sample_rate = sample_rate
         self.tempo = fallback_tempo
         self.tsig = (4, 4)
         self.grid: Grid | None = None
+        self._meter_line: float | None = None   # beat where the last meter change took effect
+        self._reported: dict[str, str] = {}     # kind -> last problem logged
+
+    def _report(self, kind: str, problem: str | None, keeping: str) -> bool:
+        """Log a problem once while it lasts; True if the value must be ignored."""
+        if problem is None:
+            self._reported.pop(kind, None)
+            return False
+        if self._reported.get(kind) != problem:
+            self._reported[kind] = problem
+            log.warning("%s; keeping %s", problem, keeping)
+        return True
 
     def update(self, *, tempo: float, tsig_num: int, tsig_den: int, pos_samples: int, pos_beats: float,
                bar_start_beats: float, tempo_valid: bool = True, tsig_valid: bool = True,
                reanchor: bool = False) -> Grid:
-        """Feed one snapshot; returns the current grid (the same object if nothing changed)."""
-        if tempo_valid:
-            problem = tempo_problem(tempo)
-            if problem:
-                log.warning("%s; keeping %.6g BPM", problem, self.tempo)
-            else:
-                self.tempo = tempo
-        if tsig_valid:
-            problem = tsig_problem(tsig_num, tsig_den)
-            if problem:
-                log.warning("%s; keeping %d/%d", problem, *self.tsig)
-            else:
-                self.tsig = (tsig_num, tsig_den)
-        if not math.isfinite(pos_beats):
-            log.warning("position %r beats ignored; keeping the previous grid", pos_beats)
+        """Feed one snapshot (reanchor: it starts a new epoch); returns the current grid (the
+        same object if nothing changed)."""
+        if tempo_valid and not self._report("tempo", tempo_problem(tempo), f"{self.tempo:.6g} BPM"):
+            self.tempo = tempo
+        if tsig_valid and not self._report("tsig", tsig_problem(tsig_num, tsig_den), "%d/%d" % self.tsig):
+            self.tsig = (tsig_num, tsig_den)
+        if self._report("position", None if math.isfinite(pos_beats) else
+                        f"position {pos_beats!r} beats ignored", "the previous grid"):
             pos_beats = self.grid.beat_at_sample(pos_samples) if self.grid else 0.0
         bar_beats = self.tsig[0] * 4 / self.tsig[1]
-        if not (math.isfinite(bar_start_beats)
-                and bar_start_beats - _EPS_BEATS <= pos_beats < bar_start_beats + bar_beats - _EPS_BEATS):
+        previous = self.grid
+        if previous is not None and (previous.tsig_num, previous.tsig_den) != self.tsig:
+            bar = previous.bar_at_sample(pos_samples)
+            self._meter_line = previous.bar_start_beat(bar if previous.bar_start_sample(bar) == pos_samples else bar + 1)
+            log.info("time signature %d/%d from beat %.6g (the next bar line)", *self.tsig, self._meter_line)
+        elif reanchor:
+            self._meter_line = None
+        if self._meter_line is not None:
+            bar_start_beats = self._meter_line
+        elif not (math.isfinite(bar_start_beats)
+                  and bar_start_beats - _EPS_BEATS <= pos_beats < bar_start_beats + bar_beats - _EPS_BEATS):
             # Hosts report wrong bar positions (e.g. 1-based bars); derive bar lines from beat 0.
             bar_start_beats = 0.0
         candidate = Grid(self.sample_rate, self.tempo, self.tsig[0], self.tsig[1], pos_samples, pos_beats,
                          bar_start_beats % bar_beats)
-        if reanchor or not candidate.same_grid(self.grid):
+        if not candidate.same_grid(self.grid):
             self.grid = candidate
         return self.grid
