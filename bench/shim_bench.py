@@ -40,10 +40,9 @@ def compile_tools() -> dict[str, Path]:
 
 
 def process_cost(probe: Path, frames: int, blocks: int) -> dict[str, float]:
-    directory = tempfile.mkdtemp(prefix="ld-bench-", dir="/tmp")
-    endpoint = f"ipc://{directory}/engine.sock"
-    env = dict(os.environ, LIVEDIFF_ENDPOINT=endpoint)
-    with engine_on(endpoint, None):
+    with tempfile.TemporaryDirectory(prefix="ld-bench-", dir="/tmp") as directory, \
+            engine_on(f"ipc://{directory}/engine.sock", None):
+        env = dict(os.environ, LIVEDIFF_ENDPOINT=f"ipc://{directory}/engine.sock")
         out = subprocess.run([str(probe), str(built_plugin()["CLAP"]), "--rate", "48000", "--tempo", "300",
                               "--frames", str(frames), "--blocks", str(blocks), "--bench"],
                              capture_output=True, text=True, env=env, check=True).stdout
