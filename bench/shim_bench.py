@@ -55,15 +55,14 @@ def publish_to_visible(visible: Path, count: int = 2000) -> tuple[list[float], l
         reader = subprocess.Popen([str(visible), store.name, str(count)], stdout=subprocess.PIPE, text=True)
         assert reader.stdout.readline().strip() == "ready"
         audio = np.zeros((2, 512), np.float32)
-        publish_us = []
+        publish_us, visible_us = [], []
         for epoch in range(1, count + 1):
             store.set_playhead(epoch, 0)             # older epochs are reclaimable
             started = time.monotonic()
             store.publish(epoch=epoch, start_sample=0, bar_index=0, start_beat=started, tempo_bpm=120.0,
                           flags=4, audio=audio)
             publish_us.append((time.monotonic() - started) * 1e6)
-            time.sleep(0.001)
-        visible_us = [float(line) for line in reader.stdout]
+            visible_us.append(float(reader.stdout.readline()))   # lock-step: the slot stays until seen
         reader.wait(10)
         return visible_us, publish_us
     finally:
