@@ -490,9 +490,9 @@ class Scheduler:
         """(job, earliest start) for the session: windows missing from the targets, stand-ins to
         stretch, stand-ins to remake. Re-placements that only move audio happen right here."""
         grid = s.grid
-        if s.closed or not self.generators.ready(s.generator_name, self._loaded):
+        if s.closed or not s.playing or grid is None or now < s.blocked_until:
             return []
-        if not s.playing or grid is None or now < s.blocked_until:
+        if not self.generators.ready(s.generator_name, self._loaded):
             return []
         targets = self._targets(s)
         if s.moved:
@@ -567,7 +567,7 @@ class Scheduler:
                 playing = window.start <= s.playhead and epoch == s.epoch
                 window.regenerate |= not window.fits(s.grid) and not playing
                 if (target.start, target.frames, target.entry) != (window.start, window.frames, window.entry):
-                    self._place(s, window, target)
+                    self._place(s, window, target, "move")
 
     # --- publishing (called with _cond held) -----------------------------------------------
 
@@ -581,16 +581,18 @@ class Scheduler:
         before = s.table(target.epoch).get(target.bar - s.setting("window_bars"))
         return before if before is not None and before.start + before.frames == target.start else None
 
-    def _place(self, s: Session, window: Window, target: Target) -> bool:
+    def _place(self, s: Session, window: Window, target: Target, kind: str, **details) -> bool:
         """Publish `window` at the target placement with the seam crossfade baked in at its entry;
-        the slots of its earlier placement are withdrawn. False if the store is full."""
+        the slots of its earlier placement are withdrawn; one window-log entry. False if the
+        store is full."""
         seam = round(SEAM_SECONDS * s.sample_rate)
         audio = fit(window.audio, target.frames)
-        previous = self._previous(s, target)
-        if previous is not None and not window.flags & const("LD_WINDOW_PREROLL") \
-                and not previous.flags & const("LD_WINDOW_PREROLL"):
+        if not window.flags & const("LD_WINDOW_PREROLL"):
+            # Fade from what played before; from silence after a preroll window or nothing.
+            previous = self._previous(s, target)
+            before = previous.continuation(seam) if previous is not None else np.zeros((s.channels, seam), np.float32)
             audio = audio.copy()
-            audio[:, target.entry:] = equal_power_crossfade(previous.continuation(seam), audio[:, target.entry:])
+            audio[:, target.entry:] = equal_power_crossfade(before, audio[:, target.entry:])
         grid = s.grid
         start_beat = grid.beat_at_sample(target.start) if target.start != grid.bar_start_sample(window.bar) \
             else grid.bar_start_beat(window.bar)
@@ -604,6 +606,11 @@ class Scheduler:
         if window.window_id:
             s.store.withdraw(window.window_id)
         window.start, window.frames, window.entry, window.window_id = target.start, target.frames, target.entry, window_id
+        self._on_window(s, {"instance": f"{s.instance:016x}", "epoch": target.epoch, "bar_index": window.bar,
+                            "start_sample": target.start, "frames": target.frames, "entry": target.entry,
+                            "start_beat": start_beat, "tempo": window.tempo, "grid_tempo": grid.tempo_bpm,
+                            "anchor_sample": grid.anchor_sample, "anchor_beat": grid.anchor_beat,
+                            "flags": window.flags, "window_id": window_id, "kind": kind, **details})
         return True
 
     def _republish_next(self, s: Session, epoch: int, window: Window) -> None:
@@ -615,7 +622,7 @@ class Scheduler:
             following = min(s.ahead.values(), key=lambda w: w.bar, default=None)
         if following is not None and following.window_id and following.start > s.playhead:
             self._place(s, following, Target(epoch, following.bar, following.start, following.frames,
-                                             following.entry, 0.0))
+                                             following.entry, 0.0), "seam")
 
     # --- context ----------------------------------------------------------------------------
 
@@ -755,26 +762,20 @@ class Scheduler:
             if old is not None:
                 window.window_id = old.window_id
         window.regenerate = not window.fits(grid)   # made for a grid that has moved on meanwhile
-        if not self._place(s, window, target):
+        now = time.monotonic()
+        late = now > target.deadline and not job.urgent and not s.offline
+        if not self._place(s, window, target, job.kind, generator=name, input_missing=job.input_missing, late=late,
+                           seed=None if job.kind == "stretch" or work is None else work.seed,
+                           lead_seconds=round(target.deadline - now, 4)):
             return
         table[job.bar] = window
         self._republish_next(s, target.epoch, window)
-        now = time.monotonic()
-        late = now > target.deadline and not job.urgent and not s.offline
         s.late += late
         s.published += 1
         span = s.setting("window_bars")
         oldest_needed = window_bar(grid.bar_at_sample(s.playhead), span) - s.setting("context_bars") - span
         for bar in [b for b in s.windows if b < oldest_needed]:
             del s.windows[bar]
-        self._on_window(s, {"instance": f"{s.instance:016x}", "epoch": target.epoch, "bar_index": job.bar,
-                            "start_sample": target.start, "frames": target.frames, "entry": target.entry,
-                            "start_beat": grid.bar_start_beat(job.bar), "tempo": window.tempo,
-                            "grid_tempo": grid.tempo_bpm, "anchor_sample": grid.anchor_sample,
-                            "flags": window.flags, "generator": name, "window_id": window.window_id,
-                            "kind": job.kind, "seed": None if job.kind == "stretch" or work is None else work.seed,
-                            "input_missing": job.input_missing, "late": late,
-                            "lead_seconds": round(target.deadline - now, 4)})
 
 
 def stretch(audio: np.ndarray, sample_rate: int, from_tempo: float, to_tempo: float) -> np.ndarray:

@@ -156,8 +156,9 @@ def test_offline_windows_preroll_context_seeds_and_seams(rig_factory):
         assert w["flags"] == const("LD_WINDOW_GENERATED") and w["seed"] == window_seed(7, bar)
         assert w["start_sample"] == rig.bar(bar) and not w["input_missing"]
         expected = bar0.copy()
-        if bar > 2:  # the first generated window has no predecessor to fade from
-            expected[:, :seam] = bar0[:, :seam] * np.cos(turn) + bar0[:, :seam] * np.sin(turn)
+        # the first generated window fades in from the silent preroll, later ones from their predecessor
+        before = bar0[:, :seam] if bar > 2 else 0
+        expected[:, :seam] = before * np.cos(turn) + bar0[:, :seam] * np.sin(turn)
         np.testing.assert_allclose(rig.published(bar), expected, atol=1e-6)
 
 
@@ -231,8 +232,11 @@ def test_a_seek_starts_a_new_epoch_from_stored_input(rig_factory):
     w = [w for w in rig.windows if w["epoch"] == 1 and w["bar_index"] == 2][0]
     assert w["flags"] == const("LD_WINDOW_GENERATED") and not w["input_missing"]
     # no generated bars in the new epoch yet: the context is the input ending at the horizon
-    # (bar 1), so the loop generator repeats input bar 0
-    np.testing.assert_array_equal(rig.published(2), rig.input[:, :rig.bar(1)])
+    # (bar 1), so the loop generator repeats input bar 0, faded in (nothing of this epoch played before)
+    expected = rig.input[:, :rig.bar(1)].copy()
+    seam = round(SEAM_SECONDS * SR)
+    expected[:, :seam] *= np.sin(np.arange(seam) / seam * np.pi / 2).astype(np.float32)
+    np.testing.assert_allclose(rig.published(2), expected, atol=1e-6)
 
 
 def test_a_generator_that_cannot_load_is_reported_not_replaced(rig_factory, monkeypatch):
