@@ -155,6 +155,7 @@ class GeneratorPool:
         self._loaded: dict[str, Generator] = {}
         self._failed: dict[str, str] = {}
         self._loading: set[str] = set()
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     def ready(self, name: str, on_done: Callable[[str, str | None], None]) -> bool:
@@ -165,9 +166,17 @@ class GeneratorPool:
                 return True
             if name not in self._loading:
                 self._loading.add(name)
-                threading.Thread(target=self._load, args=(name, on_done), name=f"livediff-load-{name}",
-                                 daemon=True).start()
+                thread = threading.Thread(target=self._load, args=(name, on_done), name=f"livediff-load-{name}",
+                                          daemon=True)
+                self._threads.append(thread)
+                thread.start()
             return False
+
+    def join(self) -> None:
+        """Wait for loads in progress: a process exiting while a backend initialises its native
+        thread pools aborts instead of exiting cleanly."""
+        for thread in self._threads:
+            thread.join()
 
     def _load(self, name: str, on_done: Callable[[str, str | None], None]) -> None:
         failure = None
@@ -342,6 +351,7 @@ class Scheduler:
             self._cond.notify_all()
         if self._worker.is_alive():
             self._worker.join()
+        self.generators.join()
 
     # --- socket-thread side ----------------------------------------------------------------
 
