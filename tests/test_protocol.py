@@ -57,7 +57,7 @@ def test_valid_messages_decode_to_typed_objects():
      "LD_ERR_TYPE", "NaN"),
     (protocol.encode("audio", **{**AUDIO, "channels": 3}, input=bytes(36), sidechain=None), "LD_ERR_TYPE", "CHANNELS is 3"),
     (protocol.encode("params", instance=1, params={99: 1}), "LD_ERR_TYPE", "unknown parameter id 99"),
-    (protocol.encode("params", instance=1, params={PARAM["seed"]: 1.5}), "LD_ERR_TYPE", "integer 0..65535"),
+    (protocol.encode("params", instance=1, params={PARAM["seed"]: 1.5}), "LD_ERR_TYPE", "integer 0..999"),
     (protocol.encode("params", instance=1, params={PARAM["tempo_bpm"]: 5000}), "LD_ERR_TYPE", "number 20..300"),
     (protocol.encode("params", instance=1, params=[1]), "LD_ERR_TYPE", "PARAMS is list"),
     (msgpack.packb({KEY["type"]: 3, KEY["instance"]: 1, 50: msgpack.ExtType(1, b"x")}), "LD_ERR_MALFORMED", "not a msgpack"),

@@ -11,7 +11,7 @@ from bridge.protocol import PARAM
 from engine.scheduler import window_seed
 from tests.host.build import built_plugin
 
-pedalboard = pytest.importorskip("pedalboard")
+import pedalboard
 RATE = 44100
 
 

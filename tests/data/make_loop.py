@@ -1,6 +1,6 @@
-"""Writes tests/data/loop_100bpm.wav: 2 bars of 4/4 at 100 BPM, 44.1 kHz stereo, 16-bit.
+"""Writes tests/data/loop_100bpm.wav: 8 bars of 4/4 at 100 BPM, 44.1 kHz stereo, 16-bit.
 
-Every beat of bar 0 has its own pitch and the two bars differ, so audio placed at the wrong
+Every beat has its own pitch (no two beats of the loop repeat), so audio placed at the wrong
 beat or bar is detectable. Deterministic: the same bytes on every run.
     .venv/bin/python tests/data/make_loop.py
 """
@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 from pedalboard.io import AudioFile
 
-SAMPLE_RATE, BPM, BARS = 44100, 100, 2
+SAMPLE_RATE, BPM, BARS = 44100, 100, 8
 BEAT = SAMPLE_RATE * 60 // BPM  # 26460 frames, exact at this rate and tempo
-PITCHES_HZ = [110.0, 164.8, 146.8, 196.0, 130.8, 220.0, 174.6, 123.5]  # one per beat, no repeats
+# One pitch per beat, all different: steps of 7 semitones folded into three octaves (7 and 36 are coprime).
+PITCHES_HZ = [110.0 * 2 ** ((beat * 7 % 36) / 12) for beat in range(BARS * 4)]
 
 
 def note(frequency: float, frames: int) -> np.ndarray:
@@ -22,7 +23,7 @@ def note(frequency: float, frames: int) -> np.ndarray:
 def make() -> np.ndarray:
     rng = np.random.default_rng(1234)
     out = np.zeros((2, BARS * 4 * BEAT))
-    for beat, pitch in enumerate(PITCHES_HZ[:BARS * 4]):
+    for beat, pitch in enumerate(PITCHES_HZ):
         start = beat * BEAT
         out[0, start:start + BEAT] += 0.5 * note(pitch, BEAT)
         out[1, start:start + BEAT] += 0.5 * note(pitch * 1.5, BEAT)
