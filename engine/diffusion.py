@@ -27,7 +27,7 @@ BACKENDS = ("auto", "torch", "onnx")
 class SamplingOptions:
     steps: int = 4
     guidance: float = 1.0           # classifier-free guidance on the context (1 = off)
-    decoder_iterations: int = 16    # Griffin-Lim iterations
+    decoder_iterations: int = 8     # Griffin-Lim iterations
 
 
 @dataclass
@@ -97,7 +97,7 @@ class DiffusionGenerator:
         audio = rep.resample(audio[None], rep.SAMPLE_RATE, request.sample_rate)
         needed = request.frames + request.tail_frames
         audio = np.pad(audio, ((0, 0), (0, max(0, needed - audio.shape[1]))))[:, :needed]
-        mono = limit(np.nan_to_num(audio[0], nan=0.0, posinf=0.0, neginf=0.0), request.sample_rate)
+        mono = limit(np.nan_to_num(audio[0], nan=0.0, posinf=0.0, neginf=0.0))
         return np.repeat(mono[None], max(1, request.context.shape[0]), axis=0)
 
     def generate(self, request: WindowRequest) -> np.ndarray:
@@ -110,17 +110,20 @@ class DiffusionGenerator:
         return [self.generate(r) for r in requests]
 
 
-def limit(audio: np.ndarray, sample_rate: int, ceiling: float = 0.98, hold_s: float = 0.005) -> np.ndarray:
-    """Peak limiter to <= ceiling (below 0 dBFS): audio under the ceiling passes untouched; around
-    louder peaks the gain dips smoothly (5 ms lookahead and release) instead of clipping."""
-    required = np.minimum(1.0, ceiling / np.maximum(np.abs(audio), 1e-9))
-    if required.min() >= 1.0:
+def limit(audio: np.ndarray, ceiling: float = 0.98, block: int = 256) -> np.ndarray:
+    """Peak limiter to <= ceiling (below 0 dBFS). Audio under the ceiling passes untouched;
+    otherwise the gain each block of samples needs is also applied to its neighbours and
+    interpolated between block centres, so it dips smoothly around a peak instead of clipping."""
+    if np.abs(audio).max() <= ceiling:
         return audio.astype(np.float32)
-    hold = max(1, int(hold_s * sample_rate))
-    held = np.lib.stride_tricks.sliding_window_view(np.pad(required, hold, constant_values=1.0), 2 * hold + 1).min(axis=1)
-    # a box average no wider than the hold keeps the gain at each peak <= what that peak needs
-    smooth = np.convolve(np.pad(held, hold // 2, mode="edge"), np.ones(hold // 2 * 2 + 1) / (hold // 2 * 2 + 1), "valid")
-    return np.clip(audio * smooth, -ceiling, ceiling).astype(np.float32)
+    n_blocks = -(-len(audio) // block)
+    peaks = np.abs(np.pad(audio, (0, n_blocks * block - len(audio)))).reshape(n_blocks, block).max(axis=1)
+    needed = np.minimum(1.0, ceiling / np.maximum(peaks, 1e-9))
+    padded = np.pad(needed, 1, constant_values=1.0)
+    held = np.minimum(np.minimum(padded[:-2], padded[1:-1]), padded[2:])
+    # between two block centres the gain is a mix of two held gains, each <= what both blocks need
+    gain = np.interp(np.arange(len(audio)), np.arange(n_blocks) * block + (block - 1) / 2, held)
+    return np.clip(audio * gain, -ceiling, ceiling).astype(np.float32)
 
 
 def _seed(seed: int) -> int:

@@ -199,15 +199,18 @@ def plot(results: dict, path: Path) -> None:
     axes[0].plot(steps, [r["context"]["beat_alignment"] for r in results["by_steps"]], "o-", label="generated")
     axes[0].axhline(results["ground_truth"]["beat_alignment"], color="gray", ls="--", label="true music")
     axes[0].axhline(0.95, color="red", ls=":", label="target")
-    axes[0].set(title="onsets within ±20 ms of the 16th grid", xlabel="steps", xscale="log", ylim=(0, 1.02))
+    axes[0].set(title="onsets within ±20 ms of the 16th grid", xlabel="sampling steps", ylim=(0, 1.02))
     axes[0].legend()
     for key in ("right", "shuffled"):
         axes[1].plot(steps, [r["context"]["mel_distance"][key] for r in results["by_steps"]], "o-", label=f"{key} context")
     baselines = results["by_steps"][0]["context"]["mel_distance"]
     for key, style in (("repeat_last_bar", ":"), ("decoder_only", "--"), ("unrelated_song", "-.")):
         axes[1].axhline(baselines[key], color="gray", ls=style, label=key.replace("_", " "))
-    axes[1].set(title="log-mel distance to the true continuation", xlabel="steps", xscale="log")
+    axes[1].set(title="log-mel distance to the true continuation", xlabel="sampling steps")
     axes[1].legend(fontsize=7)
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(steps, [str(s) for s in steps])
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -125,7 +125,7 @@ def encode(audio: np.ndarray, tempo_bpm: float, start_sample: float, n_tokens: i
 def decode(tokens: np.ndarray, tempo_bpm: float, n_samples: int, seed: int, iterations: int = 16,
            prefix: np.ndarray | None = None) -> np.ndarray:
     """Audio (model rate, float32, n_samples long) whose spectra match the tokens: fast Griffin-Lim
-    (Perraudin et al. 2013, momentum 0.99) from a seeded random phase. `prefix`, the audio just
+    (Perraudin et al. 2013, momentum 0.99). `prefix`, the audio just
     before the first token (the context), is held fixed under the first frames, so the phases
     grow out of it and the window continues the context without a seam."""
     window = _window(tempo_bpm).astype(np.float32)
@@ -152,8 +152,10 @@ def decode(tokens: np.ndarray, tempo_bpm: float, n_samples: int, seed: int, iter
     def analyse(signal: np.ndarray) -> np.ndarray:
         return np.fft.rfft(signal[index + pad] * window, n=N_FFT, axis=-1)
 
-    rng = np.random.default_rng(seed)
-    spectrum = magnitude * np.exp(2j * np.pi * rng.random(magnitude.shape, dtype=np.float32))
+    # start from the phase a steady partial at each bin centre would have, lightly jittered
+    cycles = np.outer(index[:, 0], np.arange(N_BINS)) % N_FFT / N_FFT
+    cycles = (cycles + 0.1 * np.random.default_rng(seed).random(cycles.shape)).astype(np.float32)
+    spectrum = magnitude * np.exp(2j * np.pi * cycles)
     previous = spectrum
     for _ in range(iterations):
         rebuilt = analyse(overlap_add(spectrum))
