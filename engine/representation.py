@@ -128,40 +128,42 @@ def decode(tokens: np.ndarray, tempo_bpm: float, n_samples: int, seed: int, iter
     (Perraudin et al. 2013, momentum 0.99). `prefix`, the audio just
     before the first token (the context), is held fixed under the first frames, so the phases
     grow out of it and the window continues the context without a seam."""
-    window = _window(tempo_bpm).astype(np.float32)
-    frames = tokens.reshape(-1, N_BINS).astype(np.float32)
+    window = _window(tempo_bpm)  # float64 throughout: numpy's float32 FFT is ~4x slower here
+    frames = tokens.reshape(-1, N_BINS).astype(np.float64)
     magnitude = np.maximum(np.exp(frames * _LOG_SCALE + _LOG_CENTER) - _LOG_FLOOR, 0.0) * (window.sum() / 2.0)
     index = _frame_index(0.0, len(frames), tempo_bpm, len(window))
     pad = -int(index.min())
     length = max(n_samples + pad, int(index.max()) + 1 + pad)
     flat = (index + pad).ravel()
     norm = np.bincount(flat, np.tile(window * window, len(frames)), minlength=length)
-    inverse_norm = (1.0 / np.maximum(norm, 1e-3 * window.max() ** 2)).astype(np.float32)
+    inverse_norm = 1.0 / np.maximum(norm, 1e-3 * window.max() ** 2)
     known = None
     if prefix is not None and len(prefix):
-        known = np.zeros(pad, np.float32)
+        known = np.zeros(pad)
         known[pad - min(pad, len(prefix)):] = prefix[-pad:]
 
     def overlap_add(spectrum: np.ndarray) -> np.ndarray:
         segments = np.fft.irfft(spectrum, n=N_FFT, axis=-1)[:, : len(window)] * window
-        signal = np.bincount(flat, segments.ravel(), minlength=length).astype(np.float32) * inverse_norm
+        signal = np.bincount(flat, segments.ravel(), minlength=length) * inverse_norm
         if known is not None:
             signal[:pad] = known
         return signal
 
+    shifted = index + pad
+
     def analyse(signal: np.ndarray) -> np.ndarray:
-        return np.fft.rfft(signal[index + pad] * window, n=N_FFT, axis=-1)
+        return np.fft.rfft(signal[shifted] * window, n=N_FFT, axis=-1)
 
     # start from the phase a steady partial at each bin centre would have, lightly jittered
     cycles = np.outer(index[:, 0], np.arange(N_BINS)) % N_FFT / N_FFT
-    cycles = (cycles + 0.1 * np.random.default_rng(seed).random(cycles.shape)).astype(np.float32)
+    cycles = cycles + 0.1 * np.random.default_rng(seed).random(cycles.shape)
     spectrum = magnitude * np.exp(2j * np.pi * cycles)
     previous = spectrum
     for _ in range(iterations):
         rebuilt = analyse(overlap_add(spectrum))
-        accelerated = rebuilt + 0.99 * (rebuilt - previous)
+        accelerated = 1.99 * rebuilt - 0.99 * previous
         previous = rebuilt
-        spectrum = magnitude * accelerated / np.maximum(np.abs(accelerated), 1e-12)
+        spectrum = accelerated * (magnitude / np.maximum(np.abs(accelerated), 1e-12))
     return overlap_add(spectrum)[pad: pad + n_samples].astype(np.float32)
 
 
