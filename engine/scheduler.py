@@ -565,10 +565,11 @@ class Scheduler:
         it, else time-stretched (_pending; docs/scheduling.md, "Tempo changes")."""
         s.moved = False
         wanted = {(t.epoch, t.bar): t for t in targets}
+        previous_moved = False      # in play order: a moved window changes the seam of the next one
         for epoch in (s.epoch, s.next_epoch):
-            table = s.table(epoch)
-            for bar, window in list((table or {}).items()):
-                target = wanted.get((epoch, bar))
+            table = s.table(epoch) or {}
+            for bar in sorted(table):
+                window, target = table[bar], wanted.get((epoch, bar))
                 if target is None:
                     if window.start > s.playhead or epoch != s.epoch:   # no longer wanted: never play it
                         s.store.withdraw(window.window_id)
@@ -576,8 +577,10 @@ class Scheduler:
                     continue
                 playing = window.start <= s.playhead and epoch == s.epoch
                 window.regenerate |= not window.fits(s.grid) and not playing
-                if (target.start, target.frames, target.entry) != (window.start, window.frames, window.entry):
+                moved = (target.start, target.frames, target.entry) != (window.start, window.frames, window.entry)
+                if moved or (previous_moved and not playing):
                     self._place(s, window, target, "move")
+                previous_moved = moved
 
     # --- publishing (called with _cond held) -----------------------------------------------
 
@@ -620,7 +623,8 @@ class Scheduler:
                             "start_sample": target.start, "frames": target.frames, "entry": target.entry,
                             "start_beat": start_beat, "tempo": window.tempo, "grid_tempo": grid.tempo_bpm,
                             "anchor_sample": grid.anchor_sample, "anchor_beat": grid.anchor_beat,
-                            "flags": window.flags, "window_id": window_id, "kind": kind, **details})
+                            "flags": window.flags, "window_id": window_id, "kind": kind, "playhead": s.playhead,
+                            **details})
         return True
 
     def _republish_next(self, s: Session, epoch: int, window: Window) -> None:
@@ -744,6 +748,8 @@ class Scheduler:
         """Place the result where the current grid wants it now (the grid may have moved while
         it was made) and log it."""
         s, grid = job.session, job.session.grid
+        if s.moved:     # the grid moved while this was made: place the others first (seams)
+            self._replace(s, self._targets(s))
         target = next((t for t in self._targets(s) if (t.epoch, t.bar) == (job.target.epoch, job.bar)), None)
         if target is None:
             return          # the playhead or the loop moved on meanwhile

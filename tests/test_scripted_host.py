@@ -255,3 +255,93 @@ def test_stop_and_start(engine, offline_script):
     assert all(not out.any() for out in outputs), "a stopped host must hear nothing"
     check_grid(script, session_windows(engine, script))
     check_played(script)
+
+
+# --- real time --------------------------------------------------------------------------------
+
+def play_in_real_time(host: ClapHost, tempo_at, beats_end: float, signal) -> tuple[np.ndarray, dict, dict, list]:
+    """Play from beat 0 until `beats_end` at the wall-clock pace of RATE, the tempo of each block
+    given by tempo_at(beats) (constant within a block, as hosts report it). Returns the output,
+    {block start sample: (beats, tempo)}, {bar: host sample of its bar line}, underruns per block."""
+    pos, beats = 0, 0.0
+    record, lines, outputs, underruns = {}, {}, [], []
+    started = time.monotonic()
+    while beats < beats_end:
+        tempo = tempo_at(beats)
+        step = BLOCK * tempo / 60 / RATE
+        record[pos] = (beats, tempo)
+        for bar in range(math.ceil(beats / 4), math.floor((beats + step) / 4) + 1):
+            if beats <= 4 * bar < beats + step:
+                lines[bar] = pos + math.floor((4 * bar - beats) * 60 / tempo * RATE + 0.5)
+        x = signal(pos)
+        outputs.append(host.process(np.stack([x, x]), Transport(playing=True, tempo=tempo, beats=beats,
+                                                                seconds=pos / RATE), frames=BLOCK))
+        underruns.append(host.stats()["underruns"])
+        pos, beats = pos + BLOCK, beats + step
+        time.sleep(max(0.0, started + pos / RATE - time.monotonic()))
+    return np.concatenate(outputs, axis=1), record, lines, underruns
+
+
+def test_tempo_ramp_90_to_140_in_real_time(engine):
+    """Bar 1 at 90 BPM, a ramp to 140 BPM over bars 2-3, then 140. Every placement the engine
+    publishes for a window not yet playing sits on the bar line that the host's transport of
+    some block (the grid's anchor) implies; once the tempo holds, the windows played start on
+    the host's bar lines exactly; windows were moved and remade as the tempo moved; no
+    underrun after the start; no click anywhere once generated bars play. The input is a
+    constant (DC) level: whatever the loop generator cuts from it joins without a step, so any
+    step in the output comes from placement (a gap, an overlap, a missing fade), not content."""
+    ramp = lambda beats: 90.0 if beats < 4 else 140.0 if beats >= 12 else 90.0 + 50.0 * (beats - 4) / 8  # noqa: E731
+    with ClapHost(sample_rate=RATE, max_frames=BLOCK) as host:
+        connect(host)
+        epoch = host.stats()["epoch"] + 1
+        out, record, lines, underruns = play_in_real_time(host, ramp, 24.0,
+                                                          lambda pos: np.full(BLOCK, AMPLITUDE, np.float32))
+        assert host.stats()["epoch"] == epoch, "a tempo change is not a discontinuity"
+    windows = [w for w in engine.windows() if w["epoch"] == epoch]
+    for w in windows:
+        beats, tempo = record[w["anchor_sample"]]          # the anchor is a block the host played
+        assert w["anchor_beat"] == pytest.approx(beats, abs=1e-6) and w["grid_tempo"] == tempo
+        if w["start_sample"] > w["playhead"]:
+            expected = w["anchor_sample"] + math.floor((4 * w["bar_index"] - beats) * 60 / tempo * RATE + 0.5)
+            assert abs(w["start_sample"] - expected) <= 1, w
+            assert abs(w["frames"] - round(4 * 60 / tempo * RATE)) <= 1, w
+    for bar in (4, 5):                                      # bars after the ramp
+        placed = [w for w in windows if w["bar_index"] == bar and w["playhead"] < w["start_sample"]][-1]
+        assert abs(placed["start_sample"] - lines[bar]) <= 1, (placed, lines[bar])
+    kinds = [w["kind"] for w in windows]
+    remade = [w for w in windows if w["kind"] == "generate" and
+              any(v["bar_index"] == w["bar_index"] and v["window_id"] < w["window_id"] for v in windows)]
+    assert "move" in kinds and remade, "windows did not follow the tempo"
+    start_of_bar_1 = lines[1] // BLOCK
+    assert underruns[-1] == underruns[start_of_bar_1], "underruns after the first bar"
+    generated = out[:, lines[2]:]
+    steps = np.abs(np.diff(generated, axis=1)).max(axis=0)
+    assert steps.max() <= 0.01, f"a step of {steps.max():.4f} at sample {lines[2] + 1 + int(steps.argmax())}"
+    held = out[:, lines[2] + RATE // 10:]      # equal-power seams of a level with itself rise to sqrt(2)
+    assert held.min() > AMPLITUDE - 1e-3 and held.max() < AMPLITUDE * math.sqrt(2) + 1e-3, "a gap or a wrong level"
+
+
+def test_offline_bounces_match_each_other_and_a_real_time_run(engine):
+    """Same seed, same input: two offline renders are identical, and a real-time run without
+    underruns plays exactly the same samples (the context horizon is the same rule)."""
+    tempo = 200.0
+    noise = np.random.default_rng(11).uniform(-0.3, 0.3, 6 * RATE).astype(np.float32)
+    signal = lambda pos: noise[pos:pos + BLOCK]  # noqa: E731
+    bars = 4
+    renders = []
+    for _ in range(2):
+        with ClapHost(sample_rate=RATE, max_frames=BLOCK, offline=True) as host:
+            connect(host, seed=7)
+            script = Script(host, tempo)
+            script.input = lambda pos, frames: np.stack([signal(pos)[:frames]] * 2)
+            script.play(0, script.bar_line(bars) // BLOCK * BLOCK)
+            renders.append(np.concatenate([b.output for b in script.blocks], axis=1))
+            assert host.stats()["offline_timeouts"] == 0
+    np.testing.assert_array_equal(renders[0], renders[1])
+    with ClapHost(sample_rate=RATE, max_frames=BLOCK) as host:
+        connect(host, seed=7)
+        out, _, lines, underruns = play_in_real_time(host, lambda beats: tempo, bars * 4, signal)
+    assert underruns[-1] == underruns[lines[2] // BLOCK], "the real-time run had underruns in generated bars"
+    generated = slice(lines[2], renders[0].shape[1])       # bars 0-1 are preroll (silent offline, maybe underruns live)
+    assert np.abs(renders[0][:, generated]).max() > 0.1
+    np.testing.assert_array_equal(out[:, generated], renders[0][:, generated])
