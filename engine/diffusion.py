@@ -19,7 +19,6 @@ from engine.generator import WindowRequest
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_FILE = "livediff.npz"
-MAX_CONTEXT_BARS = 4        # the model was trained on 2 bars; older bars add cost, not continuity
 BACKENDS = ("auto", "torch", "onnx")
 
 
@@ -62,7 +61,7 @@ class DiffusionGenerator:
         if context.ndim != 2:
             raise ValueError(f"context must be float32 [channels, samples], got shape {context.shape}")
         sixteenth = rep.sixteenth_samples(request.tempo_bpm)
-        context_bars = max(1, min(request.context_bars, MAX_CONTEXT_BARS))
+        context_bars = max(1, min(request.context_bars, rep.CONTEXT_BARS))  # older bars are ignored
         n_context = context_bars * bar_len
         mono = context.mean(axis=0, keepdims=True) if context.shape[1] else np.zeros((1, 0), np.float32)
         mono = np.nan_to_num(rep.resample(mono, request.sample_rate, rep.SAMPLE_RATE)[0])

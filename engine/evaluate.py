@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from engine.scheduler import SEAM_SECONDS, equal_power_crossfade
 HELP = "Evaluate the built-in model on held-out generated music; writes JSON and a PNG."
 HELDOUT_SEED = 900_000
 HOST_RATE = 44100
-CONTEXT_BARS = 2
+CONTEXT_BARS = rep.CONTEXT_BARS
 GRID_TOLERANCE_S = 0.020
 ONSET_HOP = 80                  # samples per onset-envelope frame (representation.onset_envelope)
 
@@ -41,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights-dir", type=Path, default=None, help="folder with livediff.npz / the .onnx graphs")
     parser.add_argument("--examples", type=int, default=32, help="held-out songs")
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8], help="sampling step counts to measure")
-    parser.add_argument("--guidance", type=float, default=1.0)
+    parser.add_argument("--guidance", type=float, default=SamplingOptions.guidance)
+    parser.add_argument("--decoder-iterations", type=int, default=SamplingOptions.decoder_iterations,
+                        help="Griffin-Lim iterations")
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="folder for eval.json and eval.png")
 
 
@@ -215,23 +217,23 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def evaluate(backend: str, weights_dir: Path | None, examples: int, step_counts: list[int], guidance: float) -> dict:
-    base = load_builtin(backend, weights_dir)
+def evaluate(backend: str, weights_dir: Path | None, examples: int, step_counts: list[int], guidance: float,
+             decoder_iterations: int) -> dict:
+    base = load_builtin(backend, weights_dir, SamplingOptions(guidance=guidance, decoder_iterations=decoder_iterations))
     songs = heldout_songs(examples, CONTEXT_BARS + 1)
     results = {"backend": base.backend.name, "examples": examples, "host_rate": HOST_RATE,
                "ground_truth": ground_truth_checks(songs), "by_steps": []}
     for steps in step_counts:
-        generator = DiffusionGenerator(base.backend, replace(base.options, steps=steps, guidance=guidance))
+        generator = DiffusionGenerator(base.backend, replace(base.options, steps=steps))
         results["by_steps"].append({"steps": steps, "context": context_use(generator, songs)})
         print(json.dumps(results["by_steps"][-1]))
-    default = DiffusionGenerator(base.backend, replace(base.options, guidance=guidance))
-    results["default_steps"] = default.options.steps
-    results["rollout"] = rollout(default, heldout_songs(max(4, examples // 2), CONTEXT_BARS))
+    results["options"] = asdict(base.options)
+    results["rollout"] = rollout(base, heldout_songs(max(4, examples // 2), CONTEXT_BARS))
     return results
 
 
 def run(args: argparse.Namespace) -> int:
-    results = evaluate(args.backend, args.weights_dir, args.examples, args.steps, args.guidance)
+    results = evaluate(args.backend, args.weights_dir, args.examples, args.steps, args.guidance, args.decoder_iterations)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "eval.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / "eval.png")

@@ -24,6 +24,7 @@ STYLE_COUNT = 8                     # style ids 0..7 (the header's LD_STYLE_MAX 
 TIME_SIGNATURES = ((4, 4), (3, 4), (6, 8), (7, 8))
 # 16th-note positions where beats start in each supported meter
 BEAT_STARTS = {(4, 4): (0, 4, 8, 12), (3, 4): (0, 4, 8), (6, 8): (0, 6), (7, 8): (0, 4, 8)}
+CONTEXT_BARS = 2                    # bars of context the model is trained on and reads
 PHASE_FEATURES = 9
 CONDITION_FEATURES = STYLE_COUNT + 1 + len(TIME_SIGNATURES)
 # log-magnitude normalisation: (log(mag + floor) - center) / scale puts speech-level audio near 0

@@ -25,7 +25,6 @@ from engine.presets import load_presets
 
 HELP = "Train the built-in diffusion model (or fine-tune it on a folder of loops with --data)."
 BUILTIN_WEIGHTS = Path(__file__).resolve().parent / "weights" / "livediff.npz"
-CONTEXT_BARS = 2
 SONG_BARS = 5                       # context + up to 2 target bars + room to shift the crop
 TAIL_TOKENS = 2                     # target tokens past the last bar (the seam crossfade tail)
 PROBE_POOL = 2**20                  # pool index of the fixed loss-probe songs (never a training pool)
@@ -34,15 +33,15 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".aiff", ".aif", ".mp3", ".ogg")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/train"), help="checkpoint/output directory")
-    parser.add_argument("--steps", type=int, default=None, help="total optimizer steps (default 6000, 300 with --quick)")
+    parser.add_argument("--steps", type=int, default=None, help="total optimizer steps (default 15000, 300 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a few minutes: small song pool, 300 steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--checkpoint-every", type=int, default=100)
-    parser.add_argument("--pool-songs", type=int, default=None, help="songs per generated pool (default 1200, 150 with --quick)")
-    parser.add_argument("--pool-steps", type=int, default=1500, help="steps before a fresh song pool is generated")
+    parser.add_argument("--checkpoint-every", type=int, default=250)
+    parser.add_argument("--pool-songs", type=int, default=None, help="songs per generated pool (default 1500, 150 with --quick)")
+    parser.add_argument("--pool-steps", type=int, default=3000, help="steps before a fresh song pool is generated")
     parser.add_argument("--context-dropout", type=float, default=0.1, help="share of examples trained without context")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in --out")
     parser.add_argument("--data", type=Path, help="fine-tune on the audio loops in this folder")
@@ -116,11 +115,11 @@ def make_batch(clips: list[Clip], rng: np.random.Generator, batch_size: int, con
     same_meter = [c for c in clips if c.tsig == tsig]
     bar_len = rep.sixteenths_per_bar(*tsig)
     target_bars = int(rng.integers(1, 3))
-    n_context, n_target = CONTEXT_BARS * bar_len, target_bars * bar_len + TAIL_TOKENS
+    n_context, n_target = rep.CONTEXT_BARS * bar_len, target_bars * bar_len + TAIL_TOKENS
     fields: dict[str, list] = {k: [] for k in ("context", "context_phase", "cond", "target", "prior", "phase")}
     for _ in range(batch_size):
         clip = same_meter[int(rng.integers(len(same_meter)))]
-        first_bar = int(rng.integers(CONTEXT_BARS, SONG_BARS - target_bars + 1))
+        first_bar = int(rng.integers(rep.CONTEXT_BARS, SONG_BARS - target_bars + 1))
         start = first_bar * bar_len
         context = clip.tokens[start - n_context: start].astype(np.float32)
         roll = rng.random()
@@ -180,8 +179,8 @@ def save_checkpoint(path: Path, model: LiveDiffusion, optimizer: torch.optim.Opt
 
 def train(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
-    steps = args.steps or (300 if args.quick else 6000)
-    pool_songs = args.pool_songs or (150 if args.quick else 1200)
+    steps = args.steps or (300 if args.quick else 15000)
+    pool_songs = args.pool_songs or (150 if args.quick else 1500)
     args.out.mkdir(parents=True, exist_ok=True)
     checkpoint_path, log_path = args.out / "checkpoint.pt", args.out / "log.jsonl"
     torch.manual_seed(args.seed)
