@@ -159,9 +159,12 @@ def test_a_large_tempo_change_stretches_what_cannot_be_remade_in_time(live_facto
     assert covering and covering[-1].flags == const("LD_WINDOW_STRETCHED") and covering[-1].tempo_bpm == 200.0
     # keep the transport flowing towards bar 3 so its remake comes due, then it is made at 200 BPM
     started = time.monotonic()
-    assert wait_until(lambda: (live.transport(pos + int((time.monotonic() - started) * SR),
-                                              6.4 + (time.monotonic() - started) * 200 / 60, 200.0) or True)
-                      and live.last(3, kind="generate", tempo=200.0) is not None, timeout=3)
+
+    def play_on():
+        now = pos + int((time.monotonic() - started) * SR)
+        live.transport(now, 6.4 + (now - pos) / SR * 200 / 60, 200.0)
+        return live.last(3, kind="generate", tempo=200.0) is not None
+    assert wait_until(play_on, timeout=3)
     remade = live.last(3, kind="generate", tempo=200.0)
     assert remade["flags"] == const("LD_WINDOW_GENERATED") and remade["lead_seconds"] > 0
     assert remade["start_sample"] == new_line(3)
