@@ -131,6 +131,9 @@ class Estimates:
     def seconds(self, key: tuple) -> float:
         return self._seconds.get(key, FIRST_ESTIMATE)
 
+    def measured(self, key: tuple) -> float | None:
+        return self._seconds.get(key)
+
     def budget(self, key: tuple) -> float:
         """How long before a deadline the job must start to make it with margin."""
         return ESTIMATE_SAFETY * self.seconds(key) + ESTIMATE_MARGIN
@@ -276,7 +279,7 @@ class Session:
     underruns: int = 0
     closed: bool = False
     epoch_changes: deque = field(default_factory=lambda: deque(maxlen=EPOCH_STORM))
-    storm_logged: float = -math.inf
+    warned: dict[str, float] = field(default_factory=dict)    # kind -> when last logged
 
     def __post_init__(self):
         self.tracker = GridTracker(self.sample_rate, self.params["tempo_bpm"])
@@ -359,6 +362,8 @@ class Scheduler:
         with self._cond:
             self._sessions[session.instance] = session
             self._cond.notify_all()
+        # Load on hello, not on the first transport: a client may wait for "ready" before playing.
+        self.generators.ready(session.generator_name, self._loaded)
 
     def remove(self, instance: int) -> Session | None:
         """Forget a session; the caller closes its store (the worker never touches it again)."""
@@ -392,6 +397,10 @@ class Scheduler:
                 loop = (t.loop_start_beats, t.loop_end_beats)
             if new_epoch:
                 self._enter_epoch(session, t, grid, loop, now)
+            elif session.playing and t.pos_samples < session.playhead - 1:
+                warn_rarely(session, "backwards", now, "position went back from sample %d to %d within epoch %d "
+                            "(a jump the shim should have made a new epoch); windows follow the position",
+                            session.playhead, t.pos_samples, t.epoch)
             elif grid is not session.grid or loop != session.loop:
                 if grid is not session.grid:
                     log.info("session %016x: grid now %.6g BPM %d/%d; re-placing windows from the playhead",
@@ -416,11 +425,9 @@ class Scheduler:
                    and grid is session.grid and loop == session.loop
                    and abs(t.pos_samples - grid.sample_at_beat(loop[0])) <= 1)
         session.epoch_changes.append(now)
-        if (len(session.epoch_changes) == EPOCH_STORM and now - session.epoch_changes[0] < 1.0
-                and now - session.storm_logged > 5.0):
-            session.storm_logged = now
-            log.warning("session %016x: %d epoch changes within %.2f s (the host position jumps, e.g. backwards "
-                        "every block); generation restarts at each one", session.instance, EPOCH_STORM,
+        if len(session.epoch_changes) == EPOCH_STORM and now - session.epoch_changes[0] < 1.0:
+            warn_rarely(session, "storm", now, "%d epoch changes within %.2f s (the host position jumps, e.g. "
+                        "backwards every block); generation restarts at each one", EPOCH_STORM,
                         now - session.epoch_changes[0])
         if wrapped:
             session.windows, session.ahead = session.ahead, {}
@@ -518,6 +525,8 @@ class Scheduler:
             preroll = grid.bar_start_beat(horizon) <= 1e-9
             urgent = target.deadline <= s.playhead_wall and target.epoch == s.epoch
             if window is None:
+                if not s.offline and target.deadline + target.frames / s.sample_rate < now + self.estimates.seconds(estimate):
+                    continue    # it would be ready only after the playhead has left it: make a later one
                 # Input before the epoch began (a seek) will not come again: what was stored is all there is.
                 needed = grid.bar_start_sample(horizon)
                 epoch_start = s.epoch_start if target.epoch == s.epoch else grid.sample_at_beat(s.loop[0])
@@ -555,7 +564,8 @@ class Scheduler:
     def _priority(self, job: Job) -> tuple[int, float]:
         s = job.session
         window_seconds = job.target.frames / s.sample_rate
-        overloaded = self.estimates.seconds((s.generator_name, s.setting("window_bars"))) > window_seconds
+        measured = self.estimates.measured((s.generator_name, s.setting("window_bars")))
+        overloaded = measured is not None and measured > window_seconds
         return (0 if job.urgent and not overloaded else 2 if overloaded else 1), job.deadline
 
     def _replace(self, s: Session, targets: list[Target]) -> None:
@@ -792,6 +802,13 @@ class Scheduler:
         oldest_needed = window_bar(grid.bar_at_sample(s.playhead), span) - s.setting("context_bars") - span
         for bar in [b for b in s.windows if b < oldest_needed]:
             del s.windows[bar]
+
+
+def warn_rarely(session: Session, kind: str, now: float, text: str, *args) -> None:
+    """One log line per kind of host trouble per session every 5 s, not one per block."""
+    if now - session.warned.get(kind, -math.inf) >= 5.0:
+        session.warned[kind] = now
+        log.warning("session %016x: " + text, session.instance, *args)
 
 
 def stretch(audio: np.ndarray, sample_rate: int, from_tempo: float, to_tempo: float) -> np.ndarray:
