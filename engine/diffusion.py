@@ -39,6 +39,7 @@ class _Plan:
     cond: np.ndarray
     model_samples: int
     context_audio: np.ndarray      # model-rate mono context, for a seamless decoder start
+    prior_phase: np.ndarray        # STFT phase under the prior tokens, to start the decoder from
 
 
 class DiffusionGenerator:
@@ -65,13 +66,15 @@ class DiffusionGenerator:
         n_context = context_bars * bar_len
         mono = context.mean(axis=0, keepdims=True) if context.shape[1] else np.zeros((1, 0), np.float32)
         mono = np.nan_to_num(rep.resample(mono, request.sample_rate, rep.SAMPLE_RATE)[0])
-        context_tokens = rep.encode(mono, request.tempo_bpm, len(mono) - n_context * sixteenth, n_context)
+        context_spectra = rep.spectra(mono, request.tempo_bpm, len(mono) - n_context * sixteenth, n_context)
+        context_tokens = rep.tokens_of(context_spectra, request.tempo_bpm)
         needed = request.frames + request.tail_frames
         model_samples = int(np.ceil(needed * rep.SAMPLE_RATE / request.sample_rate)) + 64  # resampler margin
         n_target = max(request.bars * bar_len + 1, int(np.ceil(model_samples / sixteenth)) + 1)
         context_phase, prior, phase = rep.outpainting_inputs(context_tokens, tsig, request.bar_index, n_target)
         cond = rep.condition_vector(request.style, request.tempo_bpm, tsig)
-        return _Plan(context_tokens, context_phase, prior, phase, cond, model_samples, mono[-rep.N_FFT:])
+        prior_phase = np.angle(context_spectra[-bar_len:])[np.arange(n_target) % bar_len]
+        return _Plan(context_tokens, context_phase, prior, phase, cond, model_samples, mono[-rep.N_FFT:], prior_phase)
 
     # --- sampling --------------------------------------------------------------------------
     def _sample(self, plan: _Plan, seed: int) -> np.ndarray:
@@ -92,7 +95,7 @@ class DiffusionGenerator:
 
     def _render(self, request: WindowRequest, plan: _Plan, tokens: np.ndarray) -> np.ndarray:
         audio = rep.decode(tokens, request.tempo_bpm, plan.model_samples, _seed(request.seed),
-                           self.options.decoder_iterations, prefix=plan.context_audio)
+                           self.options.decoder_iterations, prefix=plan.context_audio, phase=plan.prior_phase)
         audio = rep.resample(audio[None], rep.SAMPLE_RATE, request.sample_rate)
         needed = request.frames + request.tail_frames
         audio = np.pad(audio, ((0, 0), (0, max(0, needed - audio.shape[1]))))[:, :needed]

@@ -109,9 +109,12 @@ def context_use(generator: DiffusionGenerator, songs: list[Song]) -> dict:
                 hits, total = hits + h, total + t
         rows["repeat_last_bar"].append(mel_distance(context[-bar:], truth))
         rows["unrelated_song"].append(mel_distance(other.audio[CONTEXT_BARS * bar:], truth))
+        # the decoder alone on the true bar, started as the engine starts it (context audio and phases)
         n_tokens = rep.sixteenths_per_bar(*song.tsig)
         tokens = rep.encode(song.audio, song.tempo_bpm, CONTEXT_BARS * bar, n_tokens)
-        decoded = rep.decode(tokens, song.tempo_bpm, bar, i, generator.options.decoder_iterations)
+        last_bar_phase = np.angle(rep.spectra(context, song.tempo_bpm, len(context) - bar, n_tokens))
+        decoded = rep.decode(tokens, song.tempo_bpm, bar, i, generator.options.decoder_iterations,
+                             prefix=context, phase=last_bar_phase)
         rows["decoder_only"].append(mel_distance(decoded, truth))
     means = {k: float(np.mean(v)) for k, v in rows.items()}
     wins = float(np.mean(np.array(rows["right"]) < np.array(rows["shuffled"])))

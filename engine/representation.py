@@ -114,21 +114,31 @@ def _stft(audio: np.ndarray, index: np.ndarray, window: np.ndarray) -> np.ndarra
     return np.fft.rfft(padded[shifted] * window, n=N_FFT, axis=-1)
 
 
-def encode(audio: np.ndarray, tempo_bpm: float, start_sample: float, n_tokens: int) -> np.ndarray:
-    """Tokens [n_tokens, FRAMES_PER_TOKEN, N_BINS] for the 16ths starting at start_sample (model rate)."""
+def spectra(audio: np.ndarray, tempo_bpm: float, start_sample: float, n_tokens: int) -> np.ndarray:
+    """Complex STFT [n_tokens, FRAMES_PER_TOKEN, N_BINS] of the 16ths starting at start_sample (model rate)."""
     window = _window(tempo_bpm)
     index = _frame_index(start_sample, n_tokens * FRAMES_PER_TOKEN, tempo_bpm, len(window))
-    magnitude = np.abs(_stft(np.asarray(audio, np.float64), index, window)) * (2.0 / window.sum())
-    tokens = (np.log(magnitude + _LOG_FLOOR) - _LOG_CENTER) / _LOG_SCALE
-    return tokens.reshape(n_tokens, FRAMES_PER_TOKEN, N_BINS).astype(np.float32)
+    return _stft(np.asarray(audio, np.float64), index, window).reshape(n_tokens, FRAMES_PER_TOKEN, N_BINS)
+
+
+def tokens_of(spectrum: np.ndarray, tempo_bpm: float) -> np.ndarray:
+    """Normalised log-magnitude tokens of spectra()."""
+    magnitude = np.abs(spectrum) * (2.0 / _window(tempo_bpm).sum())
+    return ((np.log(magnitude + _LOG_FLOOR) - _LOG_CENTER) / _LOG_SCALE).astype(np.float32)
+
+
+def encode(audio: np.ndarray, tempo_bpm: float, start_sample: float, n_tokens: int) -> np.ndarray:
+    """Tokens [n_tokens, FRAMES_PER_TOKEN, N_BINS] for the 16ths starting at start_sample (model rate)."""
+    return tokens_of(spectra(audio, tempo_bpm, start_sample, n_tokens), tempo_bpm)
 
 
 def decode(tokens: np.ndarray, tempo_bpm: float, n_samples: int, seed: int, iterations: int = 16,
-           prefix: np.ndarray | None = None) -> np.ndarray:
+           prefix: np.ndarray | None = None, phase: np.ndarray | None = None) -> np.ndarray:
     """Audio (model rate, float32, n_samples long) whose spectra match the tokens: fast Griffin-Lim
-    (Perraudin et al. 2013, momentum 0.99). `prefix`, the audio just
-    before the first token (the context), is held fixed under the first frames, so the phases
-    grow out of it and the window continues the context without a seam."""
+    (Perraudin et al. 2013, momentum 0.99). `prefix`, the audio just before the first token
+    (the context), is held fixed under the first frames, so the window continues the context
+    without a seam. `phase` (radians, tokens' shape) starts the iterations, e.g. the phases of
+    the same positions one bar earlier: a repeated hit then starts out as sharp as it was."""
     window = _window(tempo_bpm)  # float64 throughout: numpy's float32 FFT is ~4x slower here
     frames = tokens.reshape(-1, N_BINS).astype(np.float64)
     magnitude = np.maximum(np.exp(frames * _LOG_SCALE + _LOG_CENTER) - _LOG_FLOOR, 0.0) * (window.sum() / 2.0)
@@ -155,10 +165,10 @@ def decode(tokens: np.ndarray, tempo_bpm: float, n_samples: int, seed: int, iter
     def analyse(signal: np.ndarray) -> np.ndarray:
         return np.fft.rfft(signal[shifted] * window, n=N_FFT, axis=-1)
 
-    # start from the phase a steady partial at each bin centre would have, lightly jittered
-    cycles = np.outer(index[:, 0], np.arange(N_BINS)) % N_FFT / N_FFT
-    cycles = cycles + 0.1 * np.random.default_rng(seed).random(cycles.shape)
-    spectrum = magnitude * np.exp(2j * np.pi * cycles)
+    if phase is None:  # the phase a steady partial at each bin centre would have
+        phase = 2 * np.pi * (np.outer(index[:, 0], np.arange(N_BINS)) % N_FFT / N_FFT)
+    jitter = 0.2 * np.pi * np.random.default_rng(seed).random(magnitude.shape)  # the seed varies the decode a little
+    spectrum = magnitude * np.exp(1j * (np.reshape(phase, magnitude.shape) + jitter))
     previous = spectrum
     for _ in range(iterations):
         rebuilt = analyse(overlap_add(spectrum))
