@@ -39,9 +39,11 @@ class BounceError(RuntimeError):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="audio file to process (its length is looped/trimmed to --bars)")
     parser.add_argument("-o", "--output", required=True, help="float32 WAV to write")
-    parser.add_argument("--bpm", type=float, required=True, help="tempo of the input (the plugin's tempo_bpm)")
+    parser.add_argument("--bpm", type=float, help="tempo of the input (the plugin's tempo_bpm); default: the preset's")
     parser.add_argument("--bars", type=int, required=True, help="length of the render in 4/4 bars")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", help="a style preset: a name from presets/ (e.g. house) or a .toml path; "
+                                         "sets --style and, unless given, --bpm")
     parser.add_argument("--generator", choices=["diffusion", "loop"], default="diffusion",
                         help="diffusion: the built-in model; loop: hold/loop the last bar (no model)")
     for name in OPTIONAL_PARAMS:
@@ -126,9 +128,25 @@ def set_parameters(plugin, args: argparse.Namespace) -> None:
         setattr(plugin, name, value)
 
 
+def apply_preset(args: argparse.Namespace) -> None:
+    """Fill style (and tempo, unless given) from --preset; without one, --bpm is required."""
+    if args.preset:
+        from engine.presets import PRESETS_DIR, PresetError, load_preset
+        path = Path(args.preset) if args.preset.endswith(".toml") else PRESETS_DIR / f"{args.preset}.toml"
+        try:
+            preset = load_preset(path)
+        except PresetError as exc:
+            raise BounceError(str(exc)) from None
+        args.style = preset.style if args.style is None else args.style
+        args.bpm = preset.tempo if args.bpm is None else args.bpm
+    if args.bpm is None:
+        raise BounceError("give the input's tempo with --bpm (or a --preset that has one)")
+
+
 def bounce(args: argparse.Namespace) -> Path:
     import pedalboard
     from pedalboard.io import AudioFile
+    apply_preset(args)
     audio, rate = read_input(args.input, args.bars, args.bpm)
     if not (PLUGIN / "Contents" / "x86_64-linux" / "livediff.so").is_file():
         raise BounceError(f"the plugin is not built ({PLUGIN} is missing); run `livediff build-plugin`")
