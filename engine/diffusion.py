@@ -24,9 +24,9 @@ BACKENDS = ("auto", "torch", "onnx")
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    steps: int = 4
+    steps: int = 2
     guidance: float = 1.0           # classifier-free guidance on the context (1 = off)
-    decoder_iterations: int = 8     # Griffin-Lim iterations
+    decoder_iterations: int = 12    # Griffin-Lim iterations
 
 
 @dataclass
