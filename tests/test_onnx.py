@@ -4,12 +4,14 @@ Tolerances: the graphs agree to 1e-4 (float32 kernels differ in summation order)
 decoded windows, after Griffin-Lim and resampling, to 2e-3 absolute on a +-1 scale."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from engine.diffusion import SamplingOptions, load_builtin, onnx_available
+from engine.diffusion import WEIGHTS_DIR, WEIGHTS_FILE, SamplingOptions, load_builtin, onnx_available
 from engine.export_onnx import export
-from engine.diffusion import WEIGHTS_DIR, WEIGHTS_FILE
 from tests.model_fixtures import song_request
 
 GRAPH_TOLERANCE = 1e-4
@@ -55,3 +57,22 @@ def test_auto_prefers_onnx_runtime_when_exported(exported, tmp_path):
     assert load_builtin("auto", exported).backend.name == "onnx"
     (tmp_path / WEIGHTS_FILE).symlink_to(WEIGHTS_DIR / WEIGHTS_FILE)
     assert load_builtin("auto", tmp_path).backend.name == "torch"
+
+
+
+ORT_ONLY_PROBE = """
+import sys
+from engine.diffusion import load_builtin
+from engine.evaluate import window_request
+from engine.music import render_song
+from engine.presets import load_presets
+song = render_song(load_presets()[0], 120.0, (4, 4), 2, 1)
+out = load_builtin("onnx").generate(window_request(song.audio, song, 1, 0, 2))
+print(out.shape[0], "torch" in sys.modules)
+"""
+
+
+def test_onnx_runtime_path_never_imports_torch():
+    """The engine's default path stays small: generating a window with ORT loads no torch."""
+    result = subprocess.run([sys.executable, "-c", ORT_ONLY_PROBE], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["2", "False"]
