@@ -103,3 +103,17 @@ def test_limiter_keeps_peaks_below_full_scale_and_leaves_quiet_audio_alone():
     limited = limit(loud)
     assert np.abs(limited).max() <= 0.98
     assert np.abs(limited[20000:30000]).max() > 0.9  # limited, not muted
+
+
+def test_eval_writes_metrics_json_and_png(tmp_path):
+    import json
+
+    from engine.cli import main
+
+    assert main(["eval", "--backend", "onnx", "--examples", "2", "--steps", "2", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "eval.json").read_text())
+    context = results["by_steps"][0]["context"]
+    assert 0.0 <= context["beat_alignment"] <= 1.0 and context["mel_distance"]["right"] > 0
+    rollout = results["rollout"]
+    assert rollout["nonfinite_windows"] == 0 and rollout["peak"] <= 1.0
+    assert (tmp_path / "eval.png").stat().st_size > 10_000
