@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from engine import representation as rep
 from engine import samplers
-from engine.backends.onnx_backend import DENOISER_FILE, ENCODER_FILE
+from engine.backends import DENOISER_FILE, ENCODER_FILE
 from engine.generator import WindowRequest
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -39,7 +40,7 @@ class _Plan:
     cond: np.ndarray
     model_samples: int
     context_audio: np.ndarray      # model-rate mono context, for a seamless decoder start
-    prior_phase: np.ndarray        # STFT phase under the prior tokens, to start the decoder from
+    prior_stft_phase: np.ndarray   # STFT phase under the prior tokens, to start the decoder from
 
 
 class DiffusionGenerator:
@@ -62,8 +63,8 @@ class DiffusionGenerator:
         if context.ndim != 2:
             raise ValueError(f"context must be float32 [channels, samples], got shape {context.shape}")
         sixteenth = rep.sixteenth_samples(request.tempo_bpm)
-        context_bars = max(1, min(request.context_bars, rep.CONTEXT_BARS))  # older bars are ignored
-        n_context = context_bars * bar_len
+        # always the model's 2 bars: older context is ignored, a shorter one is padded with silence
+        n_context = rep.CONTEXT_BARS * bar_len
         mono = context.mean(axis=0, keepdims=True) if context.shape[1] else np.zeros((1, 0), np.float32)
         mono = np.nan_to_num(rep.resample(mono, request.sample_rate, rep.SAMPLE_RATE)[0])
         context_spectra = rep.spectra(mono, request.tempo_bpm, len(mono) - n_context * sixteenth, n_context)
@@ -73,29 +74,31 @@ class DiffusionGenerator:
         n_target = max(request.bars * bar_len + 1, int(np.ceil(model_samples / sixteenth)) + 1)
         context_phase, prior, phase = rep.outpainting_inputs(context_tokens, tsig, request.bar_index, n_target)
         cond = rep.condition_vector(request.style, request.tempo_bpm, tsig)
-        prior_phase = np.angle(context_spectra[-bar_len:])[np.arange(n_target) % bar_len]
-        return _Plan(context_tokens, context_phase, prior, phase, cond, model_samples, mono[-rep.N_FFT:], prior_phase)
+        prior_stft_phase = np.angle(context_spectra[-bar_len:])[np.arange(n_target) % bar_len]
+        return _Plan(context_tokens, context_phase, prior, phase, cond, model_samples, mono[-rep.N_FFT:],
+                     prior_stft_phase)
 
     # --- sampling --------------------------------------------------------------------------
     def _sample(self, plan: _Plan, seed: int) -> np.ndarray:
         """Encode the context once, then `steps` denoiser calls; returns clean target tokens."""
-        batch = lambda array: array[None]  # noqa: E731 - the graphs take a batch axis
-        context, context_phase, prior, phase, cond = map(batch, (plan.context, plan.context_phase, plan.prior,
-                                                                 plan.phase, plan.cond))
-        memory = self.backend.encode(context, context_phase, cond)
-        bind = lambda mem, pri: lambda x, t: self.backend.denoise(  # noqa: E731
-            x.astype(np.float32), pri, phase, np.full(1, t, np.float32), mem, cond)
-        denoise = bind(memory, prior)
+        context, context_phase, prior, phase, cond = (array[None] for array in (  # the graphs take a batch axis
+            plan.context, plan.context_phase, plan.prior, plan.phase, plan.cond))
+
+        def denoiser(context_tokens: np.ndarray, prior_tokens: np.ndarray) -> samplers.Denoiser:
+            memory = self.backend.encode(context_tokens, context_phase, cond)  # the context cache
+            return lambda x, t: self.backend.denoise(x.astype(np.float32), prior_tokens, phase,
+                                                     np.full(1, t, np.float32), memory, cond)
+
+        denoise = denoiser(context, prior)
         if self.options.guidance != 1.0:
-            silent = np.full_like(context, rep.SILENCE)
-            unconditional = bind(self.backend.encode(silent, context_phase, cond), np.full_like(prior, rep.SILENCE))
-            denoise = samplers.guided(denoise, unconditional, self.options.guidance)
+            no_context = denoiser(np.full_like(context, rep.SILENCE), np.full_like(prior, rep.SILENCE))
+            denoise = samplers.guided(denoise, no_context, self.options.guidance)
         noise = np.random.default_rng(seed).standard_normal(prior.shape, np.float32)
         return samplers.euler(denoise, noise, samplers.noise_levels(self.options.steps))[0]
 
     def _render(self, request: WindowRequest, plan: _Plan, tokens: np.ndarray) -> np.ndarray:
         audio = rep.decode(tokens, request.tempo_bpm, plan.model_samples, _seed(request.seed),
-                           self.options.decoder_iterations, prefix=plan.context_audio, phase=plan.prior_phase)
+                           self.options.decoder_iterations, prefix=plan.context_audio, phase=plan.prior_stft_phase)
         audio = rep.resample(audio[None], rep.SAMPLE_RATE, request.sample_rate)
         needed = request.frames + request.tail_frames
         audio = np.pad(audio, ((0, 0), (0, max(0, needed - audio.shape[1]))))[:, :needed]

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.backends.onnx_backend import DENOISER_FILE, ENCODER_FILE
+from engine.backends import DENOISER_FILE, ENCODER_FILE
 from engine.model import LiveDiffusion, load_weights
 from engine.representation import FRAMES_PER_TOKEN
 

@@ -117,3 +117,13 @@ def test_eval_writes_metrics_json_and_png(tmp_path):
     rollout = results["rollout"]
     assert rollout["nonfinite_windows"] == 0 and rollout["peak"] <= 1.0
     assert (tmp_path / "eval.png").stat().st_size > 10_000
+
+
+def test_guidance_and_step_count_change_the_output(generator):
+    from engine.diffusion import DiffusionGenerator, SamplingOptions
+
+    request, _ = song_request(8)
+    plain = generator.generate(request)
+    for options in (SamplingOptions(guidance=1.5), SamplingOptions(steps=1)):
+        out = DiffusionGenerator(generator.backend, options).generate(request)
+        assert out.shape == plain.shape and np.isfinite(out).all() and not np.array_equal(out, plain)

@@ -6,3 +6,6 @@
 on float32 numpy arrays with a leading batch axis. onnx_backend needs only onnxruntime
 (no torch import), so an ORT-only engine stays small.
 """
+
+ENCODER_FILE = "context_encoder.onnx"
+DENOISER_FILE = "denoiser.onnx"

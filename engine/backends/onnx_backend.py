@@ -6,8 +6,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-ENCODER_FILE = "context_encoder.onnx"
-DENOISER_FILE = "denoiser.onnx"
+from engine.backends import DENOISER_FILE, ENCODER_FILE
 
 
 def _session(path: Path, threads: int) -> ort.InferenceSession:
