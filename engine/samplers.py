@@ -13,19 +13,17 @@ import numpy as np
 Denoiser = Callable[[np.ndarray, float], np.ndarray]
 
 
-def noise_levels(steps: int, shift: float = 1.0) -> np.ndarray:
-    """steps + 1 noise levels from 1 to 0; shift > 1 spends more steps at high noise."""
+def noise_levels(steps: int) -> np.ndarray:
+    """steps + 1 evenly spaced noise levels from 1 (pure noise) to 0."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    t = np.linspace(1.0, 0.0, steps + 1)
-    return shift * t / (1.0 + (shift - 1.0) * t)
+    return np.linspace(1.0, 0.0, steps + 1)
 
 
 def euler(denoise: Denoiser, noise: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Deterministic (DDIM-like) sampling: at each level, re-noise the predicted x0 with the
     noise implied by x_t, at the next level."""
     x = noise
-    x0 = noise
     for t, t_next in zip(levels[:-1], levels[1:]):
         x0 = denoise(x, float(t))
         implied_noise = (x - (1.0 - t) * x0) / t
