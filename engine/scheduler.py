@@ -634,6 +634,7 @@ class Scheduler:
                             "start_beat": start_beat, "tempo": window.tempo, "grid_tempo": grid.tempo_bpm,
                             "anchor_sample": grid.anchor_sample, "anchor_beat": grid.anchor_beat,
                             "flags": window.flags, "window_id": window_id, "kind": kind, "playhead": s.playhead,
+                            "session_epoch": s.epoch,
                             **details})
         return True
 
