@@ -30,8 +30,8 @@ def generated_at(instance: Instance, epoch: int, pos: int) -> bool:
         slot = slots[i]
         seq = slot.seq
         if (not seq & 1 and slot.state == const("LD_SLOT_READY") and slot.epoch == epoch
-                and slot.flags == const("LD_WINDOW_GENERATED") and slot.start_sample <= pos < slot.start_sample + slot.frames
-                and slot.seq == seq):
+                and slot.flags == const("LD_WINDOW_GENERATED")
+                and slot.start_sample <= pos < slot.start_sample + slot.frames and slot.seq == seq):
             return True
     return False
 

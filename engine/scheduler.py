@@ -395,12 +395,12 @@ class Scheduler:
             if t.flags & const("LD_TRANSPORT_LOOP_ACTIVE") and math.isfinite(t.loop_start_beats) \
                     and math.isfinite(t.loop_end_beats) and t.loop_end_beats > t.loop_start_beats:
                 loop = (t.loop_start_beats, t.loop_end_beats)
-            if new_epoch:
-                self._enter_epoch(session, t, grid, loop, now)
-            elif session.playing and t.pos_samples < session.playhead - 1:
+            if not new_epoch and session.playing and t.pos_samples < session.playhead - 1:
                 warn_rarely(session, "backwards", now, "position went back from sample %d to %d within epoch %d "
                             "(a jump the shim should have made a new epoch); windows follow the position",
                             session.playhead, t.pos_samples, t.epoch)
+            if new_epoch:
+                self._enter_epoch(session, t, grid, loop, now)
             elif grid is not session.grid or loop != session.loop:
                 if grid is not session.grid:
                     log.info("session %016x: grid now %.6g BPM %d/%d; re-placing windows from the playhead",
@@ -486,10 +486,11 @@ class Scheduler:
             start, end = grid.bar_start_sample(bar), grid.bar_start_sample(bar + span)
             if loop and start >= loop[1]:
                 break
+            entry = 0
             if playing is not None and bar == playing.bar and playing.start <= s.playhead:
-                start = playing.start      # it is playing: its start is history, only its end moves
+                start, entry = playing.start, playing.entry   # it is playing: only its end may move
             end = min(end, loop[1]) if loop else end
-            out.append(Target(s.epoch, bar, start, end - start, 0, seconds(start)))
+            out.append(Target(s.epoch, bar, start, end - start, entry, seconds(start + entry)))
             bar += span
         if loop and len(out) < count:
             bar = window_bar(grid.bar_at_sample(loop[0]), span)
@@ -525,12 +526,14 @@ class Scheduler:
             preroll = grid.bar_start_beat(horizon) <= 1e-9
             urgent = target.deadline <= s.playhead_wall and target.epoch == s.epoch
             if window is None:
-                if not s.offline and target.deadline + target.frames / s.sample_rate < now + self.estimates.seconds(estimate):
+                ends = target.deadline + target.frames / s.sample_rate
+                if not s.offline and ends < now + self.estimates.seconds(estimate):
                     continue    # it would be ready only after the playhead has left it: make a later one
                 # Input before the epoch began (a seek) will not come again: what was stored is all there is.
                 needed = grid.bar_start_sample(horizon)
                 epoch_start = s.epoch_start if target.epoch == s.epoch else grid.sample_at_beat(s.loop[0])
-                missing = needed > epoch_start and s.input_end.get(target.epoch, s.input_end.get(s.epoch, -math.inf)) < needed
+                heard = s.input_end.get(target.epoch, s.input_end.get(s.epoch, -math.inf))
+                missing = needed > epoch_start and heard < needed
                 missing = missing and not preroll and target.epoch == s.epoch
                 job = Job(s, target, horizon, preroll, missing, s.version, urgent=urgent)
                 # Offline always waits for the input; realtime gives up waiting when the deadline nears.
@@ -620,15 +623,17 @@ class Scheduler:
         start_beat = grid.beat_at_sample(target.start) if target.start != grid.bar_start_sample(window.bar) \
             else grid.bar_start_beat(window.bar)
         try:
-            window_id = s.store.publish(epoch=target.epoch, start_sample=target.start, bar_index=window.bar & 0xFFFFFFFF,
-                                        start_beat=start_beat, tempo_bpm=window.tempo, flags=window.flags, audio=audio)
+            window_id = s.store.publish(epoch=target.epoch, start_sample=target.start,
+                                        bar_index=window.bar & 0xFFFFFFFF, start_beat=start_beat,
+                                        tempo_bpm=window.tempo, flags=window.flags, audio=audio)
         except StoreFull as exc:
             log.warning("session %016x: %s; window at bar %d waits", s.instance, exc, window.bar)
             s.blocked_until = time.monotonic() + 0.02
             return False
         if window.window_id:
             s.store.withdraw(window.window_id)
-        window.start, window.frames, window.entry, window.window_id = target.start, target.frames, target.entry, window_id
+        window.start, window.frames, window.entry = target.start, target.frames, target.entry
+        window.window_id = window_id
         self._on_window(s, {"instance": f"{s.instance:016x}", "epoch": target.epoch, "bar_index": window.bar,
                             "start_sample": target.start, "frames": target.frames, "entry": target.entry,
                             "start_beat": start_beat, "tempo": window.tempo, "grid_tempo": grid.tempo_bpm,

@@ -141,7 +141,8 @@ class GridTracker:
         previous = self.grid
         if previous is not None and (previous.tsig_num, previous.tsig_den) != self.tsig:
             bar = previous.bar_at_sample(pos_samples)
-            self._meter_line = previous.bar_start_beat(bar if previous.bar_start_sample(bar) == pos_samples else bar + 1)
+            on_line = previous.bar_start_sample(bar) == pos_samples
+            self._meter_line = previous.bar_start_beat(bar if on_line else bar + 1)
             log.info("time signature %d/%d from beat %.6g (the next bar line)", *self.tsig, self._meter_line)
         elif reanchor:
             self._meter_line = None

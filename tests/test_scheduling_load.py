@@ -93,7 +93,9 @@ def test_an_overloaded_session_does_not_starve_the_others(slow_model):
     slow_model.delay = 0.3                        # the slow session needs 0.3 s per 0.2 s window
     scheduler = Scheduler()
     slow = Player(scheduler, 0x51, 300.0, tsig=(1, 4), generator=const("LD_GENERATOR_DIFFUSION"))
-    fast = [Player(scheduler, 0xF0 + i, 300.0, tsig=(1, 4), generator=const("LD_GENERATOR_LOOP")) for i in range(3)]
+    # A job that runs is not preempted, so the others' lookahead (3 x 0.2 s) must cover one slow job (0.3 s).
+    fast = [Player(scheduler, 0xF0 + i, 300.0, tsig=(1, 4), generator=const("LD_GENERATOR_LOOP"), lookahead=3)
+            for i in range(3)]
     scheduler.start()
     try:
         for player in [slow, *fast]:
