@@ -1,4 +1,6 @@
-"""The "hold/loop" generator (LD_GENERATOR_LOOP): repeats the last bar of the context.
+"""The "hold/loop" generator (LD_GENERATOR_LOOP): repeats the last bar of the context that
+has sound (so a silent stretch, e.g. windows made before an engine restart heard anything,
+is not held forever once input arrives).
 
 A user mode (keep the groove going while the model is off) and a test fixture whose output
 is exactly predictable. It is not a model and is never presented as one.
@@ -19,12 +21,16 @@ class LoopGenerator:
     name = "loop"
 
     def generate(self, request: WindowRequest) -> np.ndarray:
-        """Output frame i is the context's last bar at phase i mod bar length."""
-        period = min(bar_frames(request), request.context.shape[1])
-        last_bar = request.context[:, request.context.shape[1] - period:]
+        """Output frame i is the last sounding context bar at phase i mod bar length."""
+        context = request.context
+        period = min(bar_frames(request), context.shape[1])
         total = request.frames + request.tail_frames
         if period == 0:
-            return np.zeros((request.context.shape[0], total), np.float32)
+            return np.zeros((context.shape[0], total), np.float32)
+        end = context.shape[1]
+        while end - period > 0 and not context[:, end - period:end].any():
+            end -= period
+        last_bar = context[:, end - period:end]
         return np.ascontiguousarray(last_bar[:, np.arange(total) % period], dtype=np.float32)
 
     def generate_batch(self, requests: list[WindowRequest]) -> list[np.ndarray]:

@@ -63,8 +63,9 @@ def test_engine_killed_mid_stream_then_restarted(private_endpoint, tmp_path, eng
             restart_frame = player.frame
             player.play(3.0)
             underruns = plugin.stats()["underruns"]
-            player.play(2.0)
+            resumed = player.play(2.0)
             assert plugin.stats()["engine_state"] == 1, "the restarted engine was picked up"
+            assert np.abs(resumed[:, -RATE:]).max() > 0.05, "the restarted engine's windows carry the input's groove again"
             assert plugin.stats()["underruns"] == underruns, "the playhead is covered by the new engine's windows"
             assert any(w["start_sample"] >= restart_frame for w in revived.windows())
     finally:
