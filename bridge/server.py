@@ -118,7 +118,10 @@ class Engine:
             message = protocol.decode_message(payload[0])
             self._dispatch(identity, message)
         except ProtocolError as exc:
-            log.warning("refused a message from %s: %s", identity.hex(), exc.message)
+            # A BYE for a session already gone (timed out, or the liveness probe) is routine.
+            routine = exc.code == ERR["LD_ERR_UNKNOWN_SESSION"] and exc.ref_type == MSG["bye"]
+            log.log(logging.DEBUG if routine else logging.WARNING, "refused a message from %s: %s",
+                    identity.hex(), exc.message)
             self._send(identity, protocol.error(exc.code, exc.message, exc.ref_type))
 
     def _dispatch(self, identity: bytes, message) -> None:
