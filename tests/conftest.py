@@ -89,3 +89,16 @@ def engine_factory(private_endpoint, tmp_path):
 @pytest.fixture
 def engine(engine_factory) -> EngineProcess:
     return engine_factory()
+
+
+def closing_factory(cls):
+    """Fixture body: `make(**kwargs)` builds cls(**kwargs); every one is closed after the test."""
+    made = []
+
+    def make(**kwargs):
+        made.append(cls(**kwargs))
+        return made[-1]
+
+    yield make
+    for thing in made:
+        thing.close()

@@ -16,6 +16,7 @@ from bridge.shm import TimelineReader, TimelineStore
 from engine.scheduler import (SEAM_SECONDS, InputStore, Scheduler, Session, context_sources,
                               equal_power_crossfade, window_seed)
 from engine.timeline import Grid
+from tests.conftest import closing_factory
 
 SR = 8000  # small rate: quick, same math
 
@@ -89,15 +90,7 @@ class Rig:
 
 @pytest.fixture
 def rig_factory():
-    rigs = []
-
-    def make(**kwargs):
-        rigs.append(Rig(**kwargs))
-        return rigs[-1]
-
-    yield make
-    for rig in rigs:
-        rig.close()
+    yield from closing_factory(Rig)
 
 
 # --- pure functions ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ from bridge.shm import TimelineReader, TimelineStore
 from engine.loop_generator import LoopGenerator
 from engine.scheduler import TEMPO_TOLERANCE, Estimates, Scheduler, Session
 from engine.timeline import GridTracker
+from tests.conftest import closing_factory
 
 SR = 8000
 
@@ -95,15 +96,7 @@ class Live:
 
 @pytest.fixture
 def live_factory():
-    rigs = []
-
-    def make(**kwargs):
-        rigs.append(Live(**kwargs))
-        return rigs[-1]
-
-    yield make
-    for rig in rigs:
-        rig.close()
+    yield from closing_factory(Live)
 
 
 def sample_of(beat, tempo, beat0=0.0, sample0=0):
