@@ -52,10 +52,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # --- data --------------------------------------------------------------------------------
 
 class Clip:
-    """One song's tokens and what the model is told about it."""
+    """One song's tokens and what the model is told about it. The audio is kept so that a
+    context can be cut exactly where the engine's is: the engine never hears past the bar line."""
 
-    def __init__(self, tokens: np.ndarray, tempo: float, tsig: tuple[int, int], style: int):
-        self.tokens, self.tempo, self.tsig, self.style = tokens.astype(np.float16), tempo, tsig, style
+    def __init__(self, audio: np.ndarray, tempo: float, tsig: tuple[int, int], style: int, n_tokens: int):
+        self.audio = audio.astype(np.float16)
+        self.tokens = rep.encode(audio, tempo, 0.0, n_tokens).astype(np.float16)
+        self.tempo, self.tsig, self.style = tempo, tsig, style
+
+    def context(self, start_token: int, n_tokens: int) -> np.ndarray:
+        """Tokens [start_token - n_tokens, start_token) as heard up to the bar line: the last
+        token is re-encoded from audio that stops there (its last frame would see the next bar)."""
+        tokens = self.tokens[start_token - n_tokens: start_token].astype(np.float32)
+        sixteenth = rep.sixteenth_samples(self.tempo)
+        heard = self.audio[: int(round(start_token * sixteenth))].astype(np.float32)
+        tokens[-1] = rep.encode(heard, self.tempo, (start_token - 1) * sixteenth, 1)[0]
+        return tokens
 
 
 def song_pool(seed: int, pool_index: int, n_songs: int) -> list[Clip]:
@@ -65,7 +77,7 @@ def song_pool(seed: int, pool_index: int, n_songs: int) -> list[Clip]:
         song = random_song(presets, int(np.random.SeedSequence([seed, pool_index, i]).generate_state(1)[0]),
                            SONG_BARS, tail_sixteenths=TAIL_TOKENS)
         n_tokens = SONG_BARS * rep.sixteenths_per_bar(*song.tsig) + TAIL_TOKENS
-        clips.append(Clip(rep.encode(song.audio, song.tempo_bpm, 0.0, n_tokens), song.tempo_bpm, song.tsig, song.style))
+        clips.append(Clip(song.audio, song.tempo_bpm, song.tsig, song.style, n_tokens))
     return clips
 
 
@@ -100,7 +112,7 @@ def loop_clips(folder: Path, style: int) -> list[Clip]:
                 raise ValueError(f"shorter than one 4/4 bar at {tempo:.1f} BPM ({len(mono) / rep.SAMPLE_RATE:.2f} s)")
             loop = mono[: int(round(bars * bar))]
             tiled = np.tile(loop, math.ceil(SONG_BARS / bars) + 1)
-            clips.append(Clip(rep.encode(tiled, tempo, 0.0, SONG_BARS * 16 + TAIL_TOKENS), tempo, (4, 4), style))
+            clips.append(Clip(tiled, tempo, (4, 4), style, SONG_BARS * 16 + TAIL_TOKENS))
             print(f"using {path.name}: {tempo:.2f} BPM, {bars} bar(s)")
         except Exception as err:  # one bad file must not end the run
             print(f"skipping {path.name}: {err}")
@@ -121,7 +133,7 @@ def make_batch(clips: list[Clip], rng: np.random.Generator, batch_size: int, con
         clip = same_meter[int(rng.integers(len(same_meter)))]
         first_bar = int(rng.integers(rep.CONTEXT_BARS, SONG_BARS - target_bars + 1))
         start = first_bar * bar_len
-        context = clip.tokens[start - n_context: start].astype(np.float32)
+        context = clip.context(start, n_context)
         roll = rng.random()
         if roll < context_dropout:
             context = np.full_like(context, rep.SILENCE)
