@@ -25,6 +25,7 @@ typedef struct clap_shim {
     double sample_rate;
 } clap_shim;
 
+/* [any-thread] */
 static clap_shim *shim_of(const clap_plugin *plugin) { return plugin->plugin_data; }
 
 static const char *const features[] = {"audio-effect", "stereo", NULL};
@@ -63,6 +64,7 @@ static void shim_on_main_thread(const clap_plugin *plugin) { (void)plugin; }    
 
 /* ---------------------------------------------------------------- process [audio-thread] */
 
+/* [audio-thread], or [main-thread] through params_flush while inactive */
 static void apply_param_events(ld_core *core, const clap_input_events *events)
 {
     uint32_t count = events ? events->size(events) : 0;
@@ -75,6 +77,7 @@ static void apply_param_events(ld_core *core, const clap_input_events *events)
     }
 }
 
+/* [audio-thread] */
 static void read_transport(const clap_event_transport *t, double sample_rate, ld_host_transport *out)
 {
     uint32_t f = t->flags;
@@ -96,11 +99,13 @@ static void read_transport(const clap_event_transport *t, double sample_rate, ld
     };
 }
 
+/* [audio-thread] */
 static uint32_t usable_channels(const clap_audio_buffer *buffer)
 {
     return buffer && buffer->data32 ? buffer->channel_count : 0;
 }
 
+/* [audio-thread] */
 static int32_t shim_process(const clap_plugin *plugin, const clap_process *process)
 {
     clap_shim *shim = shim_of(plugin);
@@ -132,8 +137,10 @@ static int32_t shim_process(const clap_plugin *plugin, const clap_process *proce
 
 /* ---------------------------------------------------------------- audio ports [main-thread] */
 
+/* [main-thread] */
 static uint32_t ports_count(const clap_plugin *plugin, bool is_input) { (void)plugin; return is_input ? 2 : 1; }
 
+/* [main-thread] */
 static bool ports_get(const clap_plugin *plugin, uint32_t index, bool is_input, clap_audio_port_info *info)
 {
     (void)plugin;
@@ -263,16 +270,19 @@ static const void *shim_get_extension(const clap_plugin *plugin, const char *id)
     return NULL;
 }
 
-/* ---------------------------------------------------------------- factory and entry [main-thread] */
+/* ---------------------------------------------------------------- factory and entry (CLAP: all thread-safe) */
 
+/* [any-thread] */
 static uint32_t factory_count(const clap_plugin_factory *factory) { (void)factory; return 1; }
 
+/* [any-thread] */
 static const clap_plugin_descriptor *factory_descriptor(const clap_plugin_factory *factory, uint32_t index)
 {
     (void)factory;
     return index == 0 ? &descriptor : NULL;
 }
 
+/* [any-thread] */
 static const clap_plugin *factory_create(const clap_plugin_factory *factory, const clap_host *host, const char *id)
 {
     (void)factory;
@@ -295,9 +305,12 @@ static const clap_plugin *factory_create(const clap_plugin_factory *factory, con
 
 static const clap_plugin_factory factory = {factory_count, factory_descriptor, factory_create};
 
+/* [any-thread] */
 static bool entry_init(const char *path) { (void)path; return true; }
+/* [any-thread] */
 static void entry_deinit(void) {}
 
+/* [any-thread] */
 static const void *entry_get_factory(const char *id)
 {
     return strcmp(id, CLAP_FACTORY_ID) == 0 ? &factory : NULL;

@@ -15,16 +15,19 @@ void ld_clock_reset(ld_clock *clock)
     *clock = (ld_clock){.epoch = epoch + 1, .source = SOURCE_NONE, .tsig_num = 4, .tsig_den = 4};
 }
 
+/* [audio-thread] */
 static bool sane_tempo(double tempo) { return isfinite(tempo) && tempo >= 1.0 && tempo <= 1000.0; }
 
+/* [audio-thread] */
 static bool sane_tsig(int32_t num, int32_t den)
 {
     return num >= 1 && num <= 64 && den >= 1 && den <= 64 && (den & (den - 1)) == 0;
 }
 
+/* [audio-thread] */
 static bool sane_beats(double beats) { return isfinite(beats) && fabs(beats) < 1e9; }
 
-/* The host's bar line if it is plausible, else the one derived from the beat position. */
+/* The host's bar line if it is plausible, else the one derived from the beat position. [audio-thread] */
 static double bar_start(const ld_host_transport *host, double beats, double bar_beats)
 {
     if (host && (host->flags & LD_HOST_HAS_BAR) && isfinite(host->bar_start_beats)

@@ -20,6 +20,7 @@ double ld_now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* [any-thread] */
 static double load_param(const ld_core *core, uint32_t id)
 {
     uint64_t bits = atomic_load_explicit(&((ld_core *)core)->params[id], memory_order_relaxed);
@@ -28,6 +29,7 @@ static double load_param(const ld_core *core, uint32_t id)
     return value;
 }
 
+/* [any-thread] */
 static void store_param(ld_core *core, uint32_t id, double value)
 {
     uint64_t bits;
@@ -57,7 +59,7 @@ void ld_core_destroy(ld_core *core)
     free(core);
 }
 
-/* The endpoint rule of docs/protocol.md; refuses anything that is not local. */
+/* The endpoint rule of docs/protocol.md; refuses anything that is not local. [main-thread] */
 static void resolve_endpoint(ld_core *core)
 {
     const char *env = getenv("LIVEDIFF_ENDPOINT");
@@ -79,6 +81,7 @@ static void resolve_endpoint(ld_core *core)
     }
 }
 
+/* [main-thread] */
 static double offline_timeout_from_env(void)
 {
     const char *text = getenv("LIVEDIFF_OFFLINE_TIMEOUT_S");
@@ -89,7 +92,7 @@ static double offline_timeout_from_env(void)
 
 /* Each activation is a new engine session with a fresh id (also the ZeroMQ routing identity):
  * the ROUTER refuses a second connection with an identity still in use, and a BYE from the
- * previous activation can then never close the new session. */
+ * previous activation can then never close the new session. [main-thread] */
 static void new_session_id(ld_core *core)
 {
     uint64_t previous = core->instance_id;
@@ -224,7 +227,7 @@ void ld_core_reset(ld_core *core)
 }
 
 /* Hazard pointer: announce which mapping we use before using it; the I/O thread unmaps a
- * retired mapping only once `reading` no longer names it (seq_cst on both sides). */
+ * retired mapping only once `reading` no longer names it (seq_cst on both sides). [audio-thread] */
 static const ld_timeline *acquire_timeline(ld_core *core)
 {
     ld_timeline *timeline;
@@ -235,11 +238,13 @@ static const ld_timeline *acquire_timeline(ld_core *core)
     return timeline;
 }
 
+/* [audio-thread] */
 static void release_timeline(ld_core *core)
 {
     atomic_store(&core->reading, NULL);
 }
 
+/* [audio-thread], offline blocks only */
 static void sleep_briefly(void)
 {
     struct timespec step = {0, OFFLINE_POLL_NS};
@@ -247,7 +252,7 @@ static void sleep_briefly(void)
 }
 
 /* Hand the block to the I/O thread. Realtime: drop and count when the ring is full.
- * Offline: wait for room (bounded), since a bounce must not lose input. */
+ * Offline: wait for room (bounded), since a bounce must not lose input. [audio-thread] */
 static void push_record(ld_core *core, const ld_position *position, const ld_audio_block *block,
                         uint32_t offset, uint32_t frames, bool advancing)
 {
@@ -284,7 +289,7 @@ static void push_record(ld_core *core, const ld_position *position, const ld_aud
 }
 
 /* Offline only: wait until generated audio covers the block, or give up (bounded by the
- * offline timeout, and at once when the engine is dead or never answered). */
+ * offline timeout, and at once when the engine is dead or never answered). [audio-thread] */
 static bool wait_for_coverage(ld_core *core, const ld_position *position, uint32_t frames)
 {
     double deadline = ld_now_s() + core->offline_timeout_s;
@@ -300,7 +305,7 @@ static bool wait_for_coverage(ld_core *core, const ld_position *position, uint32
     }
 }
 
-/* Fill a gap the engine has not covered, per the underrun policy. */
+/* Fill a gap the engine has not covered, per the underrun policy. [audio-thread] */
 static void fill_gap(ld_core *core, const ld_timeline *timeline, const ld_audio_block *block, uint32_t offset,
                      int64_t pos, uint32_t at, uint32_t frames, int policy)
 {
@@ -331,7 +336,7 @@ static void fill_gap(ld_core *core, const ld_timeline *timeline, const ld_audio_
     }
 }
 
-/* Generated audio for [pos, pos + frames) into core->wet; returns whether anything was missing. */
+/* Generated audio for [pos, pos + frames) into core->wet; returns whether anything was missing. [audio-thread] */
 static bool read_generated(ld_core *core, const ld_timeline *timeline, const ld_audio_block *block, uint32_t offset,
                            const ld_position *position, uint32_t frames, int policy)
 {
@@ -360,6 +365,7 @@ static bool read_generated(ld_core *core, const ld_timeline *timeline, const ld_
     return missing;
 }
 
+/* [audio-thread]; waits (bounded) only when the block is offline */
 static void process_piece(ld_core *core, const ld_audio_block *block, uint32_t offset, uint32_t frames)
 {
     int policy = (int)load_param(core, LD_PARAM_UNDERRUN_POLICY);

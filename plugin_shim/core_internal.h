@@ -68,7 +68,7 @@ struct ld_core {
     _Atomic uint32_t latency;
 };
 
-/* The I/O thread's entry point (io_thread.c). */
+/* The I/O thread's entry point (io_thread.c). [io-thread] */
 void *ld_io_thread_main(void *core);
 
 /* Process-wide ZeroMQ context, shared by all instances: acquire before starting an I/O

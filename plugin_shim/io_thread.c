@@ -82,12 +82,13 @@ typedef struct io_state {
     double started, last_heard, next_hello;
 } io_state;
 
+/* [io-thread] */
 static void log_line(io_state *io, const char *text)
 {
     fprintf(stderr, "livediff[%016llx]: %s\n", (unsigned long long)io->core->instance_id, text);
 }
 
-/* Log a problem once, not every time it recurs (e.g. a refused HELLO once per second). */
+/* Log a problem once, not every time it recurs (e.g. a refused HELLO once per second). [io-thread] */
 static void log_once(io_state *io, const char *text)
 {
     if (strcmp(text, io->core->logged_text) != 0) {
@@ -96,10 +97,12 @@ static void log_once(io_state *io, const char *text)
     }
 }
 
+/* [io-thread] */
 static double param(const ld_core *core, uint32_t id) { return ld_core_get_param(core, id); }
 
 /* ---------------------------------------------------------------- [io-thread] sending */
 
+/* [io-thread] */
 static void begin(io_state *io, uint32_t entries, uint32_t type)
 {
     msgpack_sbuffer_clear(&io->buffer);
@@ -110,24 +113,28 @@ static void begin(io_state *io, uint32_t entries, uint32_t type)
     msgpack_pack_uint64(&io->packer, io->core->instance_id);
 }
 
+/* [io-thread] */
 static void put_uint(io_state *io, int key, uint64_t value)
 {
     msgpack_pack_int(&io->packer, key);
     msgpack_pack_uint64(&io->packer, value);
 }
 
+/* [io-thread] */
 static void put_int(io_state *io, int key, int64_t value)
 {
     msgpack_pack_int(&io->packer, key);
     msgpack_pack_int64(&io->packer, value);
 }
 
+/* [io-thread] */
 static void put_double(io_state *io, int key, double value)
 {
     msgpack_pack_int(&io->packer, key);
     msgpack_pack_double(&io->packer, value);
 }
 
+/* [io-thread] */
 static void put_params(io_state *io)
 {
     msgpack_pack_int(&io->packer, LD_KEY_PARAMS);
@@ -138,12 +145,13 @@ static void put_params(io_state *io)
     }
 }
 
-/* Never blocks: a full queue (engine not reading) loses the message. */
+/* Never blocks: a full queue (engine not reading) loses the message. [io-thread] */
 static bool finish(io_state *io)
 {
     return io->socket && zmq_send(io->socket, io->buffer.data, io->buffer.size, ZMQ_DONTWAIT) >= 0;
 }
 
+/* [io-thread] */
 static bool send_hello(io_state *io)
 {
     ld_core *core = io->core;
@@ -160,6 +168,7 @@ static bool send_hello(io_state *io)
     return finish(io);
 }
 
+/* [io-thread] */
 static void send_transport(io_state *io, const ld_position *p, uint32_t mode, double now)
 {
     ld_core *core = io->core;
@@ -184,6 +193,7 @@ static void send_transport(io_state *io, const ld_position *p, uint32_t mode, do
     io->sent_at = now;
 }
 
+/* [io-thread] */
 static void send_params(io_state *io)
 {
     begin(io, 3, LD_MSG_PARAMS);
@@ -191,12 +201,14 @@ static void send_params(io_state *io)
     finish(io);
 }
 
+/* [io-thread] */
 static void send_bye(io_state *io)
 {
     begin(io, 2, LD_MSG_BYE);
     finish(io);
 }
 
+/* [io-thread] */
 static void put_planar(io_state *io, int key, const float *run, bool present)
 {
     msgpack_pack_int(&io->packer, key);
@@ -210,6 +222,7 @@ static void put_planar(io_state *io, int key, const float *run, bool present)
         msgpack_pack_bin_body(&io->packer, run + (size_t)c * LD_MAX_AUDIO_FRAMES, io->run_frames * sizeof(float));
 }
 
+/* [io-thread] */
 static void flush_audio(io_state *io)
 {
     if (!io->run_frames)
@@ -229,7 +242,7 @@ static void flush_audio(io_state *io)
     io->run_frames = 0;
 }
 
-/* Append one record's audio to the run; a run is contiguous with one epoch and tempo. */
+/* Append one record's audio to the run; a run is contiguous with one epoch and tempo. [io-thread] */
 static void append_audio(io_state *io, const ld_record *record, double now)
 {
     const ld_position *p = &record->position;
@@ -255,6 +268,7 @@ static void append_audio(io_state *io, const ld_record *record, double now)
     io->run_frames += record->frames;
 }
 
+/* [io-thread] */
 static bool transport_changed(const ld_position *a, const ld_position *b)
 {
     return a->epoch != b->epoch || a->tempo != b->tempo || a->tsig_num != b->tsig_num || a->tsig_den != b->tsig_den
@@ -263,7 +277,7 @@ static bool transport_changed(const ld_position *a, const ld_position *b)
 
 /* Move everything the audio thread pushed into messages. Before the engine welcomed us the
  * records wait in the ring (an offline bounce must not lose its first blocks); once the
- * engine is known dead they are dropped. */
+ * engine is known dead they are dropped. [io-thread] */
 static void drain_ring(io_state *io, double now)
 {
     ld_core *core = io->core;
@@ -299,6 +313,7 @@ static void drain_ring(io_state *io, double now)
 
 /* ---------------------------------------------------------------- [io-thread] mapping */
 
+/* [io-thread] */
 static void retire_timeline(io_state *io)
 {
     ld_core *core = io->core;
@@ -313,7 +328,7 @@ static void retire_timeline(io_state *io)
 }
 
 /* Map the segment a WELCOME names, even when the name is unchanged: a repeated HELLO makes
- * the engine replace the segment under the same name. */
+ * the engine replace the segment under the same name. [io-thread] */
 static void map_timeline(io_state *io, const char *name)
 {
     ld_core *core = io->core;
@@ -330,6 +345,7 @@ static void map_timeline(io_state *io, const char *name)
 
 /* ---------------------------------------------------------------- [io-thread] receiving */
 
+/* [io-thread] */
 static const msgpack_object *lookup(const msgpack_object *map, int key)
 {
     for (uint32_t i = 0; i < map->via.map.size; i++) {
@@ -340,6 +356,7 @@ static const msgpack_object *lookup(const msgpack_object *map, int key)
     return NULL;
 }
 
+/* [io-thread] */
 static bool get_uint(const msgpack_object *map, int key, uint64_t *out)
 {
     const msgpack_object *value = lookup(map, key);
@@ -349,6 +366,7 @@ static bool get_uint(const msgpack_object *map, int key, uint64_t *out)
     return true;
 }
 
+/* [io-thread] */
 static bool get_str(const msgpack_object *map, int key, char *out, size_t out_size)
 {
     const msgpack_object *value = lookup(map, key);
@@ -360,11 +378,13 @@ static bool get_str(const msgpack_object *map, int key, char *out, size_t out_si
     return size == value->via.str.size;
 }
 
+/* [io-thread] */
 static void set_state(io_state *io, uint32_t state)
 {
     atomic_store(&io->core->engine_state, state);
 }
 
+/* [io-thread] */
 static void on_welcome(io_state *io, const msgpack_object *map, double now)
 {
     uint64_t version = 0, layout = 0, latency = 0;
@@ -396,6 +416,7 @@ static void on_welcome(io_state *io, const msgpack_object *map, double now)
     set_state(io, LD_ENGINE_ALIVE);
 }
 
+/* [io-thread] */
 static void on_error(io_state *io, const msgpack_object *map)
 {
     uint64_t code = 0;
@@ -410,6 +431,7 @@ static void on_error(io_state *io, const msgpack_object *map)
     }
 }
 
+/* [io-thread] */
 static void receive_all(io_state *io, double now)
 {
     for (;;) {
@@ -439,6 +461,7 @@ static void receive_all(io_state *io, double now)
 
 /* ---------------------------------------------------------------- [io-thread] liveness */
 
+/* [io-thread] */
 static void check_liveness(io_state *io, double now)
 {
     ld_core *core = io->core;
@@ -456,6 +479,7 @@ static void check_liveness(io_state *io, double now)
     }
 }
 
+/* [io-thread] */
 static void report_problems(io_state *io)
 {
     static const char *const what[] = {"a tempo", "a time signature", "a position"};
@@ -470,7 +494,7 @@ static void report_problems(io_state *io)
     }
 }
 
-/* At most every few seconds, so a long bounce without an engine does not flood the log. */
+/* At most every few seconds, so a long bounce without an engine does not flood the log. [io-thread] */
 static void report_offline_timeouts(io_state *io, double now)
 {
     ld_core *core = io->core;
@@ -487,6 +511,7 @@ static void report_offline_timeouts(io_state *io, double now)
 
 /* ---------------------------------------------------------------- [io-thread] main loop */
 
+/* [io-thread] */
 static bool open_socket(io_state *io, void *ctx)
 {
     ld_core *core = io->core;
@@ -520,6 +545,7 @@ static bool open_socket(io_state *io, void *ctx)
     return true;
 }
 
+/* [io-thread] */
 static void close_socket(io_state *io)
 {
     if (!io->socket)

@@ -82,12 +82,14 @@ bool ld_param_parse(const ld_param_info *p, const char *text, double *plain)
     return true;
 }
 
+/* [main-thread] (saved state) */
 static void put_u32(uint8_t *out, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
         out[i] = (uint8_t)(v >> (8 * i));
 }
 
+/* [main-thread] (saved state) */
 static uint32_t get_u32(const uint8_t *in)
 {
     return (uint32_t)in[0] | (uint32_t)in[1] << 8 | (uint32_t)in[2] << 16 | (uint32_t)in[3] << 24;

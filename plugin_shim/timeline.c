@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* [io-thread] */
 static bool valid_name(const char *name)
 {
     size_t length = strlen(name);
@@ -17,7 +18,7 @@ static bool valid_name(const char *name)
         && strchr(name + 1, '/') == NULL;
 }
 
-/* Header checks: magic and layout first, then that every slot's audio lies inside the file. */
+/* Header checks: magic and layout first, then that every slot's audio lies inside the file. [io-thread] */
 static bool valid_header(const ld_shm_header *h, size_t file_size, uint32_t sample_rate, char *error, size_t error_size)
 {
     if (h->magic != LD_SHM_MAGIC || h->layout_version != LD_SHM_LAYOUT_VERSION) {
@@ -91,12 +92,13 @@ void ld_timeline_unmap(ld_timeline *timeline)
     free(timeline);
 }
 
+/* [any-thread] (audio thread reading slots, I/O thread prefaulting) */
 static uint32_t load_seq(const ld_slot *slot, memory_order order)
 {
     return atomic_load_explicit((_Atomic uint32_t *)&slot->seq, order);
 }
 
-/* Snapshot a slot's header under the seqlock; false if it is being written or not READY. */
+/* Snapshot a slot's header under the seqlock; false if it is being written or not READY. [audio-thread] */
 static bool snapshot(const ld_timeline *timeline, uint32_t index, uint32_t *epoch, ld_slot_view *view)
 {
     const ld_slot *slot = &timeline->header->slots[index];

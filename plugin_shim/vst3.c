@@ -27,14 +27,19 @@ typedef struct v3_plugin {
     uint32_t channels;                          /* main bus channels, 1 or 2 */
 } v3_plugin;
 
+/* [any-thread] */
 static v3_plugin *from_component(void *self) { return self; }
+/* [any-thread] */
 static v3_plugin *from_processor(void *self) { return (v3_plugin *)((char *)self - offsetof(v3_plugin, processor)); }
+/* [any-thread] */
 static v3_plugin *from_controller(void *self) { return (v3_plugin *)((char *)self - offsetof(v3_plugin, controller)); }
 
+/* [any-thread] */
 static bool same_id(const v3_tuid a, const uint8_t b[16]) { return memcmp(a, b, 16) == 0; }
 
 /* ---------------------------------------------------------------- FUnknown [any-thread] */
 
+/* [any-thread] */
 static v3_result plugin_query(v3_plugin *p, const v3_tuid iid, void **obj)
 {
     static const uint8_t unknown[16] = V3_FUNKNOWN_IID, base[16] = V3_PLUGIN_BASE_IID,
@@ -54,8 +59,10 @@ static v3_result plugin_query(v3_plugin *p, const v3_tuid iid, void **obj)
     return V3_OK;
 }
 
+/* [any-thread] */
 static uint32_t plugin_add_ref(v3_plugin *p) { return atomic_fetch_add(&p->refs, 1) + 1; }
 
+/* [any-thread]; the last release destroys the instance */
 static uint32_t plugin_release(v3_plugin *p)
 {
     uint32_t left = atomic_fetch_sub(&p->refs, 1) - 1;
@@ -66,6 +73,7 @@ static uint32_t plugin_release(v3_plugin *p)
     return left;
 }
 
+/* Each face's FUnknown methods forward to the one object. [any-thread] */
 #define FUNKNOWN_FOR(prefix, from)                                                                   \
     static v3_result prefix##_query(void *self, const v3_tuid iid, void **obj) { return plugin_query(from(self), iid, obj); } \
     static uint32_t prefix##_add_ref(void *self) { return plugin_add_ref(from(self)); }              \
@@ -74,12 +82,14 @@ FUNKNOWN_FOR(component, from_component)
 FUNKNOWN_FOR(processor, from_processor)
 FUNKNOWN_FOR(controller, from_controller)
 
-/* IPluginBase for both faces: nothing to set up beyond create, nothing to tear down before release. */
+/* IPluginBase for both faces: nothing to set up beyond create, nothing to tear down before release. [main-thread] */
 static v3_result base_initialize(void *self, void *context) { (void)self; (void)context; return V3_OK; }
+/* [main-thread] */
 static v3_result base_terminate(void *self) { (void)self; return V3_OK; }
 
 /* ---------------------------------------------------------------- state [main-thread] */
 
+/* [main-thread] */
 static v3_result write_state(ld_core *core, v3_bstream *stream)
 {
     uint8_t bytes[LD_PARAM_STATE_BYTES];
@@ -93,6 +103,7 @@ static v3_result write_state(ld_core *core, v3_bstream *stream)
     return V3_OK;
 }
 
+/* [main-thread] */
 static v3_result read_state(ld_core *core, v3_bstream *stream)
 {
     uint8_t bytes[LD_PARAM_STATE_BYTES];
@@ -112,15 +123,19 @@ static const struct { int32_t direction, type; const char *name; } buses[] = {
     {V3_INPUT, V3_MAIN, "Input"}, {V3_INPUT, V3_AUX, "Sidechain"}, {V3_OUTPUT, V3_MAIN, "Output"},
 };
 
+/* [main-thread] */
 static v3_result get_controller_class_id(void *self, v3_tuid cid) { (void)self; memset(cid, 0, 16); return V3_FALSE; }
+/* [main-thread] */
 static v3_result set_io_mode(void *self, int32_t mode) { (void)self; (void)mode; return V3_OK; }
 
+/* [main-thread] */
 static int32_t get_bus_count(void *self, int32_t media_type, int32_t direction)
 {
     (void)self;
     return media_type != V3_AUDIO ? 0 : direction == V3_INPUT ? 2 : 1;
 }
 
+/* [main-thread] */
 static v3_result get_bus_info(void *self, int32_t media_type, int32_t direction, int32_t index, v3_bus_info *info)
 {
     v3_plugin *p = from_component(self);
@@ -141,18 +156,21 @@ static v3_result get_bus_info(void *self, int32_t media_type, int32_t direction,
     return V3_OK;
 }
 
+/* [main-thread] */
 static v3_result get_routing_info(void *self, v3_routing_info *in, v3_routing_info *out)
 {
     (void)self; (void)in; (void)out;
     return V3_NOT_IMPLEMENTED;
 }
 
+/* [main-thread] */
 static v3_result activate_bus(void *self, int32_t media_type, int32_t direction, int32_t index, uint8_t state)
 {
     (void)self; (void)direction; (void)index; (void)state;
     return media_type == V3_AUDIO ? V3_OK : V3_INVALID_ARGUMENT;
 }
 
+/* [main-thread] */
 static v3_result set_active(void *self, uint8_t state)
 {
     v3_plugin *p = from_component(self);
@@ -166,7 +184,9 @@ static v3_result set_active(void *self, uint8_t state)
     return ld_core_prepare(p->core, rate, block, p->channels, mode) ? V3_OK : V3_FALSE;
 }
 
+/* [main-thread] */
 static v3_result component_set_state(void *self, v3_bstream *stream) { return read_state(from_component(self)->core, stream); }
+/* [main-thread] */
 static v3_result component_get_state(void *self, v3_bstream *stream) { return write_state(from_component(self)->core, stream); }
 
 static const v3_component_vtbl component_vtbl = {
@@ -177,6 +197,7 @@ static const v3_component_vtbl component_vtbl = {
 
 /* ---------------------------------------------------------------- IAudioProcessor */
 
+/* [main-thread] */
 static uint32_t channel_count(v3_speaker_arrangement arrangement)
 {
     return (uint32_t)__builtin_popcountll(arrangement);
@@ -196,6 +217,7 @@ static v3_result set_bus_arrangements(void *self, v3_speaker_arrangement *inputs
     return V3_OK;
 }
 
+/* [main-thread] */
 static v3_result get_bus_arrangement(void *self, int32_t direction, int32_t index, v3_speaker_arrangement *arrangement)
 {
     v3_plugin *p = from_processor(self);
@@ -206,8 +228,10 @@ static v3_result get_bus_arrangement(void *self, int32_t direction, int32_t inde
     return V3_OK;
 }
 
+/* [main-thread] */
 static v3_result can_process_sample_size(void *self, int32_t size) { (void)self; return size == V3_SAMPLE32 ? V3_OK : V3_FALSE; }
 static uint32_t get_latency_samples(void *self) { return ld_core_get_latency(from_processor(self)->core); }   /* [any-thread] */
+/* [main-thread] */
 static uint32_t get_tail_samples(void *self) { (void)self; return 0; }
 
 static v3_result setup_processing(void *self, v3_process_setup *setup)   /* [main-thread] */
@@ -218,6 +242,7 @@ static v3_result setup_processing(void *self, v3_process_setup *setup)   /* [mai
     return V3_OK;
 }
 
+/* [main-thread] or [audio-thread]: VST3 allows either */
 static v3_result set_processing(void *self, uint8_t state) { (void)self; (void)state; return V3_OK; }
 
 /* Parameter automation: the last point of each queue is the value for this block. [audio-thread] */
@@ -237,6 +262,7 @@ static void apply_parameter_changes(ld_core *core, v3_parameter_changes *changes
     }
 }
 
+/* [audio-thread] */
 static void read_transport(const v3_process_context *context, ld_host_transport *t)
 {
     uint32_t s = context->state;
@@ -295,6 +321,7 @@ static const v3_audio_processor_vtbl processor_vtbl = {
 
 /* ---------------------------------------------------------------- IEditController [main-thread] */
 
+/* [main-thread] */
 static void to_utf16(const char *text, v3_str128 out)
 {
     size_t i = 0;
@@ -303,11 +330,16 @@ static void to_utf16(const char *text, v3_str128 out)
     out[i] = 0;
 }
 
+/* [main-thread] */
 static v3_result controller_set_component_state(void *self, v3_bstream *stream) { return read_state(from_controller(self)->core, stream); }
+/* [main-thread] */
 static v3_result controller_set_state(void *self, v3_bstream *stream) { (void)self; (void)stream; return V3_OK; }
+/* [main-thread] */
 static v3_result controller_get_state(void *self, v3_bstream *stream) { (void)self; (void)stream; return V3_OK; }
+/* [main-thread] */
 static int32_t get_parameter_count(void *self) { (void)self; return LD_PARAM_COUNT; }
 
+/* [main-thread] */
 static v3_result get_parameter_info(void *self, int32_t index, v3_param_info *info)
 {
     (void)self;
@@ -324,6 +356,7 @@ static v3_result get_parameter_info(void *self, int32_t index, v3_param_info *in
     return V3_OK;
 }
 
+/* [main-thread] */
 static v3_result get_param_string_by_value(void *self, uint32_t id, double normalized, v3_str128 string)
 {
     (void)self;
@@ -336,6 +369,7 @@ static v3_result get_param_string_by_value(void *self, uint32_t id, double norma
     return V3_OK;
 }
 
+/* [main-thread] */
 static v3_result get_param_value_by_string(void *self, uint32_t id, v3_char16 *string, double *normalized)
 {
     (void)self;
@@ -355,6 +389,7 @@ static v3_result get_param_value_by_string(void *self, uint32_t id, v3_char16 *s
     return V3_OK;
 }
 
+/* [main-thread] */
 static double normalized_param_to_plain(void *self, uint32_t id, double normalized)
 {
     (void)self;
@@ -362,6 +397,7 @@ static double normalized_param_to_plain(void *self, uint32_t id, double normaliz
     return p ? ld_param_from_normalized(p, normalized) : 0.0;
 }
 
+/* [main-thread] */
 static double plain_param_to_normalized(void *self, uint32_t id, double plain)
 {
     (void)self;
@@ -369,13 +405,14 @@ static double plain_param_to_normalized(void *self, uint32_t id, double plain)
     return p ? ld_param_to_normalized(p, plain) : 0.0;
 }
 
+/* [main-thread] */
 static double get_param_normalized(void *self, uint32_t id)
 {
     const ld_param_info *p = ld_param_find(id);
     return p ? ld_param_to_normalized(p, ld_core_get_param(from_controller(self)->core, id)) : 0.0;
 }
 
-/* The controller and the processor are one object: the host's edit is the value processed. */
+/* The controller and the processor are one object: the host's edit is the value processed. [main-thread] */
 static v3_result set_param_normalized(void *self, uint32_t id, double value)
 {
     const ld_param_info *p = ld_param_find(id);
@@ -385,7 +422,9 @@ static v3_result set_param_normalized(void *self, uint32_t id, double value)
     return V3_OK;
 }
 
+/* [main-thread] */
 static v3_result set_component_handler(void *self, void *handler) { (void)self; (void)handler; return V3_OK; }
+/* [main-thread] */
 static void *create_view(void *self, const char *name) { (void)self; (void)name; return NULL; }
 
 static const v3_edit_controller_vtbl controller_vtbl = {
@@ -397,6 +436,7 @@ static const v3_edit_controller_vtbl controller_vtbl = {
 
 /* ---------------------------------------------------------------- IPluginFactory(2) [main-thread] */
 
+/* [main-thread] */
 static v3_result factory_query(void *self, const v3_tuid iid, void **obj)
 {
     static const uint8_t unknown[16] = V3_FUNKNOWN_IID, factory[16] = V3_PLUGIN_FACTORY_IID,
@@ -406,8 +446,9 @@ static v3_result factory_query(void *self, const v3_tuid iid, void **obj)
     return known ? V3_OK : V3_NO_INTERFACE;
 }
 
-static uint32_t factory_ref(void *self) { (void)self; return 1; }   /* static object */
+static uint32_t factory_ref(void *self) { (void)self; return 1; }   /* static object [main-thread] */
 
+/* [main-thread] */
 static v3_result get_factory_info(void *self, v3_factory_info *info)
 {
     (void)self;
@@ -418,8 +459,10 @@ static v3_result get_factory_info(void *self, v3_factory_info *info)
     return V3_OK;
 }
 
+/* [main-thread] */
 static int32_t count_classes(void *self) { (void)self; return 1; }
 
+/* [main-thread] */
 static v3_result get_class_info(void *self, int32_t index, v3_class_info *info)
 {
     (void)self;
@@ -433,6 +476,7 @@ static v3_result get_class_info(void *self, int32_t index, v3_class_info *info)
     return V3_OK;
 }
 
+/* [main-thread] */
 static v3_result get_class_info2(void *self, int32_t index, v3_class_info2 *info)
 {
     v3_class_info basic;
@@ -450,6 +494,7 @@ static v3_result get_class_info2(void *self, int32_t index, v3_class_info2 *info
     return V3_OK;
 }
 
+/* [main-thread] */
 static v3_result create_instance(void *self, const v3_tuid cid, const v3_tuid iid, void **obj)
 {
     (void)self;
@@ -477,6 +522,9 @@ static const v3_factory_vtbl factory_vtbl = {
 };
 static const struct { const v3_factory_vtbl *vtbl; } factory = {&factory_vtbl};
 
+/* [main-thread] */
 EXPORT void *GetPluginFactory(void) { return (void *)&factory; }
+/* [main-thread] */
 EXPORT bool ModuleEntry(void *library) { (void)library; return true; }
+/* [main-thread] */
 EXPORT bool ModuleExit(void) { return true; }
