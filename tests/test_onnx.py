@@ -76,3 +76,10 @@ def test_onnx_runtime_path_never_imports_torch():
     """The engine's default path stays small: generating a window with ORT loads no torch."""
     result = subprocess.run([sys.executable, "-c", ORT_ONLY_PROBE], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["2", "False"]
+
+
+def test_shipped_onnx_graphs_match_the_shipped_weights():
+    request, _ = song_request(31)
+    from_torch = load_builtin("torch").generate(request)
+    from_onnx = load_builtin("onnx").generate(request)
+    assert np.abs(from_torch - from_onnx).max() < AUDIO_TOLERANCE
