@@ -6,6 +6,7 @@ the context memory exactly like the torch backend does.
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 import torch
@@ -66,7 +67,9 @@ def export(weights: Path, out: Path) -> list[Path]:
     for module, inputs, input_names, output_name, filename, axes in graphs:
         path = out / filename
         tmp = path.with_name(path.name + ".tmp")
-        with torch.no_grad():
+        # the TorchScript exporter is deprecated, but the dynamo one needs onnxscript (not a dependency)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(module, inputs, str(tmp), input_names=input_names, output_names=[output_name],
                               dynamic_axes=axes, opset_version=OPSET, dynamo=False)
         tmp.replace(path)
