@@ -8,11 +8,13 @@ host rate, limit to <= 0 dBFS, and copy the mono result to every host channel.
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from bridge.layout import const
 from engine import representation as rep
 from engine import samplers
 from engine.backends import DENOISER_FILE, ENCODER_FILE
@@ -106,6 +108,7 @@ class DiffusionGenerator:
         return np.repeat(mono[None], max(1, request.context.shape[0]), axis=0)
 
     def generate(self, request: WindowRequest) -> np.ndarray:
+        request = fold_tempo(request)
         plan = self._plan(request)
         return self._render(request, plan, self._sample(plan, _seed(request.seed)))
 
@@ -113,6 +116,27 @@ class DiffusionGenerator:
         """One request at a time: a batched forward pass would round differently, and the same
         request must give bit-identical audio however the scheduler groups windows."""
         return [self.generate(r) for r in requests]
+
+
+def fold_tempo(request: WindowRequest) -> WindowRequest:
+    """The plugin's tempos outside the model's 60-200 BPM, in double or half time: 45 BPM is
+    generated as 90 BPM with twice the bars, 250 BPM as 125 BPM with half the bars (rounded up).
+    The window keeps its samples, so it still starts and ends on the host's bar lines."""
+    low, high = const("LD_TEMPO_MIN"), const("LD_TEMPO_MAX")
+    tempo = request.tempo_bpm
+    if not (math.isfinite(tempo) and low <= tempo <= high):
+        raise ValueError(f"tempo {tempo} BPM is outside the plugin's range; allowed: {low} to {high} BPM "
+                         f"({rep.TEMPO_MIN:g}-{rep.TEMPO_MAX:g} natively, others in double or half time)")
+    factor = 1.0
+    while tempo * factor < rep.TEMPO_MIN:
+        factor *= 2
+    while tempo * factor > rep.TEMPO_MAX:
+        factor /= 2
+    if factor == 1.0:
+        return request
+    return replace(request, tempo_bpm=tempo * factor, bars=max(1, math.ceil(request.bars * factor)),
+                   context_bars=max(1, math.ceil(request.context_bars * factor)),
+                   bar_index=int(request.bar_index * factor))
 
 
 def limit(audio: np.ndarray, ceiling: float = 0.98, block: int = 256) -> np.ndarray:

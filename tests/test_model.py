@@ -58,11 +58,20 @@ def test_context_changes_the_output_towards_the_true_continuation(generator):
     assert np.mean(right) < np.mean(wrong)
 
 
-@pytest.mark.parametrize("tempo", [59.9, 200.5, float("nan")])
+@pytest.mark.parametrize("tempo", [19.9, 300.5, float("nan")])
 def test_tempo_out_of_range_says_what_is_allowed(generator, tempo):
     request, _ = song_request(5)
-    with pytest.raises(ValueError, match="allowed: 60 to 200 BPM"):
+    with pytest.raises(ValueError, match="allowed: 20 to 300 BPM"):
         generator.generate(replace(request, tempo_bpm=tempo))
+
+
+@pytest.mark.parametrize("tempo", [45.0, 250.0])
+def test_tempos_outside_the_model_range_play_in_double_or_half_time(generator, tempo):
+    request, _ = song_request(5, tempo=tempo)
+    out = generator.generate(request)
+    assert out.shape == (request.context.shape[0], request.frames + request.tail_frames)
+    assert request.frames == round(4 * 60.0 / tempo * request.sample_rate)
+    assert np.isfinite(out).all() and np.abs(out).max() > 0.01
 
 
 def test_bad_meter_and_style_say_what_is_allowed(generator):
