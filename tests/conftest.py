@@ -102,3 +102,13 @@ def closing_factory(cls):
     yield make
     for thing in made:
         thing.close()
+
+
+def wait_until(condition, timeout=5.0):
+    """Poll `condition` every 5 ms; True once it holds, False after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return False

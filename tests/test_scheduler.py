@@ -16,18 +16,9 @@ from bridge.shm import TimelineReader, TimelineStore
 from engine.scheduler import (SEAM_SECONDS, InputStore, Scheduler, Session, context_sources,
                               equal_power_crossfade, window_seed)
 from engine.timeline import Grid
-from tests.conftest import closing_factory
+from tests.conftest import closing_factory, wait_until
 
 SR = 8000  # small rate: quick, same math
-
-
-def wait_until(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 class Rig:

@@ -17,18 +17,9 @@ from bridge.shm import TimelineReader, TimelineStore
 from engine.loop_generator import LoopGenerator
 from engine.scheduler import TEMPO_TOLERANCE, Estimates, Scheduler, Session
 from engine.timeline import GridTracker
-from tests.conftest import closing_factory
+from tests.conftest import closing_factory, wait_until
 
 SR = 8000
-
-
-def wait_until(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 class SlowLoop(LoopGenerator):
