@@ -10,6 +10,8 @@ import numpy as np
 
 SEAM_SECONDS = 0.03            # seam crossfade length (Magenta RT uses 40 ms)
 PEAK_CEILING = 10 ** (-0.1 / 20)   # -0.1 dBFS: no published window goes above it
+SLICE_FADE_SECONDS = 0.003     # regrid: fade where one slice gives way to the next
+SLICE_LEAD_SECONDS = 0.005     # regrid: slices are cut this far ahead of their grid line
 
 
 def equal_power_crossfade(previous_tail: np.ndarray, head: np.ndarray) -> np.ndarray:
@@ -53,29 +55,68 @@ def fit(audio: np.ndarray, frames: int) -> np.ndarray:
     return np.pad(audio, ((0, 0), (0, frames - audio.shape[1])), mode="wrap")
 
 
-def stretch(audio: np.ndarray, sample_rate: int, from_tempo: float, to_tempo: float) -> np.ndarray:
-    """Audio made at from_tempo, time-stretched to to_tempo (pitch kept)."""
-    from pedalboard import time_stretch
-    return time_stretch(np.ascontiguousarray(audio, np.float32), float(sample_rate), to_tempo / from_tempo,
-                        high_quality=False).astype(np.float32)
+def _sustained(audio: np.ndarray, start: int, own: int, length: int, fade: int) -> np.ndarray:
+    """`length` frames from `start`: the slice's own `own` frames, then (if it must last longer)
+    the second half of it again and again, faded into each other, so a slice made longer
+    sustains instead of playing into the next slice's attack. Past the end of `audio` it
+    continues from its start."""
+    own = max(1, min(own, length))
+    piece = fit(audio, start + own)[:, start:]
+    loop = piece[:, own // 2:]
+    while piece.shape[1] < length:
+        n = min(fade, loop.shape[1] - 1, piece.shape[1])
+        ramp = np.linspace(0.0, 1.0, n, endpoint=False, dtype=np.float32)
+        joined = piece[:, piece.shape[1] - n:] * (1 - ramp) + loop[:, :n] * ramp
+        piece = np.concatenate([piece[:, :piece.shape[1] - n], joined, loop[:, n:]], axis=1)
+    return piece[:, :length]
 
 
-def to_length(audio: np.ndarray, frames: int, sample_rate: int) -> np.ndarray:
-    """`audio` brought to exactly `frames` frames, its events kept where they are in proportion
-    (a bar heard at one tempo made as long as a bar at another): unchanged when the length is
-    right, linear-interpolation resampling for differences under 0.5 % (a pitch change under
-    9 cents), time-stretching with the pitch kept for larger ones."""
+def regrid(audio: np.ndarray, source_marks: np.ndarray, target_marks: np.ndarray, frames: int,
+           sample_rate: int) -> np.ndarray:
+    """Move audio from one grid to another by slicing: the audio from source_marks[i] on is
+    laid at target_marks[i] (both increasing; target_marks[0] is 0). A slice that gets shorter
+    is cut where the next one begins (a short fade); one that gets longer sustains its second
+    half (_sustained). Each cut sits SLICE_LEAD before its mark, so an attack a little ahead of
+    the grid stays whole. Transients land exactly on the new grid and the pitch is kept;
+    `frames` frames out. Audio past the source's end continues it from its start."""
+    lead, fade = round(SLICE_LEAD_SECONDS * sample_rate), round(SLICE_FADE_SECONDS * sample_rate)
+    out = np.zeros((audio.shape[0], frames + fade), np.float32)
+    source_marks, target_marks = np.round(source_marks).astype(int), np.round(target_marks).astype(int)
+    shift = np.minimum(lead, np.minimum(np.maximum(source_marks, 0), target_marks))
+    shift[0] = 0
+    sources, targets = np.maximum(0, source_marks - shift), target_marks - shift
+    source_ends = np.append(sources[1:], max(audio.shape[1], sources[-1] + 1))
+    target_ends = np.append(targets[1:], frames)
+    ramp = np.linspace(0.0, 1.0, fade, endpoint=False, dtype=np.float32)
+    written = 0                 # frames of `out` that hold audio (a slice of no length writes nothing)
+    for i, (source, target) in enumerate(zip(sources, targets)):
+        length = min(frames, target_ends[i]) - target + fade
+        if length <= fade:
+            continue
+        piece = _sustained(audio, source, source_ends[i] - source + fade, length, fade)
+        if written > target:
+            out[:, target:target + fade] = out[:, target:target + fade] * (1 - ramp) + piece[:, :fade] * ramp
+            out[:, target + fade:target + length] = piece[:, fade:]
+        else:
+            out[:, max(0, target):target + length] = piece[:, max(0, -target):]
+        written = target + length
+    return out[:, :frames]
+
+
+def to_length(audio: np.ndarray, frames: int, sample_rate: int, slices: int) -> np.ndarray:
+    """`audio` (a bar, starting on its first beat) brought to exactly `frames` frames, its
+    events kept where they are in proportion (a bar heard at one tempo made as long as a bar
+    at another): unchanged when the length is right (to a sample), linear-interpolation
+    resampling for differences under 0.5 % (a pitch change under 9 cents), otherwise cut
+    into `slices` equal slices (its 16th notes) laid on the new grid (regrid)."""
     n = audio.shape[1]
-    if n == frames or n == 0:
+    if abs(n - frames) <= 1 or n == 0:     # a sample of bar-line rounding is not a tempo
         return fit(audio, frames)
-    ratio = frames / n
-    if abs(ratio - 1) < 0.005:
+    if abs(frames / n - 1) < 0.005:
         positions = np.arange(frames, dtype=np.float64) * (n / frames)
         return np.stack([np.interp(positions, np.arange(n), channel) for channel in audio]).astype(np.float32)
-    stretched = stretch(audio, sample_rate, 1.0, 1.0 / ratio)
-    if stretched.shape[1] < frames:   # the stretcher may come back a few frames short
-        stretched = np.pad(stretched, ((0, 0), (0, frames - stretched.shape[1])))
-    return np.ascontiguousarray(stretched[:, :frames])
+    marks = np.arange(slices, dtype=np.float64)
+    return regrid(audio, marks * (n / slices), marks * (frames / slices), frames, sample_rate)
 
 
 def limit(audio: np.ndarray, ceiling: float = 0.98, block: int = 256) -> np.ndarray:

@@ -38,6 +38,7 @@ class Scheduler:
         self._sessions: dict[int, Session] = {}
         self.generators = generators or GeneratorPool()
         self.estimates = Estimates()
+        self._on_window = on_window
         self._worker = Worker(self._cond, self._sessions, self.generators, self.estimates, on_window, on_problem)
 
     def start(self) -> None:
@@ -76,7 +77,7 @@ class Scheduler:
     # [main-thread]
     def on_transport(self, session: Session, transport: TransportSnapshot, now: float) -> None:
         with self._cond:
-            transport_state.on_transport(session, transport, now)
+            transport_state.on_transport(session, transport, now, self._on_window)
             self._cond.notify_all()
 
     # [main-thread]

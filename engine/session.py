@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from engine.dsp import fit
 from engine.publisher import Publisher, WindowKind
-from engine.timeline import Grid, GridTracker
+from engine.timeline import Grid, GridTracker, Segment
 
 INPUT_KEEP_SECONDS = 180       # received input kept around the playhead, by song position
-TEMPO_TOLERANCE = 0.015        # audio made within 1.5 % of the grid's tempo is re-placed, not remade
+OFFLINE_DRIFT = 1.0            # samples: offline a window off the grid by more is remade or stretched
+REALTIME_DRIFT_SECONDS = 0.005 # realtime: a window whose bar lines drift less is only moved (a ramp does not thrash)
 EPOCH_STORM = 8                # epoch changes within a second that get a log line (a host jumping every block)
 EPOCH_MASK = 0xFFFFFFFF
 
@@ -28,6 +29,7 @@ class InputStore:
         self.channels = channels
         self.keep_chunks = keep_frames // self.CHUNK + 1
         self._chunks: dict[int, np.ndarray] = {}
+        self._writes: dict[int, int] = {}       # chunk -> how often it was written (cache keys)
 
     def write(self, start: int, audio: np.ndarray) -> None:
         pos, end = start, start + audio.shape[1]
@@ -38,10 +40,15 @@ class InputStore:
             if chunk is None:
                 chunk = self._chunks[index] = np.zeros((self.channels, self.CHUNK), np.float32)
             chunk[:, offset:offset + n] = audio[:, pos - start:pos - start + n]
+            self._writes[index] = self._writes.get(index, 0) + 1
             pos += n
         newest = (end - 1) // self.CHUNK
         for index in [i for i in self._chunks if abs(i - newest) > self.keep_chunks]:
-            del self._chunks[index]
+            del self._chunks[index], self._writes[index]
+
+    def version(self, start: int, frames: int) -> tuple:
+        """Changes whenever anything in [start, start + frames) is written."""
+        return tuple(self._writes.get(i, 0) for i in range(start // self.CHUNK, (start + frames - 1) // self.CHUNK + 1))
 
     def read(self, start: int, frames: int) -> np.ndarray:
         out = np.zeros((self.channels, frames), np.float32)
@@ -58,27 +65,53 @@ class InputStore:
 
 @dataclass
 class Window:
-    """One window as made and as placed. audio[:, 0] plays at `start`; the shim plays
+    """One window as made and as placed. audio[:, i] plays at `start + i`; the shim plays
     [start, start + frames); `entry` is where playback comes in (the loop start inside the
-    first window after a wrap), where the seam crossfade goes."""
+    first window after a wrap), where the seam crossfade goes. `made` says what the audio was
+    made for: audio index i (as a sample of that grid) <-> song beat, so a window is addressed
+    by musical position whatever the session's grid does later."""
     bar: int
     kind: WindowKind
     audio: np.ndarray         # generator output: the window and its continuation (seam source)
-    tempo: float              # tempo the audio was made (or stretched) for
-    meter: tuple[int, int]    # time signature it was made for
+    made: Grid                # audio index <-> beat (one tempo; a stand-in switches tempo where it was stretched)
     start: int = 0
     frames: int = 0
     entry: int = 0
     window_id: int = 0
-    regenerate: bool = False  # a stand-in (moved or stretched for a new grid): remake it if time allows
+    grid: int = 0             # the transport grid sequence this audio is right for (acknowledged in its slots)
+    stale: bool = False       # placed for a grid it was not made for: a stand-in until stretched or remade
+    stretched_at: float = -math.inf   # wall time of its last stretch (realtime stretches are rate-limited)
+    published: np.ndarray | None = None   # what its slots hold now (seams baked in)
 
-    def fits(self, grid: Grid) -> bool:
-        """Made for this grid's meter and, within TEMPO_TOLERANCE, its tempo."""
-        return self.meter == (grid.tsig_num, grid.tsig_den) and abs(grid.tempo_bpm / self.tempo - 1) <= TEMPO_TOLERANCE
+    @property
+    def tempo(self) -> float:
+        """The tempo its audio ends at (what slots and logs report)."""
+        return self.made.tempo_bpm
+
+    @property
+    def meter(self) -> tuple[int, int]:
+        return self.made.tsig_num, self.made.tsig_den
+
+    def drift(self, grid: Grid, start: int, frames: int, from_sample: int) -> float:
+        """Samples by which this audio, placed at [start, start + frames), is off the grid's bar
+        lines where it has yet to play (from from_sample on): the larger error of its two ends,
+        infinite when the meter differs."""
+        if self.meter != (grid.tsig_num, grid.tsig_den):
+            return math.inf
+        if self.kind is WindowKind.PREROLL:
+            return 0.0          # silence is right for any grid
+        points = (max(from_sample, start), start + frames)
+        return max(abs(self.made.sample_at_beat(grid.beat_at_sample(x)) - (x - start)) for x in points)
 
     def continuation(self, seam: int) -> np.ndarray:
         """What this window would have played after its end (the next window fades in from it)."""
         return fit(self.audio, self.frames + seam)[:, self.frames:]
+
+
+def made_for(grid: Grid, bar: int, tempo: float, meter: tuple[int, int]) -> Grid:
+    """The `made` map of audio generated for bar `bar` of `grid` at one tempo: index 0 is the bar line."""
+    return Grid(grid.sample_rate, (Segment(0, grid.bar_start_beat(bar), tempo),),
+                (replace(grid.meter, tsig_num=meter[0], tsig_den=meter[1]),))
 
 
 @dataclass(frozen=True)
@@ -100,6 +133,8 @@ class Session:
     store: Publisher
     params: dict[str, float | str]            # by parameter name; enum parameters by value name
     tempo_range: tuple[float, float]          # host tempos accepted (others keep the last good one)
+    grid_seq: int = 0             # the shim's grid sequence of the last transport applied
+    changed_at: int = 0           # song sample of the transport that last changed the grid
     offline: bool = False
     tracker: GridTracker | None = None
     grid: Grid | None = None
@@ -115,7 +150,6 @@ class Session:
     ahead: dict[int, Window] = field(default_factory=dict)    # bar -> window of the next epoch (after a loop wrap)
     in_flight: set[tuple[int, int]] = field(default_factory=set)  # (epoch, bar)
     version: int = 0              # bumped when the timeline restarts: in-flight results are dropped
-    moved: bool = False           # grid or loop changed: windows must be re-placed
     in_loop: bool = False         # the playhead is inside the active loop
     problem: tuple[str, str] | None = None    # (kind, message) of the last problem reported
     blocked_until: float = 0.0    # store full or generator failed: retry after this time
@@ -125,6 +159,7 @@ class Session:
     closed: bool = False
     epoch_changes: deque = field(default_factory=lambda: deque(maxlen=EPOCH_STORM))
     warned: dict[str, float] = field(default_factory=dict)    # kind -> when last logged
+    brought: dict = field(default_factory=dict)   # context bars already brought to a bar length (worker's cache)
 
     def __post_init__(self):
         self.tracker = GridTracker(self.sample_rate, float(self.params["tempo_bpm"]), self.tempo_range)
@@ -134,6 +169,10 @@ class Session:
     @property
     def input(self) -> InputStore:
         return self.inputs["input"]
+
+    def drift_tolerance(self) -> float:
+        """Samples a window may be off the grid and still count as made for it."""
+        return OFFLINE_DRIFT if self.offline else REALTIME_DRIFT_SECONDS * self.sample_rate
 
     def setting(self, name: str) -> int:
         return int(self.params[name])

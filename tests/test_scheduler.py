@@ -34,7 +34,7 @@ class Rig:
         self.store = TimelineStore(0x5c4ed, 2, SR)
         self.session = new_session(0x5c4ed, SR, 2, self.store, offline=offline, **{"generator": "loop", **params})
         self.offline, self.tempo, self.tsig = offline, tempo, tsig
-        self.grid = Grid(SR, tempo, *tsig, 0, 0.0)
+        self.grid = Grid.constant(SR, tempo, *tsig, 0, 0.0)
         self.bar = lambda b: self.grid.bar_start_sample(b)
         self.input = np.random.default_rng(0).uniform(-1, 1, (2, self.bar(24))).astype(np.float32)
         self.scheduler.add(self.session)
