@@ -49,48 +49,59 @@ def bar_frames(beats: float, tempo: float, sample_rate: int) -> int:
     return round_half_up(beats * 60.0 * sample_rate / tempo)
 
 
-def brought_to(audio: np.ndarray, beats: float, tempo: float, bar_beats: float, sample_rate: int) -> np.ndarray:
-    """A bar of `beats` beats, brought to a bar of `bar_beats` beats at `tempo`: first to that
-    tempo (its 16th notes laid on the new grid, dsp.to_length), then cut or continued to the
-    meter's length in beats (a 4/4 bar heard before a 7/8 one gives its first 3.5 beats)."""
-    at_tempo = to_length(audio, bar_frames(beats, tempo, sample_rate), sample_rate, max(1, round(beats * 4)))
+def brought_to(audio: np.ndarray, marks: np.ndarray, beats: float, tempo: float, bar_beats: float,
+               sample_rate: int) -> np.ndarray:
+    """A bar of `beats` beats whose 16th notes are at `marks`, brought to a bar of `bar_beats`
+    beats at `tempo`: first to that tempo (its 16th notes laid on the new grid, dsp.to_length),
+    then cut or continued to the meter's length in beats (a 4/4 bar heard before a 7/8 one gives
+    its first 3.5 beats)."""
+    at_tempo = to_length(audio, bar_frames(beats, tempo, sample_rate), sample_rate, marks)
     return fit(at_tempo, bar_frames(bar_beats, tempo, sample_rate))
 
 
-def input_bar(session: Session, bar: int) -> tuple[np.ndarray, float, tuple]:
-    """(audio, beats, cache key) of what the context source played in `bar`, between the bar
-    lines it was played at (the tempo map and meter of then)."""
+def sixteenths(to_sample: Callable[[float], int], first: float, last: float) -> np.ndarray:
+    """Where a bar's 16th notes are, from its start, by a beat -> sample map."""
+    start = to_sample(first)
+    return np.array([to_sample(first + k / 4) - start for k in range(max(1, round((last - first) * 4)))], float)
+
+
+def input_bar(session: Session, bar: int) -> tuple[np.ndarray, np.ndarray, float, tuple]:
+    """(audio, 16th marks, beats, cache key) of what the context source played in `bar`,
+    between the bar lines it was played at (the tempo map and meter of then)."""
     grid, source = session.grid, context_source(session)
     first, last = grid.bar_span_beats(bar)
     start = grid.sample_at_beat(first)
     frames = grid.sample_at_beat(last) - start
     store = session.inputs[source]
-    return store.read(start, frames), last - first, (source, start, frames, store.version(start, frames))
+    return (store.read(start, frames), sixteenths(grid.sample_at_beat, first, last), last - first,
+            (source, start, frames, store.version(start, frames)))
 
 
-def generated_bar(session: Session, table: dict[int, Window], bar: int) -> tuple[np.ndarray, float, tuple] | None:
-    """(audio, beats, cache key) of the generator's own audio of `bar` (not the baked seam),
-    between the bar lines it was made for."""
+def generated_bar(session: Session, table: dict[int, Window], bar: int
+                  ) -> tuple[np.ndarray, np.ndarray, float, tuple] | None:
+    """(audio, 16th marks, beats, cache key) of the generator's own audio of `bar` (not the
+    baked seam), between the bar lines it was made for."""
     window = table.get(window_bar(bar, session.setting("window_bars")))
     if window is None or window.kind is WindowKind.PREROLL:
         return None
     first, last = session.grid.bar_span_beats(bar)
     start, end = window.made.sample_at_beat(first), window.made.sample_at_beat(last)
-    return fit(window.audio[:, start:], end - start), last - first, ("made", window.window_id, start, end)
+    return (fit(window.audio[:, start:], end - start), sixteenths(window.made.sample_at_beat, first, last),
+            last - first, ("made", window.window_id, start, end))
 
 
-def bring(session: Session, bars: list[tuple[np.ndarray, float, tuple]], tempo: float, bar_beats: float
-          ) -> np.ndarray:
+def bring(session: Session, bars: list[tuple[np.ndarray, np.ndarray, float, tuple]], tempo: float,
+          bar_beats: float) -> np.ndarray:
     """Context bars brought to one bar length each and joined. [worker-thread, lock released]:
     the session's cache of brought bars is the worker's alone (a bar is heard by several
     windows; stretching one takes ~0.1 s)."""
     out = []
-    for audio, beats, key in bars:
+    for audio, marks, beats, key in bars:
         key += (beats, tempo, bar_beats)
         if key not in session.brought:
             if len(session.brought) >= BROUGHT_CACHE:
                 session.brought.pop(next(iter(session.brought)))
-            session.brought[key] = brought_to(audio, beats, tempo, bar_beats, session.sample_rate)
+            session.brought[key] = brought_to(audio, marks, beats, tempo, bar_beats, session.sample_rate)
         out.append(session.brought[key])
     return np.concatenate(out, axis=1)
 

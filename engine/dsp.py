@@ -73,27 +73,27 @@ def _sustained(audio: np.ndarray, start: int, own: int, length: int, fade: int) 
 
 def regrid(audio: np.ndarray, source_marks: np.ndarray, target_marks: np.ndarray, frames: int,
            sample_rate: int) -> np.ndarray:
-    """Move audio from one grid to another by slicing: the audio from source_marks[i] on is
-    laid at target_marks[i] (both increasing; target_marks[0] is 0). A slice that gets shorter
-    is cut where the next one begins (a short fade); one that gets longer sustains its second
-    half (_sustained). Each cut sits SLICE_LEAD before its mark, so an attack a little ahead of
-    the grid stays whole. Transients land exactly on the new grid and the pitch is kept;
-    `frames` frames out. Audio past the source's end continues it from its start."""
+    """Move audio from one grid to another by slicing: the slice between source_marks[i] and
+    [i + 1] is laid between target_marks[i] and [i + 1] (both increasing; target_marks[0] is 0,
+    the last marks are where the audio and its new place end). A slice that gets shorter is
+    cut where the next one begins (a short fade); one that gets longer sustains its second half
+    (_sustained). Each cut sits SLICE_LEAD before its mark, so an attack a little ahead of the
+    grid stays whole. Transients land exactly on the new grid and the pitch is kept; `frames`
+    frames out. Audio past the source's end continues it from its start."""
     lead, fade = round(SLICE_LEAD_SECONDS * sample_rate), round(SLICE_FADE_SECONDS * sample_rate)
     out = np.zeros((audio.shape[0], frames + fade), np.float32)
     source_marks, target_marks = np.round(source_marks).astype(int), np.round(target_marks).astype(int)
     shift = np.minimum(lead, np.minimum(np.maximum(source_marks, 0), target_marks))
     shift[0] = 0
     sources, targets = np.maximum(0, source_marks - shift), target_marks - shift
-    source_ends = np.append(sources[1:], max(audio.shape[1], sources[-1] + 1))
-    target_ends = np.append(targets[1:], frames)
     ramp = np.linspace(0.0, 1.0, fade, endpoint=False, dtype=np.float32)
     written = 0                 # frames of `out` that hold audio (a slice of no length writes nothing)
-    for i, (source, target) in enumerate(zip(sources, targets)):
-        length = min(frames, target_ends[i]) - target + fade
+    for i in range(len(sources) - 1):
+        source, target = sources[i], targets[i]
+        length = min(frames, targets[i + 1]) - target + fade
         if length <= fade:
             continue
-        piece = _sustained(audio, source, source_ends[i] - source + fade, length, fade)
+        piece = _sustained(audio, source, sources[i + 1] - source + fade, length, fade)
         if written > target:
             out[:, target:target + fade] = out[:, target:target + fade] * (1 - ramp) + piece[:, :fade] * ramp
             out[:, target + fade:target + length] = piece[:, fade:]
@@ -103,20 +103,22 @@ def regrid(audio: np.ndarray, source_marks: np.ndarray, target_marks: np.ndarray
     return out[:, :frames]
 
 
-def to_length(audio: np.ndarray, frames: int, sample_rate: int, slices: int) -> np.ndarray:
-    """`audio` (a bar, starting on its first beat) brought to exactly `frames` frames, its
-    events kept where they are in proportion (a bar heard at one tempo made as long as a bar
-    at another): unchanged when the length is right (to a sample), linear-interpolation
-    resampling for differences under 0.5 % (a pitch change under 9 cents), otherwise cut
-    into `slices` equal slices (its 16th notes) laid on the new grid (regrid)."""
+def to_length(audio: np.ndarray, frames: int, sample_rate: int, marks: np.ndarray) -> np.ndarray:
+    """`audio` (a bar) brought to exactly `frames` frames, its events kept where they are in
+    the bar (a bar heard at one tempo made as long as a bar at another). `marks` are where its
+    16th notes are in it (the first at 0; unevenly spaced when the tempo changed inside it);
+    they go to evenly spaced ones. A bar at one tempo is unchanged when its length is right
+    (to a sample) and resampled by linear interpolation for differences under 0.5 % (a pitch
+    change under 9 cents); otherwise its 16th notes are laid on the new grid (regrid)."""
     n = audio.shape[1]
-    if abs(n - frames) <= 1 or n == 0:     # a sample of bar-line rounding is not a tempo
-        return fit(audio, frames)
-    if abs(frames / n - 1) < 0.005:
-        positions = np.arange(frames, dtype=np.float64) * (n / frames)
-        return np.stack([np.interp(positions, np.arange(n), channel) for channel in audio]).astype(np.float32)
-    marks = np.arange(slices, dtype=np.float64)
-    return regrid(audio, marks * (n / slices), marks * (frames / slices), frames, sample_rate)
+    target = np.arange(len(marks) + 1) * (frames / len(marks))
+    if n and np.abs(marks - np.arange(len(marks)) * (n / len(marks))).max() <= 1:
+        if abs(n - frames) <= 1:            # a sample of bar-line rounding is not a tempo
+            return fit(audio, frames)
+        if abs(frames / n - 1) < 0.005:
+            positions = np.arange(frames, dtype=np.float64) * (n / frames)
+            return np.stack([np.interp(positions, np.arange(n), channel) for channel in audio]).astype(np.float32)
+    return regrid(audio, np.append(marks, n), target, frames, sample_rate)
 
 
 def limit(audio: np.ndarray, ceiling: float = 0.98, block: int = 256) -> np.ndarray:

@@ -64,14 +64,19 @@ def place(s: Session, window: Window, target: Target, kind: str, on_window: OnWi
         s.store.withdraw(window.window_id)
     window.start, window.frames, window.entry = target.start, target.frames, target.entry
     window.window_id, window.published = window_id, audio
-    segment = grid.segment_at_sample(target.start)
-    on_window(s, {"instance": f"{s.instance:016x}", "epoch": target.epoch, "bar_index": window.bar,
-                  "start_sample": target.start, "frames": target.frames, "entry": target.entry,
-                  "start_beat": start_beat, "tempo": window.tempo, "grid_tempo": segment.tempo,
-                  "anchor_sample": segment.sample, "anchor_beat": segment.beat, "grid": window.grid,
-                  "stale": window.stale, "window": window.kind, "window_id": window_id, "kind": kind,
-                  "playhead": s.playhead, "session_epoch": s.epoch, **details})
+    log_window(s, window, target.epoch, kind, on_window, start_beat=start_beat, **details)
     return True
+
+
+def log_window(s: Session, window: Window, epoch: int, kind: str, on_window: OnWindow, **details) -> None:
+    """One window-log entry: where the window is, what it was made for, the session's grid now."""
+    segment = s.grid.segment_at_sample(window.start)
+    on_window(s, {"instance": f"{s.instance:016x}", "epoch": epoch, "bar_index": window.bar,
+                  "start_sample": window.start, "frames": window.frames, "entry": window.entry,
+                  "tempo": window.tempo, "grid_tempo": segment.tempo, "anchor_sample": segment.sample,
+                  "anchor_beat": segment.beat, "grid": window.grid, "stale": window.stale, "window": window.kind,
+                  "window_id": window.window_id, "kind": kind, "playhead": s.playhead, "session_epoch": s.epoch,
+                  "session_grid": s.grid_seq, "session_tempo": s.grid.tempo_bpm, **details})
 
 
 def replace(s: Session, targets: list[Target], on_window: OnWindow) -> None:
@@ -101,6 +106,7 @@ def replace(s: Session, targets: list[Target], on_window: OnWindow) -> None:
                 place(s, window, target, "move", on_window)
             elif window.grid != acknowledged:
                 s.store.acknowledge(window.window_id, window.grid)
+                log_window(s, window, epoch, "ack", on_window)
             previous_moved = moved
 
 

@@ -220,8 +220,8 @@ def stand_in(window: Window, grid: Grid, start: int, frames: int, from_sample: i
     lines = [beat]
     while grid.sample_at_beat(lines[-1]) - (start + cut) < needed:
         lines.append(math.floor(lines[-1] * 4 + 1e-6) / 4 + 0.25)     # the next 16th (a hair's breadth: this one)
-    source = np.array([window.made.sample_at_beat(b) for b in lines[:-1]], float)
-    target = np.array([0] + [grid.sample_at_beat(b) - (start + cut) for b in lines[1:-1]], float)
+    source = np.array([window.made.sample_at_beat(b) for b in lines], float)
+    target = np.array([0] + [grid.sample_at_beat(b) - (start + cut) for b in lines[1:]], float)
     tail = regrid(window.audio, source, target, needed, grid.sample_rate)
     audio = np.concatenate([fit(window.audio, cut), tail], axis=1)[:channels]
     kept = tuple(seg for seg in window.made.segments if seg.sample < cut and seg.beat < beat)
