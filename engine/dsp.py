@@ -12,6 +12,7 @@ SEAM_SECONDS = 0.03            # seam crossfade length (Magenta RT uses 40 ms)
 PEAK_CEILING = 10 ** (-0.1 / 20)   # -0.1 dBFS: no published window goes above it
 SLICE_FADE_SECONDS = 0.003     # regrid: fade where one slice gives way to the next
 SLICE_LEAD_SECONDS = 0.005     # regrid: slices are cut this far ahead of their grid line
+SLICE_RELEASE_SECONDS = 0.025  # regrid: a slice made longer fades out over this (an abrupt end is an onset)
 
 
 def equal_power_crossfade(previous_tail: np.ndarray, head: np.ndarray) -> np.ndarray:
@@ -55,20 +56,19 @@ def fit(audio: np.ndarray, frames: int) -> np.ndarray:
     return np.pad(audio, ((0, 0), (0, frames - audio.shape[1])), mode="wrap")
 
 
-def _sustained(audio: np.ndarray, start: int, own: int, length: int, fade: int) -> np.ndarray:
-    """`length` frames from `start`: the slice's own `own` frames, then (if it must last longer)
-    the second half of it again and again, faded into each other, so a slice made longer
-    sustains instead of playing into the next slice's attack. Past the end of `audio` it
-    continues from its start."""
-    own = max(1, min(own, length))
-    piece = fit(audio, start + own)[:, start:]
-    loop = piece[:, own // 2:]
-    while piece.shape[1] < length:
-        n = min(fade, loop.shape[1] - 1, piece.shape[1])
-        ramp = np.linspace(0.0, 1.0, n, endpoint=False, dtype=np.float32)
-        joined = piece[:, piece.shape[1] - n:] * (1 - ramp) + loop[:, :n] * ramp
-        piece = np.concatenate([piece[:, :piece.shape[1] - n], joined, loop[:, n:]], axis=1)
-    return piece[:, :length]
+def _slice(audio: np.ndarray, start: int, own: int, length: int, release: int) -> np.ndarray:
+    """`length` frames from `start`: the slice's own `own` frames and, if it must last longer,
+    silence after them (its last `release` frames faded out), as a DAW's beat-slicing warp mode
+    does without looping: a sustain that loops or smears the slice's tail gives the music (and
+    the model hearing it as context) attacks and washes that are not on the grid, and so does
+    an abrupt end. Past the end of `audio` it continues from its start."""
+    piece = fit(audio, start + max(1, min(own, length)))[:, start:]
+    if piece.shape[1] >= length:
+        return piece[:, :length]
+    n = min(release, piece.shape[1])
+    piece = piece.copy()
+    piece[:, piece.shape[1] - n:] *= np.linspace(1.0, 0.0, n, dtype=np.float32)
+    return np.pad(piece, ((0, 0), (0, length - piece.shape[1])))
 
 
 def regrid(audio: np.ndarray, source_marks: np.ndarray, target_marks: np.ndarray, frames: int,
@@ -76,11 +76,12 @@ def regrid(audio: np.ndarray, source_marks: np.ndarray, target_marks: np.ndarray
     """Move audio from one grid to another by slicing: the slice between source_marks[i] and
     [i + 1] is laid between target_marks[i] and [i + 1] (both increasing; target_marks[0] is 0,
     the last marks are where the audio and its new place end). A slice that gets shorter is
-    cut where the next one begins (a short fade); one that gets longer sustains its second half
-    (_sustained). Each cut sits SLICE_LEAD before its mark, so an attack a little ahead of the
+    cut where the next one begins (a short fade); one that gets longer ends with its own decay
+    (_slice). Each cut sits SLICE_LEAD before its mark, so an attack a little ahead of the
     grid stays whole. Transients land exactly on the new grid and the pitch is kept; `frames`
     frames out. Audio past the source's end continues it from its start."""
     lead, fade = round(SLICE_LEAD_SECONDS * sample_rate), round(SLICE_FADE_SECONDS * sample_rate)
+    release = round(SLICE_RELEASE_SECONDS * sample_rate)
     out = np.zeros((audio.shape[0], frames + fade), np.float32)
     source_marks, target_marks = np.round(source_marks).astype(int), np.round(target_marks).astype(int)
     shift = np.minimum(lead, np.minimum(np.maximum(source_marks, 0), target_marks))
@@ -93,7 +94,7 @@ def regrid(audio: np.ndarray, source_marks: np.ndarray, target_marks: np.ndarray
         length = min(frames, targets[i + 1]) - target + fade
         if length <= fade:
             continue
-        piece = _sustained(audio, source, sources[i + 1] - source + fade, length, fade)
+        piece = _slice(audio, source, sources[i + 1] - source + fade, length, release)
         if written > target:
             out[:, target:target + fade] = out[:, target:target + fade] * (1 - ramp) + piece[:, :fade] * ramp
             out[:, target + fade:target + length] = piece[:, fade:]

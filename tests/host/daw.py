@@ -113,6 +113,33 @@ def drums(session: Session, end_sample: int, silent_from: float = math.inf, chan
     return out
 
 
+def song(session: Session, end_sample: int, style: int = 0, seed: int = 11, silent_from: float = math.inf,
+         channels: int = 2) -> np.ndarray:
+    """A procedural song of the built-in model's training styles (engine/music.py) that follows
+    the host's map: each stretch of constant tempo and meter is the song rendered at that tempo
+    and meter, at the same beats (bars counted from where the meter began)."""
+    from engine.music import render_song
+    from engine.presets import load_presets
+    out = np.zeros((channels, end_sample), np.float32)
+    starts = sorted({b for b, _ in session.tempos} | {m[0] for m in session.meters})
+    end_beat = session.beat_at(end_sample)
+    for b0, b1 in zip(starts, starts[1:] + [end_beat + 1]):
+        if b0 > end_beat:
+            break
+        tempo = session.tempo_at(session.sample_at(b0) + 1)
+        origin, num, den = session.meter_at(b0)
+        bars = math.ceil((min(b1, end_beat) - origin) / (num * 4 / den)) + 1
+        audio = render_song(load_presets()[style], tempo, (num, den), bars, seed).audio
+        rate = rep.SAMPLE_RATE * 60.0 / tempo          # model samples per beat
+        piece = audio[round((b0 - origin) * rate):round((min(b1, end_beat) - origin) * rate)]
+        host = resample(piece[None], rep.SAMPLE_RATE, session.rate)[0]
+        at = round(session.sample_at(b0))
+        n = min(host.shape[0], end_sample - at)
+        out[:, at:at + n] = host[:n]
+    out[:, round(min(silent_from, end_sample)):] = 0.0
+    return out
+
+
 def on_grid_share(audio: np.ndarray, session: Session, start_sample: int, end_sample: int) -> tuple[float, int]:
     """(share of onsets within 20 ms of the host's 16th grid, onsets) in [start, end) of host-rate audio."""
     mono = resample(audio[:1, start_sample:end_sample], session.rate, rep.SAMPLE_RATE)[0]
