@@ -13,6 +13,7 @@ PEAK_CEILING = 10 ** (-0.1 / 20)   # -0.1 dBFS: no published window goes above i
 SLICE_FADE_SECONDS = 0.003     # regrid: fade where one slice gives way to the next
 SLICE_LEAD_SECONDS = 0.005     # regrid: slices are cut this far ahead of their grid line
 SLICE_RELEASE_SECONDS = 0.025  # regrid: a slice made longer fades out over this (an abrupt end is an onset)
+SLICE_RESAMPLE = 0.02          # regrid: a slice made at most this much longer is resampled instead
 
 
 def equal_power_crossfade(previous_tail: np.ndarray, head: np.ndarray) -> np.ndarray:
@@ -57,14 +58,17 @@ def fit(audio: np.ndarray, frames: int) -> np.ndarray:
 
 
 def _slice(audio: np.ndarray, start: int, own: int, length: int, release: int) -> np.ndarray:
-    """`length` frames from `start`: the slice's own `own` frames and, if it must last longer,
-    silence after them (its last `release` frames faded out), as a DAW's beat-slicing warp mode
+    """`length` frames from `start`: the slice's own `own` frames and, if it must last longer
+    (by more than SLICE_RESAMPLE), silence after them (its last `release` frames faded out), as a DAW's beat-slicing warp mode
     does without looping: a sustain that loops or smears the slice's tail gives the music (and
     the model hearing it as context) attacks and washes that are not on the grid, and so does
     an abrupt end. Past the end of `audio` it continues from its start."""
     piece = fit(audio, start + max(1, min(own, length)))[:, start:]
     if piece.shape[1] >= length:
         return piece[:, :length]
+    if length <= piece.shape[1] * (1 + SLICE_RESAMPLE):    # a hair longer: resampled (a pitch change under 34 cents)
+        positions = np.arange(length, dtype=np.float64) * ((piece.shape[1] - 1) / max(1, length - 1))
+        return np.stack([np.interp(positions, np.arange(piece.shape[1]), ch) for ch in piece]).astype(np.float32)
     n = min(release, piece.shape[1])
     piece = piece.copy()
     piece[:, piece.shape[1] - n:] *= np.linspace(1.0, 0.0, n, dtype=np.float32)
@@ -85,7 +89,7 @@ def regrid(audio: np.ndarray, source_marks: np.ndarray, target_marks: np.ndarray
     out = np.zeros((audio.shape[0], frames + fade), np.float32)
     source_marks, target_marks = np.round(source_marks).astype(int), np.round(target_marks).astype(int)
     shift = np.minimum(lead, np.minimum(np.maximum(source_marks, 0), target_marks))
-    shift[0] = 0
+    shift[0] = shift[-1] = 0        # where the audio and its new place begin and end
     sources, targets = np.maximum(0, source_marks - shift), target_marks - shift
     ramp = np.linspace(0.0, 1.0, fade, endpoint=False, dtype=np.float32)
     written = 0                 # frames of `out` that hold audio (a slice of no length writes nothing)
