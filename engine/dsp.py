@@ -93,15 +93,18 @@ def regrid(audio: np.ndarray, source_marks: np.ndarray, target_marks: np.ndarray
     sources, targets = np.maximum(0, source_marks - shift), target_marks - shift
     ramp = np.linspace(0.0, 1.0, fade, endpoint=False, dtype=np.float32)
     written = 0                 # frames of `out` that hold audio (a slice of no length writes nothing)
-    for i in range(len(sources) - 1):
+    last = len(sources) - 2
+    for i in range(last + 1):
         source, target = sources[i], targets[i]
-        length = min(frames, targets[i + 1]) - target + fade
-        if length <= fade:
+        overlap = fade if i < last else 0     # the last slice ends at the end: nothing fades in after it
+        length = min(frames, targets[i + 1]) - target + overlap
+        if length <= overlap:
             continue
-        piece = _slice(audio, source, sources[i + 1] - source + fade, length, release)
+        piece = _slice(audio, source, sources[i + 1] - source + overlap, length, release)
         if written > target:
-            out[:, target:target + fade] = out[:, target:target + fade] * (1 - ramp) + piece[:, :fade] * ramp
-            out[:, target + fade:target + length] = piece[:, fade:]
+            n = min(fade, length)
+            out[:, target:target + n] = out[:, target:target + n] * (1 - ramp[:n]) + piece[:, :n] * ramp[:n]
+            out[:, target + n:target + length] = piece[:, n:]
         else:
             out[:, max(0, target):target + length] = piece[:, max(0, -target):]
         written = target + length
