@@ -13,6 +13,7 @@ renders are deterministic; quantized positions at a constant tempo move no windo
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -57,17 +58,24 @@ def vst3_context(session: daw.Session, pos: int) -> Context:
                    bar_position=session.bar_start(session.beat_at(pos)), tsig=(num, den))
 
 
-def render(fmt: str, session: daw.Session, blocks, audio: np.ndarray, offline: bool = True, **params) -> np.ndarray:
-    """The plugin's output over the blocks (the pre-roll block dropped: host time 0 on)."""
+def render(fmt: str, session: daw.Session, blocks, audio: np.ndarray, offline: bool = True, underruns=None,
+           **params) -> np.ndarray:
+    """The plugin's output over the blocks (the pre-roll block dropped: host time 0 on); realtime
+    (CLAP only) at the pace of the sample clock, the underrun count after each block appended
+    to `underruns`."""
     params = {"generator": const("LD_GENERATOR_LOOP"), "seed": 7, **params}
     out = []
     if fmt == "clap":
         with ClapHost(sample_rate=RATE, max_frames=1024, offline=offline) as host:
             connect(host, **{k: v for k, v in params.items() if k != "generator"})
             host.set_param("generator", params["generator"])
+            started = time.monotonic()
             for pos, frames in blocks:
                 block = audio[:, max(0, pos):max(0, pos) + frames] if pos >= 0 else np.zeros((2, frames), np.float32)
                 out.append(host.process(block, clap_transport(session, pos), frames=frames))
+                if not offline:
+                    underruns.append(host.stats()["underruns"])
+                    time.sleep(max(0.0, started + (pos + frames + blocks[0][1]) / RATE - time.monotonic()))
             assert host.stats()["offline_timeouts"] == 0, "the shim gave up waiting for a window"
     else:
         with Vst3Host(sample_rate=RATE, max_frames=1024, offline=offline) as host:
@@ -139,6 +147,21 @@ def test_offline_renders_of_a_tempo_change_are_identical(engine, fmt):
     first, second = (render(fmt, session, blocks, audio) for _ in range(2))
     assert np.abs(first).max() > 0.1
     np.testing.assert_array_equal(first, second)
+
+
+def test_a_real_time_run_without_underruns_plays_what_the_offline_render_does(engine):
+    """Realtime and offline make the same windows from the same song positions; only the bar of
+    the change may differ (realtime hears the change when its blocks reach the engine, and the
+    stand-in takes over a few blocks later than the offline shim, which waits for it)."""
+    session, change = CASES["100 to 140 at a bar line"]
+    blocks, audio, judged, end = script(session, change, input_stops=False)
+    offline = render("clap", session, blocks, audio)
+    underruns: list[int] = []
+    live = render("clap", session, blocks, audio, offline=False, underruns=underruns)
+    first_generated = 2 * 4 * 60 * RATE // 100 // 1024 + 1          # bars 0-1 are preroll
+    assert underruns[-1] == underruns[first_generated], "the real-time run had underruns"
+    after = round(session.sample_at(change + 4))
+    np.testing.assert_array_equal(live[:, after:end], offline[:, after:end])
 
 
 @pytest.mark.parametrize("session", [daw.Session(RATE, ((0.0, 120.0),)),
