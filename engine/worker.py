@@ -166,7 +166,7 @@ class Worker:
                 at = grid.bar_start_sample(job.from_bar)
                 if at <= self._switch_point(s, s.playhead):
                     return  # the bar line it was made from has come: too late for it too
-                window = Window(job.bar, WindowKind.GENERATED, *remade_from(old, grid, job.from_bar, request, audio),
+                window = Window(job.bar, WindowKind.GENERATED, *remade_from(old, grid, job.from_bar, audio),
                                 window_id=old.window_id)
                 switch = at, old.published
             elif playing:
@@ -223,17 +223,20 @@ def stand_in(window: Window, grid: Grid, start: int, frames: int, from_sample: i
     source = np.array([window.made.sample_at_beat(b) for b in lines], float)
     target = np.array([0] + [grid.sample_at_beat(b) - (start + cut) for b in lines[1:]], float)
     tail = regrid(window.audio, source, target, needed, grid.sample_rate)
-    audio = np.concatenate([fit(window.audio, cut), tail], axis=1)[:channels]
-    kept = tuple(seg for seg in window.made.segments if seg.sample < cut and seg.beat < beat)
-    made = Grid(grid.sample_rate, kept + (Segment(cut, beat, grid.tempo_at_sample(start + cut)),), window.made.meters)
-    return audio, made
+    return np.concatenate([fit(window.audio, cut), tail], axis=1)[:channels], placed_on(grid, start, window.made)
 
 
-def remade_from(old: Window, grid: Grid, from_bar: int, request, audio: np.ndarray) -> tuple[np.ndarray, Grid]:
+def remade_from(old: Window, grid: Grid, from_bar: int, audio: np.ndarray) -> tuple[np.ndarray, Grid]:
     """(audio, made) of a playing window remade from bar line `from_bar` on: its audio up to
     there, then the remake (made for the bars from there). [any-thread] (pure)"""
     cut = grid.bar_start_sample(from_bar) - old.start
-    beat = grid.bar_start_beat(from_bar)
-    kept = tuple(seg for seg in old.made.segments if seg.sample < cut and seg.beat < beat)
-    made = Grid(grid.sample_rate, kept + (Segment(cut, beat, request.tempo_bpm),), old.made.meters)
-    return np.concatenate([fit(old.audio, cut), audio], axis=1), made
+    return np.concatenate([fit(old.audio, cut), audio], axis=1), placed_on(grid, old.start, old.made)
+
+
+def placed_on(grid: Grid, start: int, made: Grid) -> Grid:
+    """The `made` map of audio that follows the grid from song sample `start` on (index 0
+    there): a stand-in is right for the grid except where it has already played (at most the
+    block in which the change arrived). [any-thread] (pure)"""
+    first = grid.segment_at_sample(start)
+    later = tuple(Segment(seg.sample - start, seg.beat, seg.tempo) for seg in grid.segments if seg.sample > start)
+    return Grid(grid.sample_rate, (Segment(0, grid.beat_at_sample(start), first.tempo),) + later, made.meters)
