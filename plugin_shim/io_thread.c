@@ -24,6 +24,7 @@
 #define BYE_LINGER_MS 50
 #define LOG_INTERVAL_S 5.0
 #define ABSENT_ANSWER_S 0.25            /* ...when an engine was already found absent in this process */
+#define REPLIES_PER_WAKE 256            /* bounded like the engine's drain: a flood cannot hold this thread */
 
 /* Whether the last I/O thread (of any instance) found no engine: then the next one gives a
  * missing engine only ABSENT_ANSWER_S, so hosts that re-activate often (pedalboard) do not
@@ -276,8 +277,9 @@ static bool transport_changed(const ld_position *a, const ld_position *b)
 }
 
 /* Move everything the audio thread pushed into messages. Before the engine welcomed us the
- * records wait in the ring (an offline bounce must not lose its first blocks); once the
- * engine is known dead they are dropped. [io-thread] */
+ * records wait in the ring (an offline bounce must not lose its first blocks, nor the blocks
+ * an offline wait holds for a late or restarted engine); realtime records are dropped once
+ * the engine is known dead. [io-thread] */
 static void drain_ring(io_state *io, double now)
 {
     ld_core *core = io->core;
@@ -287,6 +289,9 @@ static void drain_ring(io_state *io, double now)
     bool offline_seen = false;
     while (ld_ring_readable(&core->ring) >= sizeof(ld_record)) {
         ld_record record;
+        ld_ring_peek(&core->ring, &record, sizeof record);
+        if (!io->welcomed && record.mode == LD_MODE_OFFLINE)
+            break;
         ld_ring_read(&core->ring, &record, sizeof record);
         size_t payload = (size_t)record.frames * record.channels * sizeof(float) * (record.has_sidechain ? 2 : 1);
         ld_ring_read(&core->ring, io->payload, payload);
@@ -431,35 +436,50 @@ static void on_error(io_state *io, const msgpack_object *map)
     }
 }
 
+/* One engine message, whatever its bytes (tests/fuzz/fuzz_shim.c feeds it garbage). [io-thread] */
+static void handle_reply(io_state *io, const void *data, size_t size, double now)
+{
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init(&unpacked);
+    uint64_t type = 0;
+    if (msgpack_unpack_next(&unpacked, data, size, NULL) == MSGPACK_UNPACK_SUCCESS
+        && unpacked.data.type == MSGPACK_OBJECT_MAP && get_uint(&unpacked.data, LD_KEY_TYPE, &type)) {
+        io->last_heard = now;
+        if (type == LD_MSG_WELCOME)
+            on_welcome(io, &unpacked.data, now);
+        else if (type == LD_MSG_ERROR)
+            on_error(io, &unpacked.data);
+    } else {
+        log_once(io, "ignoring an engine message that is not a msgpack map with LD_KEY_TYPE");
+    }
+    msgpack_unpacked_destroy(&unpacked);
+}
+
 /* [io-thread] */
 static void receive_all(io_state *io, double now)
 {
-    for (;;) {
+    for (int n = 0; n < REPLIES_PER_WAKE; n++) {
         zmq_msg_t message;
         zmq_msg_init(&message);
         if (zmq_msg_recv(&message, io->socket, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&message);
             return;
         }
-        msgpack_unpacked unpacked;
-        msgpack_unpacked_init(&unpacked);
-        uint64_t type = 0;
-        if (msgpack_unpack_next(&unpacked, zmq_msg_data(&message), zmq_msg_size(&message), NULL) == MSGPACK_UNPACK_SUCCESS
-            && unpacked.data.type == MSGPACK_OBJECT_MAP && get_uint(&unpacked.data, LD_KEY_TYPE, &type)) {
-            io->last_heard = now;
-            if (type == LD_MSG_WELCOME)
-                on_welcome(io, &unpacked.data, now);
-            else if (type == LD_MSG_ERROR)
-                on_error(io, &unpacked.data);
-        } else {
-            log_once(io, "ignoring an engine message that is not a msgpack map with LD_KEY_TYPE");
-        }
-        msgpack_unpacked_destroy(&unpacked);
+        handle_reply(io, zmq_msg_data(&message), zmq_msg_size(&message), now);
         zmq_msg_close(&message);
     }
 }
 
 /* ---------------------------------------------------------------- [io-thread] liveness */
+
+/* Give up on the engine's session: play silence and HELLO again. [io-thread] */
+static void lose_session(io_state *io)
+{
+    io->welcomed = false;
+    io->run_frames = 0;
+    retire_timeline(io);
+    set_state(io, LD_ENGINE_DEAD);
+}
 
 /* [io-thread] */
 static void check_liveness(io_state *io, double now)
@@ -467,10 +487,7 @@ static void check_liveness(io_state *io, double now)
     ld_core *core = io->core;
     if (io->welcomed && now - io->last_heard > ENGINE_SILENT_S) {
         log_line(io, "engine silent for 2 s: treating it as dead, playing silence, retrying HELLO");
-        io->welcomed = false;
-        io->run_frames = 0;
-        retire_timeline(io);
-        set_state(io, LD_ENGINE_DEAD);
+        lose_session(io);
     } else if (!io->welcomed && atomic_load(&core->engine_state) == LD_ENGINE_CONNECTING
                && now - io->started > (atomic_load(&engine_absent) ? ABSENT_ANSWER_S : FIRST_ANSWER_S)) {
         atomic_store(&engine_absent, true);
@@ -590,8 +607,14 @@ void *ld_io_thread_main(void *arg)
     while (!atomic_load(&core->io_stop)) {
         double now = ld_now_s();
         if (connected) {
-            if (!io->welcomed && now >= io->next_hello)   /* unsent (not connected yet): retry soon */
+            char problem[sizeof core->endpoint_error];
+            if (!io->welcomed && now >= io->next_hello && ld_endpoint_problem(core->endpoint, problem, sizeof problem)) {
+                log_once(io, problem);      /* the directory was taken over since prepare: stay away */
+                set_state(io, LD_ENGINE_DEAD);
+                io->next_hello = now + HELLO_INTERVAL_S;
+            } else if (!io->welcomed && now >= io->next_hello) {  /* unsent (not connected yet): retry soon */
                 io->next_hello = now + (send_hello(io) ? HELLO_INTERVAL_S : HELLO_RETRY_S);
+            }
             zmq_pollitem_t item = {.socket = io->socket, .events = ZMQ_POLLIN};
             if (zmq_poll(&item, 1, POLL_MS) > 0)
                 receive_all(io, now);
@@ -602,6 +625,13 @@ void *ld_io_thread_main(void *arg)
         }
         drain_ring(io, now);
         ld_timeline *timeline = atomic_load(&core->published);   /* only this thread retires it */
+        if (timeline && !ld_timeline_intact(timeline)) {
+            log_once(io, "the engine's segment shrank under its mapping (a broken engine): no longer reading it, "
+                     "playing silence, retrying HELLO");
+            lose_session(io);
+            io->next_hello = now + HELLO_INTERVAL_S;
+            timeline = NULL;
+        }
         if (timeline)
             ld_timeline_prefault(timeline);
         if (io->welcomed) {
