@@ -23,7 +23,7 @@ import time
 import zmq
 
 from bridge import protocol
-from bridge.admission import Admission, RefusalLog
+from bridge.admission import LOG_INTERVAL, REFUSALS_PER_SECOND, Admission, RefusalLog
 from bridge.client import engine_answers
 from bridge.endpoint import EndpointError, default_endpoint, ipc_path, prepare
 from bridge.layout import const
@@ -82,6 +82,7 @@ class Engine:
         self.admission = Admission()
         self._refusals = RefusalLog(log)
         self._quarantined: dict[int, float] = {}   # instance -> until when its HELLO is refused
+        self._dropped_logged = (0, time.monotonic())  # (admission.dropped, when) at the last summary line
         self._window_log = WindowLog(window_log)
         self._problems: queue.SimpleQueue = queue.SimpleQueue()  # (instance, code, message) from the worker
         self.scheduler = Scheduler(on_window=lambda s, entry: self._window_log.write(entry),
@@ -251,6 +252,12 @@ class Engine:
     def _housekeeping(self, now: float) -> None:
         for instance in [i for i, until in self._quarantined.items() if until <= now]:
             del self._quarantined[instance]
+        logged, at = self._dropped_logged
+        if self.admission.dropped > logged and now - at >= LOG_INTERVAL:
+            log.warning("dropped %d messages unread in the last %.0f s: their senders were refused too often "
+                        "(budget %g refusals/s per identity)", self.admission.dropped - logged, now - at,
+                        REFUSALS_PER_SECOND)
+            self._dropped_logged = (self.admission.dropped, now)
         for instance, seen in list(self._last_seen.items()):
             if now - seen > self.session_timeout:
                 self._close_session(instance, f"silent for more than {self.session_timeout:g} s")
