@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import queue
 import signal
 import sys
@@ -23,9 +24,12 @@ from bridge import protocol
 from bridge.client import engine_answers
 from bridge.endpoint import EndpointError, default_endpoint, ipc_path, prepare
 from bridge.layout import const
+from bridge.presets import find_preset
 from bridge.protocol import ERR, MSG, PARAM_NAME, ProtocolError
 from bridge.shm import TimelineStore, sweep_stale_segments
 from engine.scheduler import Scheduler, Session
+from engine.sound import Sound
+from engine.validate import PresetError
 
 HELP = "Run the engine in the foreground: serve plugin instances over ZeroMQ (Ctrl-C stops it)."
 HEARTBEAT_SECONDS = 0.2   # docs/protocol.md: at least every 250 ms per session
@@ -44,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="close a session after this many seconds without a message (default 10)")
     parser.add_argument("--window-log", metavar="PATH", help="append one JSON line per published window")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--preset", help="a preset (name or .toml) whose engine part (sampler steps, FX chain, "
+                                         "output gain) every session gets; see `livediff presets`")
+    parser.add_argument("--exit-with-parent", action="store_true",
+                        help="stop when the process that started this one ends (livediff bounce uses it)")
 
 
 class WindowLog:
@@ -65,9 +73,12 @@ class WindowLog:
 
 
 class Engine:
-    def __init__(self, endpoint: str, session_timeout: float = 10.0, window_log: str | None = None):
+    def __init__(self, endpoint: str, session_timeout: float = 10.0, window_log: str | None = None,
+                 sound: Sound = Sound(), parent: int | None = None):
         self.endpoint = prepare(endpoint)
         self.session_timeout = session_timeout
+        self.sound = sound          # what each session's windows get (a preset's engine part)
+        self._parent = parent       # stop once this process is gone (we are re-parented)
         self._window_log = WindowLog(window_log)
         self._problems: queue.SimpleQueue = queue.SimpleQueue()  # (instance, code, message) from the worker
         self.scheduler = Scheduler(on_window=lambda s, entry: self._window_log.write(entry),
@@ -96,6 +107,9 @@ class Engine:
         log.info("serving on %s", self.endpoint)
         try:
             while not stop.is_set():
+                if self._parent is not None and os.getppid() != self._parent:
+                    log.info("the process that started this engine (pid %d) is gone; stopping", self._parent)
+                    break
                 if self.socket.poll(int(POLL_SECONDS * 1000)):
                     self._drain()
                 self._forward_problems()
@@ -222,10 +236,14 @@ class Engine:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        engine = Engine(args.endpoint or default_endpoint(), args.session_timeout, args.window_log)
-    except EndpointError as exc:
+        sound = find_preset(args.preset).sound if args.preset else Sound()
+        engine = Engine(args.endpoint or default_endpoint(), args.session_timeout, args.window_log, sound,
+                        os.getppid() if args.exit_with_parent else None)
+    except (EndpointError, PresetError) as exc:
         log.error("%s", exc)
         return 2
+    if args.preset:
+        log.info("preset %s: every session gets %s", args.preset, sound)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

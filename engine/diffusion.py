@@ -17,11 +17,9 @@ import numpy as np
 from bridge.layout import const
 from engine import representation as rep
 from engine import samplers
-from engine.backends import DENOISER_FILE, ENCODER_FILE
+from engine.backends import DENOISER_FILE, ENCODER_FILE, WEIGHTS_DIR, WEIGHTS_FILE
 from engine.generator import WindowRequest
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-WEIGHTS_FILE = "livediff.npz"
 BACKENDS = ("auto", "torch", "onnx")
 
 
