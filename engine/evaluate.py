@@ -25,8 +25,8 @@ from engine import representation as rep
 from engine.diffusion import DiffusionGenerator, SamplingOptions, load_builtin
 from engine.generator import WindowRequest
 from engine.music import Song, random_song, render_song
+from engine.dsp import SEAM_SECONDS, equal_power_crossfade
 from engine.styles import load_styles
-from engine.scheduler import SEAM_SECONDS, equal_power_crossfade
 
 HELP = "Evaluate the built-in model on held-out generated music; writes JSON and a PNG."
 HELDOUT_SEED = 900_000

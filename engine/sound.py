@@ -22,6 +22,10 @@ class Sound:
     gain_db: float = 0.0                     # applied after the FX chain
     fx: tuple[fx.Effect, ...] = ()
 
+    @property
+    def neutral(self) -> bool:
+        return not self.fx and self.gain_db == 0.0
+
     def process(self, audio: np.ndarray, sample_rate: float, warmup: np.ndarray | None = None) -> np.ndarray:
         """A generated window [channels, n] as the preset wants it heard."""
         out = fx.apply(self.fx, audio, sample_rate, warmup)
