@@ -34,6 +34,7 @@ from bridge.layout import const
 from bridge.presets import GENERATORS, RANDOM_SEED, Preset, find_preset
 from bridge.protocol import ERR, MSG, SAMPLE_RATES, param_range
 from bridge.server import READY_TEXT
+from bridge.shm import sweep_stale_segments
 from engine.styles import load_styles
 from engine.validate import PresetError
 
@@ -301,6 +302,7 @@ def engine_for(plan: Plan):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        sweep_stale_segments()      # an engine that was killed could not remove its own
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -492,7 +494,7 @@ def bounce(plan: Plan) -> dict:
         progress = Progress(plan.progress, audio.shape[1], bar_frames, rate)
         try:
             result = render(plan, engine, audio, rate, plan.bpm, progress)
-            windows = engine.windows()
+            windows = engine.windows() if engine.window_log else None
             generated = render(plan, engine, audio, rate, plan.bpm, progress, mix=100) if plan.stems else None
         finally:
             progress.close()
@@ -519,12 +521,13 @@ def bounce(plan: Plan) -> dict:
     return numbers
 
 
-def run_numbers(plan: Plan, result: Render, windows: list[dict], bars: int, bar_frames: float, rate: int,
+def run_numbers(plan: Plan, result: Render, windows: list[dict] | None, bars: int, bar_frames: float, rate: int,
                 lost: list[int]) -> dict:
+    """The run's numbers; the windows are known only from an engine started here (None otherwise)."""
     from bridge.bounce_report import window_kind
     audio_seconds = result.output.shape[1] / rate
     placed = {}
-    for entry in windows:               # the last placement of each window is what played
+    for entry in windows or []:               # the last placement of each window is what played
         placed[(entry["epoch"], entry["bar_index"])] = entry
     return {
         "input": str(plan.input), "output": str(plan.output), "sample_rate": rate, "bpm": plan.bpm, "bars": bars,
@@ -533,7 +536,7 @@ def run_numbers(plan: Plan, result: Render, windows: list[dict], bars: int, bar_
         "audio_seconds": audio_seconds, "render_seconds": result.seconds,
         "speed": audio_seconds / result.seconds if result.seconds > 0 else None,
         "latency_samples": result.latency,
-        "windows_generated": generated_count(windows),
+        "windows_generated": None if windows is None else generated_count(windows),
         "windows": [{"bar": e["bar_index"], "start_sample": e["start_sample"], "frames": e["frames"],
                      "kind": window_kind(e)} for e in sorted(placed.values(), key=lambda e: e["start_sample"])],
         "underrun_blocks": result.missed_blocks,
@@ -545,9 +548,10 @@ def run_numbers(plan: Plan, result: Render, windows: list[dict], bars: int, bar_
 
 def summary(numbers: dict, output: Path) -> str:
     speed = f"{numbers['speed']:.1f}x real time" if numbers["speed"] else "instant"
+    windows = "" if numbers["windows_generated"] is None else f"{numbers['windows_generated']} windows generated, "
     return (f"bounced {numbers['bars']} bars ({numbers['audio_seconds']:.1f} s) in {numbers['render_seconds']:.1f} s "
-            f"({speed}): {numbers['windows_generated']} windows generated, {numbers['underrun_blocks']} underruns, "
-            f"latency {numbers['latency_samples']} samples -> {output}")
+            f"({speed}): {windows}{numbers['underrun_blocks']} underruns, latency {numbers['latency_samples']} samples "
+            f"-> {output}")
 
 
 class Stopped(Exception):

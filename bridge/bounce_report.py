@@ -76,7 +76,7 @@ def _draw(path: Path, numbers: dict, dry: np.ndarray, out: np.ndarray, rate: int
     bottom.set_xlabel("seconds (grey lines: bars and beats)")
     speed = f"{numbers['speed']:.1f}x real time" if numbers["speed"] else ""
     figure.suptitle(f"{Path(numbers['input']).name} -> {Path(numbers['output']).name}: {bars} bars at "
-                    f"{numbers['bpm']:g} BPM, {numbers['generator']}, {numbers['windows_generated']} windows, "
+                    f"{numbers['bpm']:g} BPM, {numbers['generator']}, {numbers['windows_generated'] or 'unknown'} windows, "
                     f"{numbers['underrun_blocks']} underruns, {speed}")
     figure.tight_layout()
     figure.savefig(path, dpi=90, metadata={"livediff": json.dumps(numbers)})

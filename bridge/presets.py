@@ -93,13 +93,10 @@ def find_preset(name_or_path: str) -> Preset:
 
 def describe(preset: Preset) -> str:
     styles = load_styles()
-    sound = preset.sound
     plugin = ", ".join([f"style {styles[preset.style].name}"] + ([f"generator {preset.generator}"] if preset.generator else [])
                        + [f"{k} {v}" for k, v in preset.params.items() if k != "style"]
                        + ([f"seed {preset.seed}"] if preset.seed is not None else []))
-    effects = " -> ".join(f"{e.plugin}({', '.join(f'{k}={v:g}' for k, v in e.params)})" for e in sound.fx) or "none"
-    engine = f"steps {sound.steps or 'default'}, gain {sound.gain_db:+g} dB, fx {effects}"
-    return f"{preset.name}: {preset.description}\n  file: {preset.path}\n  plugin: {plugin}\n  engine: {engine}"
+    return f"{preset.name}: {preset.description}\n  file: {preset.path}\n  plugin: {plugin}\n  engine: {preset.sound}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

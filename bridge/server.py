@@ -27,6 +27,7 @@ from bridge.layout import const
 from bridge.presets import find_preset
 from bridge.protocol import ERR, MSG, ProtocolError
 from bridge.shm import TimelineStore, sweep_stale_segments
+from engine.publisher import WindowKind
 from engine.scheduler import Scheduler
 from engine.session import Session
 from engine.sound import Sound
@@ -40,6 +41,7 @@ POLL_SECONDS = 0.02
 GIL_SWITCH_SECONDS = 0.0005
 LATENCY_SAMPLES = 0       # windows are generated ahead of the playhead; nothing to delay
 READY_TEXT = "ok"         # STATUS message of a healthy session whose generator is loaded
+UNDERRUN_LOG_SECONDS = 5.0   # at most one underrun line per session this often
 log = logging.getLogger("livediff.server")
 
 
@@ -82,7 +84,7 @@ class Engine:
         self._parent = parent       # stop once this process is gone (we are re-parented)
         self._window_log = WindowLog(window_log)
         self._problems: queue.SimpleQueue = queue.SimpleQueue()  # (instance, code, message) from the worker
-        self.scheduler = Scheduler(on_window=lambda s, entry: self._window_log.write(convert.log_entry(entry)),
+        self.scheduler = Scheduler(on_window=self._on_window,
                                    on_problem=lambda s, kind, message: self._problems.put(
                                        (s.instance, convert.PROBLEM_CODES[kind], message)))
         self.sessions: dict[int, Session] = {}
@@ -90,6 +92,8 @@ class Engine:
         self._routes: dict[int, bytes] = {}      # instance -> ROUTER identity
         self._last_seen: dict[int, float] = {}
         self._last_status: dict[int, float] = {}
+        self._unannounced: dict[int, str] = {}   # instance -> host format, until its first transport
+        self._underruns_told: dict[int, tuple[int, float]] = {}   # instance -> (count, when) last logged
         self._context = zmq.Context()
         self.socket = self._context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -154,6 +158,7 @@ class Engine:
         self._last_seen[message.instance] = now
         if isinstance(message, protocol.Transport):
             self.scheduler.on_transport(session, convert.transport_snapshot(message), now)
+            self._log_underruns(session, now)
         elif isinstance(message, protocol.Audio):
             if message.channels != session.channels:
                 raise ProtocolError(ERR["LD_ERR_TYPE"], f"AUDIO has {message.channels} channels; allowed: "
@@ -178,8 +183,11 @@ class Engine:
         self._last_status[hello.instance] = now
         self.scheduler.add(session)
         store.set_status(const("LD_OK"), READY_TEXT)
-        log.info("session %016x opened (%s, %d Hz, %d ch, %s generator, segment %s)", hello.instance, hello.format,
-                 hello.sample_rate, hello.channels, session.generator_name, store.name)
+        # INFO waits for the session's first generated window, so instances a host opens and drops
+        # unused (pedalboard opens four while loading a plugin) stay out of it.
+        self._unannounced[hello.instance] = hello.format
+        log.debug("session %016x opened (%s, %d Hz, %d ch, %s generator, segment %s)", hello.instance, hello.format,
+                  hello.sample_rate, hello.channels, session.generator_name, store.name)
         self._send(identity, protocol.welcome(store.name, LATENCY_SAMPLES, session.generator_name))
 
     def _close_session(self, instance: int, why: str) -> None:
@@ -190,7 +198,30 @@ class Engine:
         self._last_status.pop(instance, None)
         if session:
             session.store.close()
-            log.info("session %016x closed (%s)", instance, why)
+            unused = self._unannounced.pop(instance, None) is not None
+            log.log(logging.DEBUG if unused else logging.INFO, "session %016x closed (%s)", instance, why)
+        self._underruns_told.pop(instance, None)
+
+    def _on_window(self, session: Session, entry: dict) -> None:
+        """[worker-thread] The window log; the session's INFO line comes with its first window that
+        is not preroll silence."""
+        host = self._unannounced.pop(session.instance, None) if entry["window"] is not WindowKind.PREROLL else None
+        if host is not None:
+            grid = session.grid
+            log.info("session %016x: %s host, %d Hz, %d ch, %.6g BPM %d/%d, %s generator, %s%s", session.instance,
+                     host, session.sample_rate, session.channels, grid.tempo_bpm, grid.tsig_num, grid.tsig_den,
+                     session.generator_name, "offline render" if session.offline else "realtime",
+                     "" if session.sound.neutral else f", {session.sound}")
+        self._window_log.write(convert.log_entry(entry))
+
+    def _log_underruns(self, session: Session, now: float) -> None:
+        """At most one line per session every UNDERRUN_LOG_SECONDS."""
+        told, when = self._underruns_told.get(session.instance, (0, -UNDERRUN_LOG_SECONDS))
+        if session.underruns > told and now - when >= UNDERRUN_LOG_SECONDS:
+            log.warning("session %016x: %d more block(s) played without generated audio (%d in all): the engine "
+                        "is not keeping up, or the host jumps", session.instance, session.underruns - told,
+                        session.underruns)
+            self._underruns_told[session.instance] = (session.underruns, now)
 
     def _forward_problems(self) -> None:
         while not self._problems.empty():

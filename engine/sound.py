@@ -22,6 +22,10 @@ class Sound:
     gain_db: float = 0.0                     # applied after the FX chain
     fx: tuple[fx.Effect, ...] = ()
 
+    def __str__(self) -> str:
+        effects = " -> ".join(f"{e.plugin}({', '.join(f'{k}={v:g}' for k, v in e.params)})" for e in self.fx)
+        return f"steps {self.steps or 'default'}, gain {self.gain_db:+g} dB, fx {effects or 'none'}"
+
     @property
     def neutral(self) -> bool:
         return not self.fx and self.gain_db == 0.0

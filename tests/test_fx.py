@@ -12,9 +12,9 @@ from engine.validate import PresetError
 SR = 44100
 
 
-def band_energy(audio: np.ndarray, low: float, high: float) -> float:
+def band_energy(audio: np.ndarray, low: float, high: float, rate: int = SR) -> float:
     spectrum = np.abs(np.fft.rfft(audio.mean(axis=0))) ** 2
-    freqs = np.fft.rfftfreq(audio.shape[1], 1 / SR)
+    freqs = np.fft.rfftfreq(audio.shape[1], 1 / rate)
     return float(spectrum[(freqs >= low) & (freqs < high)].sum())
 
 
@@ -92,3 +92,37 @@ def test_cutoffs_above_nyquist_are_lowered_not_broken():
 def test_bad_chains_name_the_entry_key_value_and_what_is_allowed(items, message):
     with pytest.raises(PresetError, match=message):
         fx.parse_chain(items, "test.toml")
+
+
+# --- in the engine: a session's Sound shapes every window it publishes -----------------------
+
+def _rig_bars(sound: Sound, monkeypatch, bars=range(2, 6)):
+    """Published audio of bars 2..5 of a scheduler session (loop generator) with `sound`, and the
+    steps each request asked for."""
+    from engine.loop_generator import LoopGenerator
+    from tests.test_scheduler import Rig
+    steps = []
+    monkeypatch.undo()      # the real generate, not the previous call's recorder
+    generate = LoopGenerator.generate
+    monkeypatch.setattr(LoopGenerator, "generate", lambda self, request: steps.append(request.steps) or
+                        generate(self, request))
+    rig = Rig(seed=3)
+    try:
+        rig.session.sound = sound
+        rig.play_bars(0, 6)
+        return np.concatenate([rig.published(b) for b in bars], axis=1), steps
+    finally:
+        rig.close()
+
+
+def test_the_session_sound_shapes_published_windows_and_not_the_context(monkeypatch):
+    plain, plain_steps = _rig_bars(Sound(), monkeypatch)
+    quieter, steps = _rig_bars(Sound(steps=5, gain_db=-6.0), monkeypatch)
+    assert set(plain_steps) == {None} and set(steps) == {5}, "the preset's steps did not reach the generator"
+    # gain is linear, seams included: exactly the plain windows at -6 dB. Were the shaped audio fed
+    # back as context, each window would be 6 dB quieter than the one before.
+    np.testing.assert_allclose(quieter, plain * np.float32(10 ** (-6 / 20)), rtol=1e-5, atol=1e-6)
+    dull, _ = _rig_bars(Sound(fx=chain({"plugin": "LowpassFilter", "cutoff_frequency_hz": 300.0})), monkeypatch)
+    from tests.test_scheduler import SR as RIG_RATE
+    assert band_energy(dull, 1500, 4000, RIG_RATE) < 0.02 * band_energy(plain, 1500, 4000, RIG_RATE)
+    assert band_energy(dull, 20, 150, RIG_RATE) > 0.7 * band_energy(plain, 20, 150, RIG_RATE)
