@@ -225,9 +225,12 @@ def read_input(path: Path) -> tuple[np.ndarray, int]:
 
 
 def estimate_input_tempo(audio: np.ndarray, rate: int) -> float | None:
-    """The engine's tempo estimate of (up to a minute of) the input; None when it is too short."""
+    """The engine's tempo estimate of (up to a minute of) the input; None when it is too short or
+    has no beat to go by (fewer than 4 onsets: silence, a drone)."""
     from engine import representation as rep
     mono = rep.resample(audio[:, :60 * rate].mean(axis=0, keepdims=True), rate, rep.SAMPLE_RATE)[0]
+    if len(rep.onset_times(mono)) < 4:
+        return None
     try:
         return rep.estimate_tempo(mono)
     except ValueError:
@@ -474,7 +477,7 @@ def bounce(plan: Plan) -> dict:
     estimate = estimate_input_tempo(source, rate)
     if plan.bpm is None:
         if estimate is None:
-            raise usage(f"{plan.input} is too short to estimate its tempo; give it with --bpm")
+            raise usage(f"cannot estimate the tempo of {plan.input} (too short, or no clear beat); give it with --bpm")
         plan.bpm = round(estimate, 2)
         plan.notes.append(f"tempo {plan.bpm:g} BPM, estimated from the input (give --bpm to set it)")
     elif (warning := tempo_warning(plan.bpm, estimate)):
