@@ -25,12 +25,14 @@ import cffi
 import numpy as np
 
 from bridge.layout import HEADER_SIZE, const, ffi
+from engine.publisher import StoreFull, WindowKind
 
 SHM_DIR = Path("/dev/shm")
 SLOT_COUNT = 16
 SLOT_SECONDS = 4
 NAME_ATTEMPTS = 8        # a name already taken (a stale or planted file) moves on to "-1", "-2", ...
 _SEGMENT_NAME = re.compile(r"^livediff-(\d+)-([0-9a-f]{16})(-\d+)?$")
+WINDOW_FLAGS = {kind: const(f"LD_WINDOW_{kind.name}") for kind in WindowKind}
 _window_ids = itertools.count(1)  # engine-wide, increasing: a larger id replaces a smaller one
 
 # The engine maps segments with libc's mmap, not Python's: mmap.mmap keeps a dup of the file
@@ -119,13 +121,10 @@ class SlotCopy:
         return self.start_sample + self.frames
 
 
-class StoreFull(RuntimeError):
-    """Every slot holds audio at or ahead of the playhead: the window must wait."""
-
-
 class TimelineStore:
-    """Engine side of one session's segment. Methods are [any-thread] but serialised by a lock;
-    the worker thread publishes, the socket thread writes status."""
+    """Engine side of one session's segment, the engine's Publisher (engine/publisher.py).
+    Methods are [any-thread] but serialised by a lock; the worker thread publishes, the socket
+    thread writes status."""
 
     def __init__(self, instance: int, channels: int, sample_rate: int,
                  slot_count: int = SLOT_COUNT, slot_seconds: float = SLOT_SECONDS):
@@ -187,9 +186,10 @@ class TimelineStore:
 
     # [any-thread]
     def publish(self, *, epoch: int, start_sample: int, bar_index: int, start_beat: float,
-                tempo_bpm: float, flags: int, audio: np.ndarray) -> int:
+                tempo_bpm: float, kind: WindowKind, audio: np.ndarray) -> int:
         """Publish one window as consecutive slots; older slots it covers are invalidated.
         Returns its window id. Raises StoreFull when no slot can be reclaimed."""
+        flags = WINDOW_FLAGS[kind]
         frames = audio.shape[1]
         beats_per_frame = tempo_bpm / 60.0 / self._header.sample_rate
         chunks = range(0, frames, self.capacity)

@@ -1,17 +1,20 @@
-"""A lying engine and a host, in one process: the shim (build/livediff.clap) against an engine
-that answers HELLO with a segment crafted to break it (issue #9, "Shim" findings).
+"""A lying engine and a host: the shim (build/livediff.clap) against an engine that answers
+HELLO with a segment crafted to break it (issue #9, "Shim" findings).
 
     python -m tests.host.fake_engine CASE [--plugin PATH] [--blocks N]
 
 Runs as a child of tests/test_shim_fake_engine.py so a crash of the shim (SIGSEGV, SIGBUS)
-or a hang kills only this process. Prints one JSON line: the longest process() call and the
-longest activation and deactivation, whether every output sample was finite and how large,
-the shim's stats, and what the fake engine heard. CASES lists what each case does.
+or a hang kills only this process; the fake engine runs in a process of its own (so its
+Python work never holds this process's GIL while a process() call is timed). Prints one JSON
+line: the longest process() call and the longest activation and deactivation, whether every
+output sample was finite and how large, the shim's stats, and what the fake engine heard.
+CASES lists what each case does.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -23,8 +26,8 @@ import numpy as np
 import zmq
 
 from bridge import protocol
-from bridge.layout import const
 from bridge.shm import SHM_DIR, TimelineStore
+from engine.publisher import WindowKind
 from tests.host.clap_host import ClapHost, Transport
 
 RATE, BLOCK = 48000, 512
@@ -47,7 +50,7 @@ CASES = {
 class FakeEngine:
     """A ROUTER that welcomes every HELLO with a segment shaped by the case."""
 
-    def __init__(self, endpoint: str, case: str):
+    def __init__(self, endpoint: str, case: str, mapped):
         self.case = case
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.ROUTER)
@@ -58,7 +61,7 @@ class FakeEngine:
         self.extra_paths: list = []
         self.hellos = 0
         self.epoch = None
-        self.mapped = threading.Event()       # the shim got its WELCOME
+        self.mapped = mapped                  # set once the shim got its WELCOME
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -90,10 +93,10 @@ class FakeEngine:
             audio[:, 0::4], audio[:, 1::4], audio[:, 2::4], audio[:, 3::4] = np.nan, np.inf, -np.inf, 3e38
         for second in range(4):
             self.store.publish(epoch=epoch, start_sample=second * RATE, bar_index=second, start_beat=2.0 * second,
-                               tempo_bpm=120.0, flags=const("LD_WINDOW_GENERATED"), audio=audio)
+                               tempo_bpm=120.0, kind=WindowKind.GENERATED, audio=audio)
         if self.case == "huge-slot-start":   # besides the tone: a slot whose end overflows int64
             self.store.publish(epoch=epoch, start_sample=(1 << 63) - 100, bar_index=9, start_beat=0.0,
-                               tempo_bpm=120.0, flags=const("LD_WINDOW_GENERATED"), audio=audio)
+                               tempo_bpm=120.0, kind=WindowKind.GENERATED, audio=audio)
 
     def _serve(self) -> None:
         last_status = 0.0
@@ -135,27 +138,44 @@ class FakeEngine:
             path.unlink(missing_ok=True)
 
 
+def _engine_process(endpoint: str, case: str, mapped, commands, replies) -> None:
+    """[fake engine process] Serve until told "stop"; "truncate" shrinks the segment."""
+    engine = FakeEngine(endpoint, case, mapped)
+    try:
+        while (command := commands.get()) != "stop":
+            if command == "truncate":
+                engine.truncate()
+            replies.put(command)
+    finally:
+        engine.close()
+        replies.put(engine.hellos)
+
+
 def run(case: str, plugin: str | None, blocks: int) -> dict:
     directory = tempfile.mkdtemp(prefix="ld-fake-", dir="/tmp")
     endpoint = f"ipc://{directory}/engine.sock"
     os.environ["LIVEDIFF_ENDPOINT"] = endpoint
-    engine = FakeEngine(endpoint, case)
+    spawn = multiprocessing.get_context("spawn")
+    mapped, commands, replies = spawn.Event(), spawn.Queue(), spawn.Queue()
+    engine = spawn.Process(target=_engine_process, args=(endpoint, case, mapped, commands, replies))
+    engine.start()
+    while not os.path.exists(endpoint[len("ipc://"):]):
+        time.sleep(0.01)
     if case == "foreign-directory":
         os.chown(directory, NOBODY, NOBODY)
     longest = peak = 0.0
     finite = True
     generated = 0
     try:
-        started = time.perf_counter()
         host = ClapHost(path=plugin, sample_rate=RATE, max_frames=BLOCK)
-        activate_s = time.perf_counter() - started
-        engine.mapped.wait(3.0)
+        mapped.wait(3.0)
         transport = Transport(playing=True, tempo=120.0)
         t = np.arange(BLOCK) / RATE
         dry = np.tile(0.1 * np.sin(2 * np.pi * 110 * t), (2, 1)).astype(np.float32)
         for n in range(blocks):
             if case == "truncated" and n == blocks // 2:
-                engine.truncate()
+                commands.put("truncate")
+                replies.get(timeout=10)
                 time.sleep(0.05)      # the I/O thread checks the size every millisecond
             called = time.perf_counter()
             out = host.process(dry, transport)
@@ -166,15 +186,23 @@ def run(case: str, plugin: str | None, blocks: int) -> dict:
             transport = transport.advanced(BLOCK, RATE)
             time.sleep(0.002)
         stats = host.stats()
-        started = time.perf_counter()
-        host.close()
+        started = time.perf_counter()           # the host's main thread: deactivate, activate again
+        host.plugin.stop_processing(host.plugin)
+        host.plugin.deactivate(host.plugin)
         deactivate_s = time.perf_counter() - started
+        started = time.perf_counter()
+        host.plugin.activate(host.plugin, RATE, 1, BLOCK)
+        host.plugin.start_processing(host.plugin)
+        activate_s = time.perf_counter() - started
+        host.close()
     finally:
-        engine.close()
+        commands.put("stop")
+        hellos = replies.get(timeout=10)
+        engine.join(10)
         shutil.rmtree(directory, ignore_errors=True)
     return {"case": case, "longest_process_s": round(longest, 5), "activate_s": round(activate_s, 4),
             "deactivate_s": round(deactivate_s, 4), "finite": finite, "peak": peak, "generated_blocks": generated,
-            "blocks": blocks, "engine_hellos": engine.hellos, **stats}
+            "blocks": blocks, "engine_hellos": hellos, **stats}
 
 
 def main() -> None:
