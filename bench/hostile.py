@@ -109,10 +109,11 @@ def _garbage_sender(endpoint: str, sessions: int, seconds: float, queue) -> None
         client.send_raw(hostile.hello(client.instance))
     sent_bytes = sent = 0
     started = time.monotonic()
+    positions = hostile.sparse_positions(4000)
     k = 0
     while time.monotonic() - started < seconds:
         for client in clients:
-            frame = hostile.audio(client.instance, (k % 4000 - 2000) * 8192)
+            frame = hostile.audio(client.instance, positions[k % len(positions)])
             try:
                 client.socket.send(frame, zmq.NOBLOCK)
                 sent += 1

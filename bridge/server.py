@@ -31,6 +31,7 @@ from bridge.layout import const
 from bridge.presets import find_preset
 from bridge.protocol import ERR, MSG, ProtocolError
 from bridge.shm import TimelineStore, sweep_stale_segments
+from engine.input_budget import DEFAULT_TOTAL_MB
 from engine.publisher import WindowKind
 from engine.scheduler import Scheduler
 from engine.session import Session
@@ -59,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window-log", metavar="PATH", help="append one JSON line per published window")
     parser.add_argument("--max-sessions", type=int, default=MAX_SESSIONS,
                         help=f"refuse a HELLO beyond this many open sessions (default {MAX_SESSIONS})")
+    parser.add_argument("--max-input-mb", type=float, default=DEFAULT_TOTAL_MB,
+                        help=f"received input all sessions together keep, in MB (default {DEFAULT_TOTAL_MB}); past it "
+                             f"the session holding most drops its oldest first")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--preset", help="a preset (name or .toml) whose engine part (sampler steps, FX chain, "
                                          "output gain) every session gets; see `livediff presets`")
@@ -86,7 +90,8 @@ class WindowLog:
 
 class Engine:
     def __init__(self, endpoint: str, session_timeout: float = 10.0, window_log: str | None = None,
-                 sound: Sound = Sound(), parent: int | None = None, max_sessions: int = MAX_SESSIONS):
+                 sound: Sound = Sound(), parent: int | None = None, max_sessions: int = MAX_SESSIONS,
+                 max_input_mb: float = DEFAULT_TOTAL_MB):
         self.endpoint = prepare(endpoint)
         self.session_timeout = session_timeout
         self.sound = sound          # what each session's windows get (a preset's engine part)
@@ -98,7 +103,7 @@ class Engine:
         self._dropped_logged = (0, time.monotonic())  # (admission.dropped, when) at the last summary line
         self._window_log = WindowLog(window_log)
         self._problems: queue.SimpleQueue = queue.SimpleQueue()  # (instance, code, message) from the worker
-        self.scheduler = Scheduler(on_window=self._on_window,
+        self.scheduler = Scheduler(max_input_mb=max_input_mb, on_window=self._on_window,
                                    on_problem=lambda s, kind, message: self._problems.put(
                                        (s.instance, convert.PROBLEM_CODES[kind], message)))
         self.sessions: dict[int, Session] = {}
@@ -353,11 +358,14 @@ def run(args: argparse.Namespace) -> int:
     if args.max_sessions < 1:
         log.error("--max-sessions %d; allowed: 1 or more", args.max_sessions)
         return 2
+    if not args.max_input_mb >= 1:      # NaN too
+        log.error("--max-input-mb %s; allowed: 1 or more", args.max_input_mb)
+        return 2
     _raise_file_limit()
     try:
         sound = find_preset(args.preset).sound if args.preset else Sound()
         engine = Engine(args.endpoint or default_endpoint(), args.session_timeout, args.window_log, sound,
-                        os.getppid() if args.exit_with_parent else None, args.max_sessions)
+                        os.getppid() if args.exit_with_parent else None, args.max_sessions, args.max_input_mb)
     except (EndpointError, PresetError) as exc:
         log.error("%s", exc)
         return 2

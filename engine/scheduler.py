@@ -24,6 +24,7 @@ from typing import Callable
 
 from engine import transport_state
 from engine.generators import GeneratorPool
+from engine.input_budget import DEFAULT_TOTAL_MB, InputBudget
 from engine.planner import Estimates
 from engine.session import Session
 from engine.transport import InputBlock, TransportSnapshot
@@ -33,9 +34,10 @@ from engine.worker import Worker
 class Scheduler:
     def __init__(self, on_window: Callable[[Session, dict], None] = lambda s, e: None,
                  on_problem: Callable[[Session, str, str], None] = lambda s, kind, m: None,
-                 generators: GeneratorPool | None = None):
+                 generators: GeneratorPool | None = None, max_input_mb: float = DEFAULT_TOTAL_MB):
         self._cond = threading.Condition()
         self._sessions: dict[int, Session] = {}
+        self.input_budget = InputBudget.megabytes(max_input_mb)   # received input of all sessions
         self.generators = generators or GeneratorPool()
         self.estimates = Estimates()
         self._worker = Worker(self._cond, self._sessions, self.generators, self.estimates, on_window, on_problem)
@@ -54,6 +56,9 @@ class Scheduler:
     def add(self, session: Session) -> None:
         with self._cond:
             self._sessions[session.instance] = session
+            for store in session.inputs.values():
+                store.budget = self.input_budget
+                self.input_budget.add(store)
             self._cond.notify_all()
         # Load on hello, not on the first transport: a client may wait for "ready" before playing.
         self._worker.generator_ready(session.generator_name)
@@ -65,6 +70,9 @@ class Scheduler:
             session = self._sessions.pop(instance, None)
             if session:
                 session.closed = True
+                for store in session.inputs.values():
+                    self.input_budget.remove(store)
+                    store.budget = None
             return session
 
     # [main-thread]

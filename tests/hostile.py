@@ -47,6 +47,12 @@ def hello(instance: int, channels: int = 2) -> bytes:
                            params={protocol.PARAM["generator"]: const("LD_GENERATOR_LOOP")})
 
 
+def sparse_positions(count: int) -> list[int]:
+    """Where 1-frame AUDIO messages cost the most: each in a chunk of its own, the newest write
+    brought back to the centre after each (issue #9: ~870x amplification)."""
+    return [pos for j in range(-count // 2, count // 2) for pos in (j * 8192, 0)]
+
+
 def _loop(instance: int, start: float, end: float) -> bytes:
     return transport(instance, flags=PLAYING | const("LD_TRANSPORT_LOOP_ACTIVE"), loop_start_beats=start,
                      loop_end_beats=end)
@@ -65,7 +71,7 @@ HOSTILE = {
                                         _loop(i, -math.inf, math.nan)],
     "a loop of 1e-12 beats": lambda i: [_loop(i, 1.0, 1.0 + 1e-12), transport(i, pos_beats=1.0,
                                                                           pos_samples=RATE // 2)],
-    "sparse 1-frame audio": lambda i: [audio(i, k * 8192) for k in range(-2000, 2000)],
+    "sparse 1-frame audio": lambda i: [audio(i, pos) for pos in sparse_positions(2000)],
     "garbage bytes": lambda i: [os.urandom(n) for n in (0, 1, 7, 64, 4096)] + [msgpack.packb([1] * 200)],
 }
 

@@ -165,6 +165,27 @@ def test_a_taken_segment_name_gets_the_next_one(engine):
         planted.unlink()
 
 
+def test_scattered_one_frame_audio_cannot_grow_the_engine_past_its_input_budget(engine_factory):
+    engine = engine_factory("--max-input-mb", "64")
+    clients = [Client(engine.endpoint) for _ in range(8)]
+    try:
+        for client in clients:
+            client.hello(hostile.RATE, 2, generator=const("LD_GENERATOR_LOOP"))
+        time.sleep(0.3)
+        before = hostile.engine_rss_mb(engine.process.pid)
+        for pos in hostile.sparse_positions(2000):     # 32,000 messages of 1 frame: ~1 GB unbounded
+            for client in clients:
+                client.send_raw(hostile.audio(client.instance, pos))
+        for client in clients:     # a round trip: everything sent before it was handled
+            client.send("params", params={99: 1})
+            client.wait_for("error", timeout=60)
+        grown = hostile.engine_rss_mb(engine.process.pid) - before
+        assert grown < 64 + 48, f"the engine grew by {grown:.0f} MB"
+    finally:
+        for client in clients:
+            client.close()
+
+
 # --- in-process: a bug while handling one session's message ---------------------------------
 
 @pytest.fixture
