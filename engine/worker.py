@@ -80,26 +80,34 @@ class Worker:
         """[_cond held] (job, request or stretch input, generator name) for the job to run
         next; None once stopped."""
         while not self.stopped:
-            job, wait = planner.next_job(self._plans(time.monotonic()), time.monotonic(), self.estimates)
-            if job:
-                session = job.session
-                session.in_flight.add((job.target.epoch, job.bar))
-                name = session.generator_name
-                if job.kind == "stretch":
-                    window = session.table(job.target.epoch)[job.bar]
-                    return job, (window, session.grid.tempo_bpm), name
-                try:
-                    request = None if job.preroll else context.request(job)
-                except Exception as exc:
-                    session.in_flight.discard((job.target.epoch, job.bar))
-                    self._quarantine(session, f"gathering the context of bar {job.bar}", exc)
-                    continue
-                if job.input_missing and request is not None:
-                    log.warning("session %016x: window at bar %d generated before its input up to bar %d arrived "
-                                "(deadline near); the missing input is silence", session.instance, job.bar, job.horizon)
-                return job, request, name
+            work, wait = self.next_work(time.monotonic())
+            if work is not None:
+                return work
             self._cond.wait(wait)
         return None
+
+    def next_work(self, now: float):
+        """[_cond held] The work of the job to run now, else None and how long to wait (the
+        engine fuzzer, tests/fuzz/fuzz_engine.py, steps the worker with it)."""
+        job, wait = planner.next_job(self._plans(now), now, self.estimates)
+        if job is None:
+            return None, wait
+        session = job.session
+        session.in_flight.add((job.target.epoch, job.bar))
+        name = session.generator_name
+        if job.kind == "stretch":
+            window = session.table(job.target.epoch)[job.bar]
+            return (job, (window, session.grid.tempo_bpm), name), 0.0
+        try:
+            request = None if job.preroll else context.request(job)
+        except Exception as exc:
+            session.in_flight.discard((job.target.epoch, job.bar))
+            self._quarantine(session, f"gathering the context of bar {job.bar}", exc)
+            return None, 0.0
+        if job.input_missing and request is not None:
+            log.warning("session %016x: window at bar %d generated before its input up to bar %d arrived "
+                        "(deadline near); the missing input is silence", session.instance, job.bar, job.horizon)
+        return (job, request, name), 0.0
 
     def _loaded(self, name: str, failure: str | None) -> None:
         """[loader-thread] A generator finished loading: report a failure to its sessions, wake the worker."""

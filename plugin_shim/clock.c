@@ -92,6 +92,13 @@ uint32_t ld_clock_advance(ld_clock *clock, const ld_host_transport *host, double
               : host_samples_ok ? (double)host->pos_samples * beats_per_sample : clock->next_beats;
         samples = host_samples_ok ? host->pos_samples
                 : host_beats_ok ? llround(beats / beats_per_sample) : clock->next_samples;
+        if (!sane_beats(beats) || samples < -((int64_t)1 << LD_POS_SAMPLES_BITS)
+            || samples > (int64_t)1 << LD_POS_SAMPLES_BITS) {
+            /* one unit in range, the other converted out of it (found by fuzz_clock) */
+            problems |= LD_HOST_BAD_POSITION;
+            beats = clock->next_beats;
+            samples = clock->next_samples;
+        }
         bool continues = host_samples_ok ? llabs(samples - clock->next_samples) <= 1
                        : fabs(beats - clock->next_beats) <= 2.0 * beats_per_sample + 1e-9;
         if (!continues || clock->source == SOURCE_OWN)

@@ -382,7 +382,8 @@ static bool get_str(const msgpack_object *map, int key, char *out, size_t out_si
     if (!value || value->type != MSGPACK_OBJECT_STR || out_size == 0)
         return false;
     size_t size = value->via.str.size < out_size - 1 ? value->via.str.size : out_size - 1;
-    memcpy(out, value->via.str.ptr, size);
+    if (size)                       /* an empty str has a NULL ptr (found by fuzz_reply) */
+        memcpy(out, value->via.str.ptr, size);
     out[size] = '\0';
     return size == value->via.str.size;
 }
@@ -440,13 +441,69 @@ static void on_error(io_state *io, const msgpack_object *map)
     }
 }
 
-/* One engine message, whatever its bytes (tests/fuzz/fuzz_shim.c feeds it garbage). [io-thread] */
+/* Big-endian unsigned of `bytes` bytes at p. [io-thread] */
+static uint64_t be(const uint8_t *p, unsigned bytes)
+{
+    uint64_t value = 0;
+    for (unsigned i = 0; i < bytes; i++)
+        value = value << 8 | p[i];
+    return value;
+}
+
+/* Whether `size` bytes can be one msgpack object whose containers claim no more elements than
+ * there are bytes left (each takes at least one). msgpack-c allocates what a container claims
+ * before reading it: one 5-byte map32 header made it ask for 256 GiB (found by fuzz_reply).
+ * Walks without allocating or recursing. [io-thread] */
+static bool plausible_msgpack(const uint8_t *p, size_t size)
+{
+    uint64_t pending = 1;                       /* objects still to read */
+    size_t at = 0;
+    while (pending) {
+        if (at >= size || pending > size - at)
+            return false;
+        uint8_t t = p[at++];
+        uint64_t skip = 0, children = 0;        /* payload bytes, contained objects */
+        if (t <= 0x7f || t >= 0xe0 || (t >= 0xc0 && t <= 0xc3)) {
+            /* fixint, nil, bool (0xc1 is unused; msgpack-c refuses it) */
+        } else if (t <= 0x8f) {
+            children = 2u * (t & 0x0f);
+        } else if (t <= 0x9f) {
+            children = t & 0x0f;
+        } else if (t <= 0xbf) {
+            skip = t & 0x1f;
+        } else {
+            static const uint8_t width[] = {   /* 0xc4..0xdf: bytes of the length/count field, or the payload */
+                1, 2, 4, 1, 2, 4, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 2, 3, 5, 9, 17, 1, 2, 4, 2, 4, 2, 4};
+            unsigned w = width[t - 0xc4];
+            bool counted = t <= 0xc9 || (t >= 0xd9 && t <= 0xdf);   /* bin, ext, str, array, map */
+            if (!counted) {
+                skip = w;
+            } else {
+                if (w > size - at)
+                    return false;
+                uint64_t n = be(p + at, w);
+                at += w;
+                if (t >= 0xdc)
+                    children = t >= 0xde ? 2 * n : n;
+                else
+                    skip = n + (t >= 0xc7 && t <= 0xc9);   /* ext: one type byte */
+            }
+        }
+        if (skip > size - at)
+            return false;
+        at += skip;
+        pending += children - 1;
+    }
+    return at == size;
+}
+
+/* One engine message, whatever its bytes (tests/fuzz/fuzz_reply.c feeds it garbage). [io-thread] */
 static void handle_reply(io_state *io, const void *data, size_t size, double now)
 {
     msgpack_unpacked unpacked;
     msgpack_unpacked_init(&unpacked);
     uint64_t type = 0;
-    if (msgpack_unpack_next(&unpacked, data, size, NULL) == MSGPACK_UNPACK_SUCCESS
+    if (plausible_msgpack(data, size) && msgpack_unpack_next(&unpacked, data, size, NULL) == MSGPACK_UNPACK_SUCCESS
         && unpacked.data.type == MSGPACK_OBJECT_MAP && get_uint(&unpacked.data, LD_KEY_TYPE, &type)) {
         io->last_heard = now;
         if (type == LD_MSG_WELCOME)

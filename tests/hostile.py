@@ -40,9 +40,9 @@ def audio(instance: int, pos_samples: int, frames: int = 1, channels: int = 2, e
                            input=bytes(4 * frames * channels), sidechain=None)
 
 
-def hello(instance: int, channels: int = 2) -> bytes:
+def hello(instance: int, channels: int = 2, sample_rate: int = RATE) -> bytes:
     return protocol.encode("hello", instance=instance, version=const("LD_PROTOCOL_VERSION"), format="harness",
-                           sample_rate=RATE, max_block=BLOCK, channels=channels,
+                           sample_rate=sample_rate, max_block=BLOCK, channels=channels,
                            process_mode=const("LD_MODE_REALTIME"),
                            params={protocol.PARAM["generator"]: const("LD_GENERATOR_LOOP")})
 

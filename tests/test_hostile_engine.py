@@ -24,7 +24,7 @@ from tests.conftest import start_engine
 # Cases the wire refuses outright (ERROR LD_ERR_TYPE naming the field); the others are valid
 # messages the engine must absorb (1-frame audio far apart, a loop shorter than a sample).
 REFUSED = {
-    "positions 1e306 then 2e306 beats": "POS_BEATS is 1e+306; allowed: finite quarter notes -16777216..16777216",
+    "positions 1e306 then 2e306 beats": "POS_BEATS is 1e+306; allowed: finite quarter notes -1073741824..1073741824",
     "a loop of (1e306, 2e306) beats": "LOOP_START_BEATS is 1e+306",
     "1e300 beats, then a meter change": "POS_BEATS is 1e+300",
     "+-1e300 beats": "POS_BEATS is -1e+300",

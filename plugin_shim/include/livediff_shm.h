@@ -87,10 +87,11 @@ enum ld_process_mode {
 
 /* Wire ranges of positions (docs/protocol.md, "Fields"): the engine refuses a message with a
  * value outside them (LD_ERR_TYPE) before it reaches a session; the shim's clock treats host
- * positions outside them as garbage. |beats| <= 2^24 quarter notes (38 days at 300 BPM),
- * |samples| <= 2^40 (66 days at 192 kHz): grid math on them stays exact to a sample. */
+ * positions outside them as garbage. |samples| <= 2^40 (66 days at 192 kHz); |beats| <= 2^30,
+ * which any sample position in range converts to at up to 1000 BPM and 22.05 kHz. Grid math
+ * on them stays exact to a sample (beats x samples per beat < 2^53). */
 enum ld_wire_range {
-    LD_POS_BEATS_BITS = 24,     /* POS_BEATS, BAR_START_BEATS, LOOP_START_BEATS, LOOP_END_BEATS */
+    LD_POS_BEATS_BITS = 30,     /* POS_BEATS, BAR_START_BEATS, LOOP_START_BEATS, LOOP_END_BEATS */
     LD_POS_SAMPLES_BITS = 40    /* POS_SAMPLES */
 };
 
