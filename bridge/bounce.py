@@ -196,6 +196,9 @@ def plan(args: argparse.Namespace) -> Plan:
         seed = random.randrange(int(param_range("seed")[1]) + 1) if preset.seed == RANDOM_SEED else preset.seed
         if preset.seed == RANDOM_SEED:
             notes.append(f"seed {seed} (preset {preset.name}: a new seed per bounce; --seed {seed} repeats this one)")
+    if preset and endpoint and not preset.sound.neutral:
+        notes.append(f"the engine at {endpoint} applies its own preset's steps, FX and gain, not {preset.name}'s "
+                     f"(start it with `livediff serve --preset {preset.name}`, or leave out --endpoint)")
     generator = args.generator or (preset.generator if preset and preset.generator else "diffusion")
     return Plan(input=source, output=output, reports=reports, bpm=args.bpm, bars=args.bars,
                 seed=0 if seed is None else seed, generator=generator, params=params, preset=preset,
