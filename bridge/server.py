@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import zmq
 
@@ -25,6 +26,7 @@ from bridge.endpoint import EndpointError, default_endpoint, ipc_path, prepare
 from bridge.layout import const
 from bridge.protocol import ERR, MSG, ProtocolError
 from bridge.shm import TimelineStore, sweep_stale_segments
+from bridge.sidechain_file import SidechainFile, SidechainFileError, open_audio
 from engine.scheduler import Scheduler
 from engine.session import Session
 
@@ -43,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint", help="ipc://PATH or tcp://127.0.0.1:PORT (default: the rule of docs/protocol.md)")
     parser.add_argument("--session-timeout", type=float, default=10.0,
                         help="close a session after this many seconds without a message (default 10)")
+    parser.add_argument("--sidechain-file", metavar="PATH",
+                        help="every session hears this audio file as its sidechain, file start = song start "
+                             "(for hosts without an aux bus, e.g. pedalboard; `livediff bounce --sidechain` uses it)")
     parser.add_argument("--window-log", metavar="PATH", help="append one JSON line per published window")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -66,6 +71,8 @@ class WindowLog:
 
 
 class Engine:
+    sidechain_file: Path | None = None   # --sidechain-file: every session's sidechain
+
     def __init__(self, endpoint: str, session_timeout: float = 10.0, window_log: str | None = None):
         self.endpoint = prepare(endpoint)
         self.session_timeout = session_timeout
@@ -157,6 +164,12 @@ class Engine:
         session = convert.new_session(hello.instance, hello.sample_rate, hello.channels, store,
                                       offline=hello.process_mode == const("LD_MODE_OFFLINE"),
                                       **convert.engine_params(hello.params))
+        if self.sidechain_file is not None:
+            try:
+                session.inputs["sidechain"] = SidechainFile(self.sidechain_file, hello.sample_rate, hello.channels)
+            except SidechainFileError as exc:
+                store.close()
+                raise ProtocolError(ERR["LD_ERR_TYPE"], str(exc), MSG["hello"]) from None
         self.sessions[hello.instance] = session
         self._routes[hello.instance] = identity
         self._last_seen[hello.instance] = now
@@ -201,7 +214,7 @@ class Engine:
             else (const("LD_OK"), ok)
         self._last_status[instance] = time.monotonic()
         self._send(self._routes[instance], protocol.status(code, message, session.published, session.underruns,
-                                                           session.generator_name))
+                                                           session.generator_name, session.context_in_use))
 
     def _send(self, identity: bytes, frame: bytes) -> None:
         try:
@@ -229,6 +242,14 @@ def run(args: argparse.Namespace) -> int:
     except EndpointError as exc:
         log.error("%s", exc)
         return 2
+    if args.sidechain_file:
+        try:
+            open_audio(Path(args.sidechain_file))
+        except SidechainFileError as exc:
+            log.error("--sidechain-file: %s", exc)
+            return 2
+        engine.sidechain_file = Path(args.sidechain_file)
+        log.info("every session hears %s as its sidechain (file start = song start)", args.sidechain_file)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
