@@ -128,3 +128,36 @@ def test_mix_blends_the_generated_audio_with_the_main_input_not_the_sidechain(en
     out = play(open_host(fmt, lookahead=1, context_bars=1, mix=25), track, drums)
     for b in range(1, 5):
         assert_bar(out, b, bar(drums, b - 1), f"sidechain bar {b - 1} at 25 %", dry=bar(track, b), mix=0.25)
+
+
+# --- the built-in diffusion model ------------------------------------------------------------
+
+def shuffled(audio: np.ndarray, seed: int) -> np.ndarray:
+    """The same audio in 16th notes put in a random order: its sound without its music."""
+    sixteenth = BAR // 16
+    order = np.random.default_rng(seed).permutation(audio.shape[1] // sixteenth)
+    return np.concatenate([audio[:, i * sixteenth:(i + 1) * sixteenth] for i in order], axis=1)
+
+
+def mel_distance_per_bar(out: np.ndarray, truth: np.ndarray, bars: range) -> float:
+    from engine.evaluate import mel_distance
+    model_rate = lambda audio: resample(audio[:1], RATE, rep.SAMPLE_RATE)[0]  # noqa: E731
+    return float(np.mean([mel_distance(model_rate(bar(out, b)), model_rate(bar(truth, b))) for b in bars]))
+
+
+@pytest.mark.parametrize("fmt, seed, style", [("clap", 11, 0), ("vst3", 13, 4)])
+def test_diffusion_continues_the_sidechain_closer_than_from_silence_or_a_shuffled_context(engine, fmt, seed, style):
+    """Main silent; the sidechain plays a held-out song. Bars 2-7 of the output, against the
+    song's own bars 2-7 (log-mel distance), beat the same session fed a silent or a
+    16th-shuffled sidechain."""
+    truth = song(8, seed=seed, style=style)
+    distances = {}
+    for name, sidechain in (("sidechain", truth), ("silence", np.zeros_like(truth)),
+                            ("shuffled", shuffled(truth, seed))):
+        host = open_host(fmt, generator=const("LD_GENERATOR_DIFFUSION"), lookahead=1, context_bars=2, style=style)
+        out = play(host, np.zeros_like(truth), sidechain)
+        assert np.sqrt(np.mean(bar(out, 4) ** 2)) > 1e-3, f"{name}: the model made silence"
+        distances[name] = mel_distance_per_bar(out, truth, range(2, 8))
+    generated = [w for w in engine.windows() if w["flags"] & const("LD_WINDOW_GENERATED")]
+    assert generated and {w["generator"] for w in generated} == {"diffusion"}
+    assert distances["sidechain"] < distances["silence"] and distances["sidechain"] < distances["shuffled"], distances
