@@ -12,6 +12,9 @@ import logging
 import numpy as np
 import pytest
 
+from bridge.client import Client
+from bridge.layout import const
+from bridge.protocol import MSG
 from engine.context_source import HOLD_BARS, SILENT_RMS, sounds
 from engine.dsp import SEAM_SECONDS
 from engine.publisher import WindowKind
@@ -20,6 +23,7 @@ from tests.conftest import closing_factory, wait_until
 from tests.test_scheduler import SR, Recorder, Rig
 
 SEAM = round(SEAM_SECONDS * SR)
+SEAM_FRAMES = round(SEAM_SECONDS * 44100)
 
 
 class SidechainRig(Rig):
@@ -150,3 +154,81 @@ def test_a_switch_remakes_the_windows_made_ahead_but_not_the_playing_one(rig_fac
     assert 4 not in {r.bar_index for r in remade}
     for request in remade:      # horizon b - 2: input_context is sidechain bar b - 3
         np.testing.assert_array_equal(request.input_context, rig.heard("sidechain", request.bar_index - 3))
+
+
+# --- through `livediff serve` ----------------------------------------------------------------
+
+RATE, TEMPO = 44100, 120.0
+BAR = RATE * 2
+
+
+def feed(client, bars: range, main: np.ndarray, sidechain: np.ndarray | None) -> None:
+    for b in bars:
+        client.transport(pos_samples=b * BAR, tempo=TEMPO, offline=True)
+        for pos in range(b * BAR, (b + 1) * BAR, 16384):
+            end = min(pos + 16384, (b + 1) * BAR)
+            client.audio(pos_samples=pos, tempo=TEMPO, audio=main[:, pos:end],
+                         sidechain=None if sidechain is None else sidechain[:, pos:end])
+
+
+def status_source(client, wanted: str, timeout: float = 10.0) -> bool:
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reply = client.recv(0.1)
+        if reply and reply["type"] == MSG["status"] and reply.get("context_source") == wanted:
+            return True
+    return False
+
+
+def window_audio(reader, bar: int, timeout: float = 10.0) -> np.ndarray:
+    assert wait_until(lambda: reader.render(0, bar * BAR, BAR)[1].all(), timeout), f"bar {bar} never published"
+    return reader.render(0, bar * BAR, BAR)[0]
+
+
+def test_status_reports_the_source_the_context_comes_from(engine):
+    client = Client(engine.endpoint)
+    try:
+        client.hello(RATE, 2, offline=True, generator=const("LD_GENERATOR_LOOP"), lookahead=1, context_bars=1)
+        assert status_source(client, "main"), "STATUS does not say CONTEXT_SOURCE main before any sidechain"
+        noise = np.random.default_rng(3).uniform(-0.5, 0.5, (2, 4 * BAR)).astype(np.float32)
+        feed(client, range(4), np.zeros_like(noise), noise)
+        assert status_source(client, "sidechain")
+    finally:
+        client.bye()
+        client.close()
+
+
+def test_serve_sidechain_file_is_every_sessions_sidechain_by_song_position(engine_factory, tmp_path):
+    from pedalboard.io import AudioFile
+    from bridge.shm import TimelineReader
+    music = np.random.default_rng(4).uniform(-0.5, 0.5, (1, 5 * BAR)).astype(np.float32)   # mono file, stereo session
+    path = tmp_path / "sidechain.wav"
+    with AudioFile(str(path), "w", RATE, 1, bit_depth=32) as f:
+        f.write(music)
+    engine = engine_factory("--sidechain-file", str(path))
+    client = Client(engine.endpoint)
+    try:
+        welcome = client.hello(RATE, 2, offline=True, generator=const("LD_GENERATOR_LOOP"), lookahead=1, context_bars=1)
+        reader = TimelineReader(welcome["shm_name"])
+        noise = np.random.default_rng(5).uniform(-0.5, 0.5, (2, 6 * BAR)).astype(np.float32)
+        for b in range(6):      # as an offline shim: each bar's window before the next bar
+            feed(client, range(b, b + 1), np.zeros_like(noise), noise)    # the host's own sidechain is not used
+            if b:
+                expected = np.repeat(music[:, (b - 1) * BAR:b * BAR], 2, axis=0)
+                np.testing.assert_array_equal(window_audio(reader, b)[:, SEAM_FRAMES:], expected[:, SEAM_FRAMES:])
+        reader.close()
+    finally:
+        client.bye()
+        client.close()
+
+
+def test_serve_refuses_an_unreadable_sidechain_file(tmp_path, private_endpoint):
+    import subprocess
+    import sys
+    bad = tmp_path / "nope.wav"
+    bad.write_bytes(b"not audio")
+    result = subprocess.run([sys.executable, "-m", "engine.cli", "serve", "--endpoint", private_endpoint,
+                             "--sidechain-file", str(bad)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"sidechain file {bad} cannot be read" in result.stderr and "allowed: WAV" in result.stderr
