@@ -228,7 +228,7 @@ def test_serve_refuses_an_unreadable_sidechain_file(tmp_path, private_endpoint):
     import sys
     bad = tmp_path / "nope.wav"
     bad.write_bytes(b"not audio")
-    result = subprocess.run([sys.executable, "-m", "engine.cli", "serve", "--endpoint", private_endpoint,
+    result = subprocess.run([sys.executable, "-m", "bridge.cli", "serve", "--endpoint", private_endpoint,
                              "--sidechain-file", str(bad)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert f"sidechain file {bad} cannot be read" in result.stderr and "allowed: WAV" in result.stderr
