@@ -14,7 +14,7 @@ from bridge.layout import const
 from engine import representation as rep
 from engine.dsp import SEAM_SECONDS, resample
 from engine.music import render_song
-from engine.presets import load_presets
+from engine.styles import load_styles
 from tests.host.clap_host import ClapHost, Transport
 from tests.host.vst3_host import ENUM, Vst3Host
 from tests.test_scripted_host import connect
@@ -29,7 +29,7 @@ FORMATS = ("clap", "vst3")
 
 def song(bars: int, seed: int, style: int = 0) -> np.ndarray:
     """A held-out song of the built-in styles (drums, bass, chords, lead) at RATE, stereo."""
-    audio = render_song(load_presets()[style], TEMPO, (4, 4), bars, 9_000_000 + seed).audio
+    audio = render_song(load_styles()[style], TEMPO, (4, 4), bars, 9_000_000 + seed).audio
     mono = resample(audio[None].astype(np.float32), rep.SAMPLE_RATE, RATE)[0]
     return np.ascontiguousarray(np.stack([mono, mono])[:, :bars * BAR])
 
