@@ -546,6 +546,8 @@ def run_numbers(plan: Plan, result: Render, windows: list[dict] | None, bars: in
     """The run's numbers; the windows are known only from an engine started here (None otherwise)."""
     from bridge.bounce_report import window_kind
     audio_seconds = result.output.shape[1] / rate
+    if windows is not None:         # made ahead of the playhead past the end: not part of the render
+        windows = [e for e in windows if e["start_sample"] < result.output.shape[1]]
     placed = {}
     for entry in windows or []:               # the last placement of each window is what played
         placed[(entry["epoch"], entry["bar_index"])] = entry

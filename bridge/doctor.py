@@ -31,10 +31,10 @@ class Check:
         return f"{self.status:<4}  {self.what}" + (f"\n      fix: {self.fix}" if self.fix else "")
 
 
-def check_libraries(find_library=ctypes.util.find_library) -> Check:
+def check_libraries() -> Check:
     """libzmq and msgpack-c: the headers to build the shim, the shared libraries it loads."""
     missing = build.missing_requirements()
-    libraries = [name for name in ("zmq", "msgpackc") if find_library(name) is None]
+    libraries = [name for name in ("zmq", "msgpackc") if ctypes.util.find_library(name) is None]
     if missing or libraries:
         return Check(FAIL, "missing to build or run the plugin: " + ", ".join(missing + [f"lib{n}.so" for n in libraries]),
                      "sudo apt-get install libzmq3-dev libmsgpack-dev build-essential pkg-config")
@@ -128,14 +128,14 @@ def check_runtimes() -> list[Check]:
     return checks
 
 
-def check_model(weights_dir: Path | None = None) -> Check:
+def check_model() -> Check:
     """Load the built-in model and time one 1-bar window at 120 BPM, 44.1 kHz stereo (after one warm-up)."""
     import numpy as np
 
     from engine.diffusion import load_builtin
     from engine.generator import WindowRequest
     try:
-        generator = load_builtin(backend="auto", weights_dir=weights_dir)
+        generator = load_builtin(backend="auto")
         rate, frames = 44100, 88200     # one 4/4 bar at 120 BPM
         context = np.zeros((2, 2 * frames), np.float32)
         context[:, ::11025] = 0.8       # a click every 16th: something to continue
@@ -182,8 +182,8 @@ def check_presets() -> list[Check]:
     return checks
 
 
-def run_checks(build_dir: Path = build.BUILD_DIR, endpoint: str | None = None, home: Path | None = None,
-               weights_dir: Path | None = None, model: bool = True) -> list[Check]:
+def run_checks(endpoint: str | None = None, home: Path | None = None, model: bool = True) -> list[Check]:
+    build_dir = build.BUILD_DIR
     checks = [check_libraries(), check_build(build_dir), *check_installed(build_dir, home or Path.home())]
     try:
         endpoint = endpoint or default_endpoint()
@@ -192,7 +192,7 @@ def run_checks(build_dir: Path = build.BUILD_DIR, endpoint: str | None = None, h
         checks.append(Check(FAIL, str(exc), "set LIVEDIFF_ENDPOINT to ipc://<path> or tcp://127.0.0.1:<port>"))
     checks += check_runtimes()
     if model:
-        checks.append(check_model(weights_dir))
+        checks.append(check_model())
     checks += check_presets()
     return checks
 

@@ -45,7 +45,7 @@ FX_PLUGINS: dict[str, dict[str, Number]] = {
                "feedback": Number(0.0, 0.95), "mix": _UNIT},
 }
 NYQUIST_FRACTION = 0.45   # cutoffs above this fraction of the host rate are lowered to it
-WARMUP_SECONDS = 2.0
+WARMUP_SECONDS = 1.0     # of the audio before a window; longer tails than this fade early (bench/fx_cost.py)
 
 
 @dataclass(frozen=True)

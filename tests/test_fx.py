@@ -96,9 +96,9 @@ def test_bad_chains_name_the_entry_key_value_and_what_is_allowed(items, message)
 
 # --- in the engine: a session's Sound shapes every window it publishes -----------------------
 
-def _rig_bars(sound: Sound, monkeypatch, bars=range(2, 6)):
+def _rig_bars(sound: Sound, monkeypatch, bars=range(2, 6), patch=None):
     """Published audio of bars 2..5 of a scheduler session (loop generator) with `sound`, and the
-    steps each request asked for."""
+    steps each request asked for; `patch` = (name, function) replaces one of engine.fx's."""
     from engine.loop_generator import LoopGenerator
     from tests.test_scheduler import Rig
     steps = []
@@ -106,6 +106,8 @@ def _rig_bars(sound: Sound, monkeypatch, bars=range(2, 6)):
     generate = LoopGenerator.generate
     monkeypatch.setattr(LoopGenerator, "generate", lambda self, request: steps.append(request.steps) or
                         generate(self, request))
+    if patch:
+        monkeypatch.setattr(fx, *patch)
     rig = Rig(seed=3)
     try:
         rig.session.sound = sound
@@ -126,3 +128,20 @@ def test_the_session_sound_shapes_published_windows_and_not_the_context(monkeypa
     from tests.test_scheduler import SR as RIG_RATE
     assert band_energy(dull, 1500, 4000, RIG_RATE) < 0.02 * band_energy(plain, 1500, 4000, RIG_RATE)
     assert band_energy(dull, 20, 150, RIG_RATE) > 0.7 * band_energy(plain, 20, 150, RIG_RATE)
+
+
+def test_a_failing_chain_never_stops_the_music(monkeypatch, caplog):
+    """A chain pedalboard refuses at run time: the windows play as generated, with one warning."""
+    plain, _ = _rig_bars(Sound(), monkeypatch)
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no such thing at this rate")
+    shaped, _ = _rig_bars(Sound(fx=chain({"plugin": "Gain", "gain_db": -6.0})), monkeypatch, patch=("apply", refuse))
+    np.testing.assert_array_equal(shaped, plain)
+    warnings = [r.getMessage() for r in caplog.records if "FX chain failed" in r.getMessage()]
+    assert len(warnings) == 1 and "no such thing at this rate" in warnings[0] and "play without it" in warnings[0]
+
+
+def test_a_bad_preset_keeps_an_engine_from_starting_with_one_line(caplog):
+    from bridge.cli import main
+    assert main(["serve", "--preset", "polka", "--endpoint", "ipc:///tmp/livediff-never/engine.sock"]) == 2
+    assert "preset 'polka' is not allowed; allowed: ambient, drum_and_bass, hiphop, house, rock, techno" in caplog.text
