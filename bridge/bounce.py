@@ -236,9 +236,12 @@ def read_input(path: Path) -> tuple[np.ndarray, int]:
 
 
 def estimate_input_tempo(audio: np.ndarray, rate: int) -> float | None:
-    """The engine's tempo estimate of (up to a minute of) the input; None when it is too short."""
+    """The engine's tempo estimate of (up to a minute of) the input; None when it is too short or
+    has no beat to go by (fewer than 4 onsets: silence, a drone)."""
     from engine import representation as rep
     mono = rep.resample(audio[:, :60 * rate].mean(axis=0, keepdims=True), rate, rep.SAMPLE_RATE)[0]
+    if len(rep.onset_times(mono)) < 4:
+        return None
     try:
         return rep.estimate_tempo(mono)
     except ValueError:
@@ -269,16 +272,25 @@ class Engine:
     endpoint: str
     process: subprocess.Popen | None = None     # None: someone else's engine
     window_log: Path | None = None
+    _entries: list[dict] = field(default_factory=list)
+    _read_to: int = 0                           # bytes of the window log parsed so far
 
     def died(self) -> int | None:
         return None if self.process is None else self.process.poll()
 
     def windows(self) -> list[dict]:
-        """Window-log entries of the instance that rendered (pedalboard opens throwaway instances first)."""
+        """Window-log entries of the instance that rendered last (pedalboard opens throwaway
+        instances first); the log is read on from where the last call stopped."""
         if self.window_log is None or not self.window_log.exists():
             return []
-        entries = [json.loads(line) for line in self.window_log.read_text().splitlines() if line.strip()]
-        return [e for e in entries if e["instance"] == entries[-1]["instance"]] if entries else []
+        with open(self.window_log, "rb") as f:
+            f.seek(self._read_to)
+            chunk = f.read()
+        complete = chunk[:chunk.rfind(b"\n") + 1]      # a line being written is read next time
+        self._read_to += len(complete)
+        self._entries += [json.loads(line) for line in complete.splitlines() if line.strip()]
+        last = self._entries[-1]["instance"] if self._entries else None
+        return [e for e in self._entries if e["instance"] == last]
 
 
 @contextmanager
@@ -440,13 +452,16 @@ def render(plan: Plan, engine: Engine, audio: np.ndarray, rate: int, bpm: float,
     out = np.zeros_like(audio)
     started = time.monotonic()
     stopped_at = None
-    for start in range(0, audio.shape[1], chunk):
-        piece = plugin.process(audio[:, start:start + chunk], rate, buffer_size=plan.buffer_size, reset=start == 0)
-        out[:, start:start + piece.shape[1]] = piece
-        progress.update(start + piece.shape[1], generated_count(engine.windows()) if engine.window_log else None)
-        if engine.died() is not None and start + chunk < audio.shape[1]:
-            stopped_at = start + chunk
-            break
+    try:
+        for start in range(0, audio.shape[1], chunk):
+            piece = plugin.process(audio[:, start:start + chunk], rate, buffer_size=plan.buffer_size, reset=start == 0)
+            out[:, start:start + piece.shape[1]] = piece
+            progress.update(start + piece.shape[1], generated_count(engine.windows()) if engine.window_log else None)
+            if engine.died() is not None and start + chunk < audio.shape[1]:
+                stopped_at = start + chunk
+                break
+    finally:
+        progress.close()
     seconds = time.monotonic() - started
     latency = int(plugin.reported_latency_samples)
     del plugin  # says bye before the engine stops
@@ -489,7 +504,7 @@ def bounce(plan: Plan) -> dict:
     estimate = estimate_input_tempo(source, rate)
     if plan.bpm is None:
         if estimate is None:
-            raise usage(f"{plan.input} is too short to estimate its tempo; give it with --bpm")
+            raise usage(f"cannot estimate the tempo of {plan.input} (too short, or no clear beat); give it with --bpm")
         plan.bpm = round(estimate, 2)
         plan.notes.append(f"tempo {plan.bpm:g} BPM, estimated from the input (give --bpm to set it)")
     elif (warning := tempo_warning(plan.bpm, estimate)):
@@ -511,13 +526,10 @@ def bounce(plan: Plan) -> dict:
     with engine_for(plan, sidechain, rate) as engine:
         os.environ[ENV_VAR] = engine.endpoint  # the plugin computes its endpoint from the same rule
         check_generator(engine.endpoint, plan.generator, rate)
-        progress = Progress(plan.progress, audio.shape[1], bar_frames, rate)
-        try:
-            result = render(plan, engine, audio, rate, plan.bpm, progress)
-            windows = engine.windows() if engine.window_log else None
-            generated = render(plan, engine, audio, rate, plan.bpm, progress, mix=100) if plan.stems else None
-        finally:
-            progress.close()
+        result = render(plan, engine, audio, rate, plan.bpm, Progress(plan.progress, audio.shape[1], bar_frames, rate))
+        windows = engine.windows() if engine.window_log else None
+        generated = render(plan, engine, audio, rate, plan.bpm, Progress(plan.progress, audio.shape[1], bar_frames, rate),
+                           mix=100) if plan.stems else None
         died = engine.died()
 
     lost = missed_bars(result, bar_frames, audio.shape[1])
