@@ -89,6 +89,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window-log", metavar="PATH", help="JSON line per window (from the engine started here)")
     parser.add_argument("--endpoint", help="use the engine already running there instead of starting one")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (there is none off a terminal)")
+    parser.add_argument("--sidechain", metavar="SC", help="an audio file the plugin hears as the track's sidechain "
+                                                          "(looped or cut like the input); the input stays the main "
+                                                          "input. pedalboard has no aux bus: the engine started here "
+                                                          "reads the file itself (README, Sidechain)")
 
 
 # --- checking what was asked, before any work ------------------------------------------------
@@ -110,6 +114,7 @@ class Plan:
     window_log: Path | None
     endpoint: str | None
     progress: bool
+    sidechain: Path | None = None    # heard as the sidechain, through the engine (pedalboard has no aux bus)
     notes: list[str] = field(default_factory=list)
 
 
@@ -163,6 +168,12 @@ def plan(args: argparse.Namespace) -> Plan:
         raise usage(f"input file {source} does not exist")
     if not source.is_file():
         raise usage(f"input {source} is not a file; allowed: an audio file (WAV, FLAC, MP3, OGG, AIFF)")
+    sidechain = Path(args.sidechain) if args.sidechain else None
+    if sidechain and not sidechain.is_file():
+        raise usage(f"--sidechain {sidechain} {'is not a file' if sidechain.exists() else 'does not exist'}; "
+                    f"allowed: an audio file (WAV, FLAC, MP3, OGG, AIFF)")
+    if sidechain and args.endpoint:
+        raise usage("--sidechain needs the engine started by bounce (it reads the file); leave out --endpoint")
     output = _writable_file("-o", Path(args.output), OUTPUT_SUFFIXES)
     if output.exists() and output.resolve() == source.resolve():
         raise usage(f"-o {output} is the input file; allowed: another path")
@@ -203,7 +214,7 @@ def plan(args: argparse.Namespace) -> Plan:
     return Plan(input=source, output=output, reports=reports, bpm=args.bpm, bars=args.bars,
                 seed=0 if seed is None else seed, generator=generator, params=params, preset=preset,
                 buffer_size=args.buffer_size, stems=args.stems, window_log=window_log, endpoint=endpoint,
-                progress=not args.no_progress and sys.stderr.isatty(), notes=notes)
+                progress=not args.no_progress and sys.stderr.isatty(), sidechain=sidechain, notes=notes)
 
 
 def read_input(path: Path) -> tuple[np.ndarray, int]:
@@ -286,9 +297,10 @@ class Engine:
 
 
 @contextmanager
-def engine_for(plan: Plan):
+def engine_for(plan: Plan, sidechain: np.ndarray | None = None, rate: int = 0):
     """The engine at --endpoint, or one started here on a private endpoint and stopped (with its
-    directory) whatever ends the block; it also exits by itself if this process dies."""
+    directory) whatever ends the block; it also exits by itself if this process dies. `sidechain`
+    (at `rate`) becomes every session's sidechain there (serve --sidechain-file)."""
     if plan.endpoint:
         if not engine_answers(plan.endpoint):
             raise BounceError(f"no engine answers on {plan.endpoint}; start one with `livediff serve --endpoint "
@@ -302,6 +314,9 @@ def engine_for(plan: Plan):
                "--window-log", str(window_log), "--exit-with-parent"]
     if plan.preset:
         command += ["--preset", str(plan.preset.path)]
+    if sidechain is not None:
+        write_wav(directory / "sidechain.wav", sidechain, rate)
+        command += ["--sidechain-file", str(directory / "sidechain.wav")]
     process = subprocess.Popen(command)
     try:
         deadline = time.monotonic() + ENGINE_START_SECONDS
@@ -501,12 +516,17 @@ def bounce(plan: Plan) -> dict:
     bars = plan.bars or max(1, round(source.shape[1] / bar_frames))
     _check_length(bars, plan.bpm)
     audio = fit_to_bars(source, bars, plan.bpm, rate)
+    sidechain = None
+    if plan.sidechain:
+        from engine.dsp import resample
+        heard, sidechain_rate = read_input(plan.sidechain)
+        sidechain = fit_to_bars(resample(heard, sidechain_rate, rate), bars, plan.bpm, rate)
     for note in plan.notes:
         print(f"livediff bounce: {note}", file=sys.stderr)
     if not (PLUGIN / "Contents" / "x86_64-linux" / "livediff.so").is_file():
         raise BounceError(f"the plugin is not built ({PLUGIN} is missing); run `livediff build-plugin`")
 
-    with engine_for(plan) as engine:
+    with engine_for(plan, sidechain, rate) as engine:
         os.environ[ENV_VAR] = engine.endpoint  # the plugin computes its endpoint from the same rule
         check_generator(engine.endpoint, plan.generator, rate)
         result = render(plan, engine, audio, rate, plan.bpm, Progress(plan.progress, audio.shape[1], bar_frames, rate))
@@ -547,7 +567,8 @@ def run_numbers(plan: Plan, result: Render, windows: list[dict] | None, bars: in
     for entry in windows or []:               # the last placement of each window is what played
         placed[(entry["epoch"], entry["bar_index"])] = entry
     return {
-        "input": str(plan.input), "output": str(plan.output), "sample_rate": rate, "bpm": plan.bpm, "bars": bars,
+        "input": str(plan.input), "sidechain": str(plan.sidechain) if plan.sidechain else None,
+        "output": str(plan.output), "sample_rate": rate, "bpm": plan.bpm, "bars": bars,
         "bar_frames": bar_frames, "seed": plan.seed, "generator": plan.generator,
         "preset": plan.preset.name if plan.preset else None, "buffer_size": plan.buffer_size,
         "audio_seconds": audio_seconds, "render_seconds": result.seconds,
