@@ -51,6 +51,8 @@ TEMPO_TOLERANCE = 0.02            # --bpm may differ this much from the estimate
 OUTPUT_SUFFIXES = (".wav",)
 REPORT_SUFFIXES = (".png", ".json")
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+ENGINE_DIR_PREFIX = "livediff-bounce-"    # a bounce's private endpoint directory, in the temp dir
+STALE_DIR_SECONDS = 120
 
 
 class BounceError(RuntimeError):
@@ -295,6 +297,23 @@ class Engine:
         return [e for e in self._entries if e["instance"] == instance]
 
 
+def sweep_stale_engine_dirs(older_than: float = STALE_DIR_SECONDS) -> list[Path]:
+    """Remove private endpoint directories of bounces that were killed (SIGKILL leaves no chance to
+    clean up): ours, without a live engine's socket, and older than a bounce takes to start one."""
+    removed = []
+    for directory in Path(tempfile.gettempdir()).glob(f"{ENGINE_DIR_PREFIX}*"):
+        try:
+            info = directory.lstat()
+            if info.st_uid != os.getuid() or time.time() - info.st_mtime < older_than \
+                    or (directory / "engine.sock").exists():
+                continue
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory)
+    return removed
+
+
 @contextmanager
 def engine_for(plan: Plan, sidechain: np.ndarray | None = None, rate: int = 0):
     """The engine at --endpoint, or one started here on a private endpoint and stopped (with its
@@ -306,7 +325,8 @@ def engine_for(plan: Plan, sidechain: np.ndarray | None = None, rate: int = 0):
                               f"{plan.endpoint}` or leave out --endpoint")
         yield Engine(plan.endpoint)
         return
-    directory = Path(tempfile.mkdtemp(prefix="livediff-bounce-"))
+    sweep_stale_engine_dirs()
+    directory = Path(tempfile.mkdtemp(prefix=ENGINE_DIR_PREFIX))
     endpoint = f"ipc://{directory}/engine.sock"
     window_log = plan.window_log or directory / "windows.jsonl"
     command = [sys.executable, "-m", "bridge.cli", "serve", "--endpoint", endpoint, "--log-level", "WARNING",
