@@ -51,6 +51,8 @@ TEMPO_TOLERANCE = 0.02            # --bpm may differ this much from the estimate
 OUTPUT_SUFFIXES = (".wav",)
 REPORT_SUFFIXES = (".png", ".json")
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+ENGINE_DIR_PREFIX = "livediff-bounce-"    # a bounce's private endpoint directory, in the temp dir
+STALE_DIR_SECONDS = 120
 
 
 class BounceError(RuntimeError):
@@ -89,6 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window-log", metavar="PATH", help="JSON line per window (from the engine started here)")
     parser.add_argument("--endpoint", help="use the engine already running there instead of starting one")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (there is none off a terminal)")
+    parser.add_argument("--sidechain", metavar="SC", help="an audio file the plugin hears as the track's sidechain "
+                                                          "(looped or cut like the input); the input stays the main "
+                                                          "input. pedalboard has no aux bus: the engine started here "
+                                                          "reads the file itself (README, Sidechain)")
 
 
 # --- checking what was asked, before any work ------------------------------------------------
@@ -110,6 +116,7 @@ class Plan:
     window_log: Path | None
     endpoint: str | None
     progress: bool
+    sidechain: Path | None = None    # heard as the sidechain, through the engine (pedalboard has no aux bus)
     notes: list[str] = field(default_factory=list)
 
 
@@ -163,6 +170,12 @@ def plan(args: argparse.Namespace) -> Plan:
         raise usage(f"input file {source} does not exist")
     if not source.is_file():
         raise usage(f"input {source} is not a file; allowed: an audio file (WAV, FLAC, MP3, OGG, AIFF)")
+    sidechain = Path(args.sidechain) if args.sidechain else None
+    if sidechain and not sidechain.is_file():
+        raise usage(f"--sidechain {sidechain} {'is not a file' if sidechain.exists() else 'does not exist'}; "
+                    f"allowed: an audio file (WAV, FLAC, MP3, OGG, AIFF)")
+    if sidechain and args.endpoint:
+        raise usage("--sidechain needs the engine started by bounce (it reads the file); leave out --endpoint")
     output = _writable_file("-o", Path(args.output), OUTPUT_SUFFIXES)
     if output.exists() and output.resolve() == source.resolve():
         raise usage(f"-o {output} is the input file; allowed: another path")
@@ -196,11 +209,14 @@ def plan(args: argparse.Namespace) -> Plan:
         seed = random.randrange(int(param_range("seed")[1]) + 1) if preset.seed == RANDOM_SEED else preset.seed
         if preset.seed == RANDOM_SEED:
             notes.append(f"seed {seed} (preset {preset.name}: a new seed per bounce; --seed {seed} repeats this one)")
+    if preset and endpoint and not preset.sound.neutral:
+        notes.append(f"the engine at {endpoint} applies its own preset's steps, FX and gain, not {preset.name}'s "
+                     f"(start it with `livediff serve --preset {preset.name}`, or leave out --endpoint)")
     generator = args.generator or (preset.generator if preset and preset.generator else "diffusion")
     return Plan(input=source, output=output, reports=reports, bpm=args.bpm, bars=args.bars,
                 seed=0 if seed is None else seed, generator=generator, params=params, preset=preset,
                 buffer_size=args.buffer_size, stems=args.stems, window_log=window_log, endpoint=endpoint,
-                progress=not args.no_progress and sys.stderr.isatty(), notes=notes)
+                progress=not args.no_progress and sys.stderr.isatty(), sidechain=sidechain, notes=notes)
 
 
 def read_input(path: Path) -> tuple[np.ndarray, int]:
@@ -267,45 +283,67 @@ class Engine:
     def died(self) -> int | None:
         return None if self.process is None else self.process.poll()
 
-    def windows(self) -> list[dict]:
-        """Window-log entries of the instance that rendered last (pedalboard opens throwaway
-        instances first); the log is read on from where the last call stopped."""
-        if self.window_log is None or not self.window_log.exists():
-            return []
-        with open(self.window_log, "rb") as f:
-            f.seek(self._read_to)
-            chunk = f.read()
-        complete = chunk[:chunk.rfind(b"\n") + 1]      # a line being written is read next time
-        self._read_to += len(complete)
-        self._entries += [json.loads(line) for line in complete.splitlines() if line.strip()]
-        last = self._entries[-1]["instance"] if self._entries else None
-        return [e for e in self._entries if e["instance"] == last]
+    def windows(self, instance: str | None = None) -> list[dict]:
+        """Window-log entries of `instance`, by default of the one that rendered last (pedalboard
+        opens throwaway instances first); the log is read on from where the last call stopped."""
+        if self.window_log is not None and self.window_log.exists():
+            with open(self.window_log, "rb") as f:
+                f.seek(self._read_to)
+                chunk = f.read()
+            complete = chunk[:chunk.rfind(b"\n") + 1]      # a line being written is read next time
+            self._read_to += len(complete)
+            self._entries += [json.loads(line) for line in complete.splitlines() if line.strip()]
+        instance = instance or (self._entries[-1]["instance"] if self._entries else None)
+        return [e for e in self._entries if e["instance"] == instance]
+
+
+def sweep_stale_engine_dirs(older_than: float = STALE_DIR_SECONDS) -> list[Path]:
+    """Remove private endpoint directories of bounces that were killed (SIGKILL leaves no chance to
+    clean up): ours, without a live engine's socket, and older than a bounce takes to start one."""
+    removed = []
+    for directory in Path(tempfile.gettempdir()).glob(f"{ENGINE_DIR_PREFIX}*"):
+        try:
+            info = directory.lstat()
+            if info.st_uid != os.getuid() or time.time() - info.st_mtime < older_than \
+                    or (directory / "engine.sock").exists():
+                continue
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory)
+    return removed
 
 
 @contextmanager
-def engine_for(plan: Plan):
+def engine_for(plan: Plan, sidechain: np.ndarray | None = None, rate: int = 0):
     """The engine at --endpoint, or one started here on a private endpoint and stopped (with its
-    directory) whatever ends the block; it also exits by itself if this process dies."""
+    directory) whatever ends the block; it also exits by itself if this process dies. `sidechain`
+    (at `rate`) becomes every session's sidechain there (serve --sidechain-file)."""
     if plan.endpoint:
         if not engine_answers(plan.endpoint):
             raise BounceError(f"no engine answers on {plan.endpoint}; start one with `livediff serve --endpoint "
                               f"{plan.endpoint}` or leave out --endpoint")
         yield Engine(plan.endpoint)
         return
-    directory = Path(tempfile.mkdtemp(prefix="livediff-bounce-"))
+    sweep_stale_engine_dirs()
+    directory = Path(tempfile.mkdtemp(prefix=ENGINE_DIR_PREFIX))
     endpoint = f"ipc://{directory}/engine.sock"
     window_log = plan.window_log or directory / "windows.jsonl"
     command = [sys.executable, "-m", "bridge.cli", "serve", "--endpoint", endpoint, "--log-level", "WARNING",
                "--window-log", str(window_log), "--exit-with-parent"]
     if plan.preset:
         command += ["--preset", str(plan.preset.path)]
+    if sidechain is not None:
+        write_wav(directory / "sidechain.wav", sidechain, rate)
+        command += ["--sidechain-file", str(directory / "sidechain.wav")]
     process = subprocess.Popen(command)
+    engine = Engine(endpoint, process, window_log)
     try:
         deadline = time.monotonic() + ENGINE_START_SECONDS
         while not engine_answers(endpoint, 0.2):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise BounceError(f"the engine did not start on {endpoint} (exit status {process.poll()})")
-        yield Engine(endpoint, process, window_log)
+        yield engine
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -315,6 +353,7 @@ def engine_for(plan: Plan):
             process.kill()
             process.wait()
         sweep_stale_segments()      # an engine that was killed could not remove its own
+        engine.windows()            # the log's last lines (a window can be played before it is logged)
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -498,19 +537,25 @@ def bounce(plan: Plan) -> dict:
     bars = plan.bars or max(1, round(source.shape[1] / bar_frames))
     _check_length(bars, plan.bpm)
     audio = fit_to_bars(source, bars, plan.bpm, rate)
+    sidechain = None
+    if plan.sidechain:
+        from engine.dsp import resample
+        heard, sidechain_rate = read_input(plan.sidechain)
+        sidechain = fit_to_bars(resample(heard, sidechain_rate, rate), bars, plan.bpm, rate)
     for note in plan.notes:
         print(f"livediff bounce: {note}", file=sys.stderr)
     if not (PLUGIN / "Contents" / "x86_64-linux" / "livediff.so").is_file():
         raise BounceError(f"the plugin is not built ({PLUGIN} is missing); run `livediff build-plugin`")
 
-    with engine_for(plan) as engine:
+    with engine_for(plan, sidechain, rate) as engine:
         os.environ[ENV_VAR] = engine.endpoint  # the plugin computes its endpoint from the same rule
         check_generator(engine.endpoint, plan.generator, rate)
         result = render(plan, engine, audio, rate, plan.bpm, Progress(plan.progress, audio.shape[1], bar_frames, rate))
-        windows = engine.windows() if engine.window_log else None
+        rendered_by = (engine.windows() or [{}])[-1].get("instance")
         generated = render(plan, engine, audio, rate, plan.bpm, Progress(plan.progress, audio.shape[1], bar_frames, rate),
                            mix=100) if plan.stems else None
         died = engine.died()
+    windows = engine.windows(rendered_by) if engine.window_log else None
 
     lost = missed_bars(result, bar_frames, audio.shape[1])
     if generated is not None:
@@ -544,7 +589,8 @@ def run_numbers(plan: Plan, result: Render, windows: list[dict] | None, bars: in
     for entry in windows or []:               # the last placement of each window is what played
         placed[(entry["epoch"], entry["bar_index"])] = entry
     return {
-        "input": str(plan.input), "output": str(plan.output), "sample_rate": rate, "bpm": plan.bpm, "bars": bars,
+        "input": str(plan.input), "sidechain": str(plan.sidechain) if plan.sidechain else None,
+        "output": str(plan.output), "sample_rate": rate, "bpm": plan.bpm, "bars": bars,
         "bar_frames": bar_frames, "seed": plan.seed, "generator": plan.generator,
         "preset": plan.preset.name if plan.preset else None, "buffer_size": plan.buffer_size,
         "audio_seconds": audio_seconds, "render_seconds": result.seconds,

@@ -26,7 +26,7 @@ from engine import transport_state
 from engine.generators import GeneratorPool
 from engine.input_budget import DEFAULT_TOTAL_MB, InputBudget
 from engine.planner import Estimates
-from engine.session import Session
+from engine.session import InputStore, Session
 from engine.transport import InputBlock, TransportSnapshot
 from engine.worker import Worker
 
@@ -56,7 +56,7 @@ class Scheduler:
     def add(self, session: Session) -> None:
         with self._cond:
             self._sessions[session.instance] = session
-            for store in session.inputs.values():
+            for store in self._budgeted(session):
                 store.budget = self.input_budget
                 self.input_budget.add(store)
             self._cond.notify_all()
@@ -70,10 +70,15 @@ class Scheduler:
             session = self._sessions.pop(instance, None)
             if session:
                 session.closed = True
-                for store in session.inputs.values():
+                for store in self._budgeted(session):
                     self.input_budget.remove(store)
                     store.budget = None
             return session
+
+    @staticmethod
+    def _budgeted(session: Session) -> list[InputStore]:
+        """The session's stores of received input (a sidechain file stands in for one, costs nothing)."""
+        return [store for store in session.inputs.values() if isinstance(store, InputStore)]
 
     # [main-thread]
     def on_params(self, session: Session, params: dict[str, float | str]) -> None:

@@ -70,6 +70,9 @@ CASES = [
     ("LOOP --preset {t}/binary.toml", 2, r"binary.toml: not a text file \(not UTF-8\); a preset is a TOML text file"),
     ("LOOP --preset polka", 2, r"preset 'polka' is not allowed; allowed: ambient, drum_and_bass, hiphop, house"),
     ("LOOP --endpoint tcp://10.1.2.3:5555", 2, r"is not local; allowed: ipc://<path> or tcp://127.0.0.1:<port>"),
+    ("LOOP --sidechain {t}/missing.wav", 2, r"--sidechain .*missing.wav does not exist; allowed: an audio file"),
+    ("LOOP --sidechain {t}/adir", 2, r"--sidechain .*adir is not a file; allowed: an audio file"),
+    ("LOOP --sidechain LOOP --endpoint ipc:///tmp/x.sock", 2, r"--sidechain needs the engine started by bounce"),
 ]
 
 
