@@ -58,7 +58,7 @@ def engine() -> dict[str, bytes]:
 def reply() -> dict[str, bytes]:
     return {"welcome": protocol.welcome("/livediff-1-0000000000000001", 0, "loop"),
             "welcome-long-name": protocol.welcome("/livediff-" + "9" * 80, 0, "loop"),
-            "status": protocol.status(0, "ok", 3, 1, "loop"),
+            "status": protocol.status(0, "ok", 3, 1, "loop", "main"),
             "error": protocol.error(const("LD_ERR_UNKNOWN_SESSION"), "no session", 2),
             "error-busy": protocol.error(const("LD_ERR_BUSY"), "x" * 300, 1)}
 

@@ -117,7 +117,7 @@ class FakeEngine:
             if self.hellos and (flood or time.monotonic() - last_status > 0.2):   # heartbeats keep the session
                 last_status = time.monotonic()
                 for _ in range(2000 if flood else 1):
-                    self.socket.send_multipart([self.identity, protocol.status(0, "ok", 0, 0, "loop")])
+                    self.socket.send_multipart([self.identity, protocol.status(0, "ok", 0, 0, "loop", "main")])
 
     def _release_store(self) -> None:
         if self.case == "foreign-segment":
