@@ -38,6 +38,7 @@ GENERATOR_SCHEMA: dict[str, tuple] = {
     "drop_prob": _FRACTION,
 }
 TOP_LEVEL_KEYS = ("name", "style", "tempo", "generator")
+OPTIONAL_KEYS = ("prompt",)      # text prompt for prompt-conditioned generators (sao_small)
 
 
 class PresetError(ValueError):
@@ -50,6 +51,7 @@ class Preset:
     style: int
     tempo: float
     generator: dict[str, Any]
+    prompt: str = ""
 
 
 def _check_value(where: str, key: str, value: Any, rule: tuple) -> Any:
@@ -73,11 +75,11 @@ def _check_value(where: str, key: str, value: Any, rule: tuple) -> Any:
 
 
 def parse_preset(data: dict[str, Any], where: str) -> Preset:
-    unknown = set(data) - set(TOP_LEVEL_KEYS)
+    unknown = set(data) - set(TOP_LEVEL_KEYS) - set(OPTIONAL_KEYS)
     missing = set(TOP_LEVEL_KEYS) - set(data)
     if unknown or missing:
         raise PresetError(f"{where}: unknown keys {sorted(unknown)} / missing keys {sorted(missing)}; "
-                          f"a preset has exactly: {', '.join(TOP_LEVEL_KEYS)}")
+                          f"a preset has exactly: {', '.join(TOP_LEVEL_KEYS)} (and optionally {', '.join(OPTIONAL_KEYS)})")
     name = _check_value(where, "name", data["name"], (str,))
     style = _check_value(where, "style", data["style"], (int, const("LD_STYLE_MIN"), const("LD_STYLE_MAX")))
     tempo = _check_value(where, "tempo", data["tempo"], (float, 60.0, 200.0))
@@ -90,7 +92,8 @@ def parse_preset(data: dict[str, Any], where: str) -> Preset:
         raise PresetError(f"{where}: [generator] has unknown keys {sorted(unknown)} / missing keys {sorted(missing)}; "
                           f"allowed keys: {', '.join(GENERATOR_SCHEMA)}")
     checked = {key: _check_value(f"{where} [generator]", key, value, GENERATOR_SCHEMA[key]) for key, value in generator.items()}
-    return Preset(name=name, style=style, tempo=tempo, generator=checked)
+    prompt = _check_value(where, "prompt", data.get("prompt", ""), (str,))
+    return Preset(name=name, style=style, tempo=tempo, generator=checked, prompt=prompt)
 
 
 def load_preset(path: Path) -> Preset:

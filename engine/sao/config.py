@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+CONFIG_FILE = "model_config.json"
+ONNX_DIR = "onnx"                  # graphs of `livediff export-sao`, inside the model folder
 # T5 encoders the `t5` conditioner may name, by hidden size (the checkpoint does not contain them)
 T5_WIDTHS = {"t5-small": 512, "t5-base": 768, "t5-large": 1024, "t5-3b": 1024, "t5-11b": 1024,
              "google/flan-t5-small": 512, "google/flan-t5-base": 768, "google/flan-t5-large": 1024,
@@ -319,10 +321,14 @@ def _attention(training: Any, dit: DitConfig, max_frames: int) -> dict:
     if names[:2] != ["inpaint_mask", "inpaint_masked_input"]:
         raise ConfigError(f"model.diffusion.config.input_add_dims must start with inpaint_mask, inpaint_masked_input; "
                           f"got {names}")
+    if not router:
+        raise ConfigError("model.diffusion.config.input_add_dims without training.context_router = true is not "
+                          "supported (LMDM checkpoints are trained with the context router)")
+    if not dit.postpend:
+        raise ConfigError("training.context_router = true needs model.diffusion.config.postpend = true "
+                          "(the global token after the sequence, as LMDM trains it)")
     w = "training.inpainting.mask_kwargs"
     pattern = _value(mask, "context_router_attention_pattern", w, str, "enc-dec", choices=("enc-dec", "block-causal"))
-    if not router:
-        pattern = "full"
     rope_mode = _value(arc, "rope_mode", "training.arc.self_forcing", (str, type(None)), None)
     if rope_mode not in (None, "fixed"):
         raise ConfigError(f"training.arc.self_forcing.rope_mode = {rope_mode!r} is not supported; supported: 'fixed'")

@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from engine.sao.config import CONFIG_FILE, ONNX_DIR
 from engine.sao.model import SaoModel
 from engine.sao.torch_backend import first_visible_frame
-from engine.sao.weights import CONFIG_FILE, load_model
+from engine.sao.weights import load_model
 
 HELP = "Export a Stable Audio Open Small folder (config + weights) to ONNX graphs in DIR/onnx/."
-ONNX_DIR = "onnx"
 OPSET = 17
 
 

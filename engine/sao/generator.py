@@ -73,13 +73,16 @@ def to_channels(audio: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(audio.mean(axis=0, keepdims=True), channels, axis=0)
 
 
-def resampling_guard(model_rate: int, host_rate: int, available: int) -> tuple[int, int]:
-    """(model samples, host samples) before the bar line that map onto each other exactly, at
-    least RESAMPLER_GUARD model samples when `available` allows."""
+def host_window(audio: np.ndarray, bar_line: int, model_rate: int, host_rate: int, frames: int) -> np.ndarray:
+    """`frames` host-rate samples of model-rate `audio` from its sample `bar_line` on. The cut
+    before resampling keeps a guard of whole resampling periods (model and host samples that map
+    onto each other exactly), so host sample 0 is the bar line to the sample and the resampler's
+    filter has settled there."""
     g = math.gcd(model_rate, host_rate)
     unit_model, unit_host = model_rate // g, host_rate // g
-    units = min(math.ceil(RESAMPLER_GUARD / unit_model), available // unit_model)
-    return units * unit_model, units * unit_host
+    units = min(math.ceil(RESAMPLER_GUARD / unit_model), bar_line // unit_model)
+    out = resample(audio[:, bar_line - units * unit_model:], model_rate, host_rate)[:, units * unit_host:][:, :frames]
+    return np.pad(out, ((0, 0), (0, frames - out.shape[1])))
 
 
 class SaoGenerator:
@@ -204,10 +207,8 @@ class SaoGenerator:
             made += frames
 
         lead = min(opts.lead_frames, heard)
-        audio = self.backend.decode(latents[..., heard - lead:])[0]
-        guard_model, guard_host = resampling_guard(rate, request.sample_rate, lead * ratio)
-        audio = resample(audio[:, lead * ratio - guard_model:], rate, request.sample_rate)[:, guard_host:guard_host + needed]
-        audio = np.pad(audio, ((0, 0), (0, needed - audio.shape[1])))
+        audio = host_window(self.backend.decode(latents[..., heard - lead:])[0], lead * ratio, rate,
+                            request.sample_rate, needed)
         audio = to_channels(np.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0), request.context.shape[0])
         return np.stack([limit(channel) for channel in audio]).astype(np.float32)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.sao.config import SaoConfig, load_config
+from engine.sao.config import CONFIG_FILE, SaoConfig, load_config
 
 EMBEDDINGS_FILE = "prompt_embeddings.npz"
 HELP = "Precompute T5 prompt embeddings for a Stable Audio Open Small folder (from a local T5 directory)."
@@ -119,7 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def embed_prompts(model_dir: Path, t5_dir: Path, texts: list[str] | None = None) -> Path:
-    cfg = load_config(Path(model_dir) / "model_config.json")
+    cfg = load_config(Path(model_dir) / CONFIG_FILE)
     if cfg.prompt_id is None:
         raise PromptError(f"{model_dir}: this model has no prompt conditioner")
     texts = sorted({t for t in (texts or style_prompts().values()) if t})

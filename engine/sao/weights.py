@@ -16,10 +16,9 @@ from pathlib import Path
 
 import torch
 
-from engine.sao.config import SaoConfig, load_config
+from engine.sao.config import CONFIG_FILE, SaoConfig, load_config
 from engine.sao.model import ResidualUnit, SaoModel, Snake
 
-CONFIG_FILE = "model_config.json"
 WEIGHT_FILES = ("model.safetensors", "model.ckpt")
 _PARAMETRIZED = {".parametrizations.weight.original0": ".weight_g", ".parametrizations.weight.original1": ".weight_v"}
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
