@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.layout import const
 from engine import representation as rep
 from engine import samplers
 from engine.backends import DENOISER_FILE, ENCODER_FILE
+from engine.dsp import limit
 from engine.generator import WindowRequest
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -122,10 +122,9 @@ def fold_tempo(request: WindowRequest) -> WindowRequest:
     """The plugin's tempos outside the model's 60-200 BPM, in double or half time: 45 BPM is
     generated as 90 BPM with twice the bars, 250 BPM as 125 BPM with half the bars (rounded up).
     The window keeps its samples, so it still starts and ends on the host's bar lines."""
-    low, high = const("LD_TEMPO_MIN"), const("LD_TEMPO_MAX")
     tempo = request.tempo_bpm
-    if not (math.isfinite(tempo) and low <= tempo <= high):
-        raise ValueError(f"tempo {tempo} BPM is outside the plugin's range; allowed: {low} to {high} BPM "
+    if not (math.isfinite(tempo) and tempo > 0):
+        raise ValueError(f"tempo {tempo} BPM cannot be generated; allowed: any finite tempo above 0 BPM "
                          f"({rep.TEMPO_MIN:g}-{rep.TEMPO_MAX:g} natively, others in double or half time)")
     factor = 1.0
     while tempo * factor < rep.TEMPO_MIN:
@@ -137,22 +136,6 @@ def fold_tempo(request: WindowRequest) -> WindowRequest:
     return replace(request, tempo_bpm=tempo * factor, bars=max(1, math.ceil(request.bars * factor)),
                    context_bars=max(1, math.ceil(request.context_bars * factor)),
                    bar_index=int(request.bar_index * factor))
-
-
-def limit(audio: np.ndarray, ceiling: float = 0.98, block: int = 256) -> np.ndarray:
-    """Peak limiter to <= ceiling (below 0 dBFS). Audio under the ceiling passes untouched;
-    otherwise the gain each block of samples needs is also applied to its neighbours and
-    interpolated between block centres, so it dips smoothly around a peak instead of clipping."""
-    if np.abs(audio).max() <= ceiling:
-        return audio.astype(np.float32)
-    n_blocks = -(-len(audio) // block)
-    peaks = np.abs(np.pad(audio, (0, n_blocks * block - len(audio)))).reshape(n_blocks, block).max(axis=1)
-    needed = np.minimum(1.0, ceiling / np.maximum(peaks, 1e-9))
-    padded = np.pad(needed, 1, constant_values=1.0)
-    held = np.minimum(np.minimum(padded[:-2], padded[1:-1]), padded[2:])
-    # between two block centres the gain is a mix of two held gains, each <= what both blocks need
-    gain = np.interp(np.arange(len(audio)), np.arange(n_blocks) * block + (block - 1) / 2, held)
-    return np.clip(audio * gain, -ceiling, ceiling).astype(np.float32)
 
 
 def _seed(seed: int) -> int:
