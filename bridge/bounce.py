@@ -44,8 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preset", help="a style preset: a name from presets/ (e.g. house) or a .toml path; "
                                          "sets --style and, unless given, --bpm")
-    parser.add_argument("--generator", choices=["diffusion", "loop"], default="diffusion",
-                        help="diffusion: the built-in model; loop: hold/loop the last bar (no model)")
+    parser.add_argument("--generator", choices=["diffusion", "loop", "sao_small"], default="diffusion",
+                        help="diffusion: the built-in model; loop: hold/loop the last bar (no model); sao_small: "
+                             "Stable Audio Open Small from --model sao-small=DIR")
+    parser.add_argument("--model", action="append", default=[], metavar="KIND=DIR",
+                        help="model folder for the engine started here, as `livediff serve --model` (repeatable)")
+    parser.add_argument("--t5", metavar="DIR", help="local T5 directory for the engine started here (`serve --t5`)")
     for name in OPTIONAL_PARAMS:
         low, high = param_range(name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"{low}..{high} (default: the plugin's)")
@@ -72,16 +76,16 @@ def read_input(path: str, bars: int, bpm: float) -> tuple[np.ndarray, int]:
 
 
 @contextmanager
-def engine_on(endpoint: str, window_log: str | None):
+def engine_on(endpoint: str, window_log: str | None, serve_args: tuple[str, ...] = ()):
     """Yield with an engine answering on `endpoint`: the one already there, or one started here
-    (and stopped, segments and socket removed, on the way out)."""
+    with `serve_args` (and stopped, segments and socket removed, on the way out)."""
     if engine_answers(endpoint):
-        if window_log:
-            raise BounceError(f"an engine already runs on {endpoint}; --window-log needs bounce to start its own "
-                              f"(stop that engine or pass another --endpoint)")
+        if window_log or serve_args:
+            raise BounceError(f"an engine already runs on {endpoint}; --window-log, --model and --t5 need bounce to "
+                              f"start its own (stop that engine or pass another --endpoint)")
         yield
         return
-    command = [sys.executable, "-m", "engine.cli", "serve", "--endpoint", endpoint, "--log-level", "WARNING"]
+    command = [sys.executable, "-m", "engine.cli", "serve", "--endpoint", endpoint, "--log-level", "WARNING", *serve_args]
     process = subprocess.Popen(command + (["--window-log", window_log] if window_log else []))
     try:
         deadline = time.monotonic() + ENGINE_START_SECONDS
@@ -152,7 +156,8 @@ def bounce(args: argparse.Namespace) -> Path:
         raise BounceError(f"the plugin is not built ({PLUGIN} is missing); run `livediff build-plugin`")
     endpoint = check_local(args.endpoint) if args.endpoint else default_endpoint()
     os.environ[ENV_VAR] = endpoint  # the plugin computes its endpoint from the same rule
-    with engine_on(endpoint, args.window_log):
+    serve_args = [arg for spec in args.model for arg in ("--model", spec)] + (["--t5", args.t5] if args.t5 else [])
+    with engine_on(endpoint, args.window_log, tuple(serve_args)):
         check_generator(endpoint, args.generator, rate)
         plugin = pedalboard.load_plugin(str(PLUGIN))
         set_parameters(plugin, args)

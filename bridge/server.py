@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import zmq
 
@@ -25,6 +26,7 @@ from bridge.endpoint import EndpointError, default_endpoint, ipc_path, prepare
 from bridge.layout import const
 from bridge.protocol import ERR, MSG, ProtocolError
 from bridge.shm import TimelineStore, sweep_stale_segments
+from engine.planner import generation_key
 from engine.scheduler import Scheduler
 from engine.session import Session
 
@@ -45,6 +47,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="close a session after this many seconds without a message (default 10)")
     parser.add_argument("--window-log", metavar="PATH", help="append one JSON line per published window")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--model", action="append", default=[], metavar="KIND=DIR",
+                        help="serve a model folder as a generator: sao-small=DIR (Stable Audio Open Small or an "
+                             "LMDM fine-tune: model_config.json + model.safetensors/.ckpt, or `livediff export-sao` "
+                             "graphs) becomes the sao_small generator; repeatable")
+    parser.add_argument("--t5", type=Path, metavar="DIR",
+                        help="local T5 encoder directory (transformers format) for prompt-conditioned models")
+
+
+def slower_than_real_time(name: str, seconds: float | None, window_seconds: float) -> str | None:
+    """The status text of a realtime session whose generator, as measured, makes a window more
+    slowly than it plays (None while it keeps up or was not measured yet)."""
+    if seconds is None or seconds <= window_seconds:
+        return None
+    return (f"the {name} generator makes a {window_seconds:.1f} s window in {seconds:.1f} s here "
+            f"({window_seconds / seconds:.2f}x real time): it serves offline bounces; realtime playback will miss windows")
+
+
+def register_models(specs: list[str], t5: Path | None) -> None:
+    """--model KIND=DIR: check each folder now and register its generator (ValueError/OSError
+    naming what is wrong and what is allowed)."""
+    for spec in specs:
+        kind, sep, directory = spec.partition("=")
+        if kind == "sao-small" and sep and directory:
+            from engine.sao import register_sao_small
+            register_sao_small(Path(directory), t5)
+        else:
+            raise ValueError(f"--model {spec!r}: allowed: sao-small=DIR")
 
 
 class WindowLog:
@@ -197,6 +226,10 @@ class Engine:
     def _send_status(self, instance: int, session: Session) -> None:
         name = session.generator_name
         ok = READY_TEXT if self.scheduler.generators.loaded(name) else f"loading the {name} generator"
+        if ok == READY_TEXT and not session.offline and session.grid is not None:
+            grid = session.grid
+            window = session.setting("window_bars") * grid.bar_beats * 60.0 / grid.tempo_bpm
+            ok = slower_than_real_time(name, self.scheduler.estimates.measured(generation_key(session)), window) or ok
         code, message = (convert.PROBLEM_CODES[session.problem[0]], session.problem[1]) if session.problem \
             else (const("LD_OK"), ok)
         self._last_status[instance] = time.monotonic()
@@ -224,6 +257,11 @@ class Engine:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        register_models(args.model, args.t5)
+    except (ValueError, OSError) as exc:
+        log.error("%s", exc)
+        return 2
     try:
         engine = Engine(args.endpoint or default_endpoint(), args.session_timeout, args.window_log)
     except EndpointError as exc:

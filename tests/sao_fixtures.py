@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
+
+from engine.generator import WindowRequest
+
 
 def sao_small_config() -> dict:
     """The architecture as published for Stable Audio Open Small (44.1 kHz stereo, 64-channel
@@ -73,3 +77,14 @@ def lmdm(cfg: dict, pattern: str, context: int, chunk: int, accompaniment: bool 
     cfg["training"] = {"context_router": True, "inpainting": inpainting,
                        "arc": {"self_forcing": {"chunk_size": chunk, "context_size": context, "use_kv_cache": True}}}
     return cfg
+
+
+def request(rate=48000, tempo=120.0, bars=1, context_bars=2, seed=5, style=0, context=None, **extra):
+    bar = 4 * 60 / tempo * rate
+    frames = round(bar * bars)
+    if context is None:
+        t = np.arange(round(bar * context_bars)) / rate
+        context = np.stack([np.sin(2 * np.pi * 110 * t), np.sign(np.sin(2 * np.pi * tempo / 60 * t))]) * 0.3
+    return WindowRequest(context=np.asarray(context, np.float32), sample_rate=rate, tempo_bpm=tempo, tsig_num=4,
+                         tsig_den=4, context_bars=context_bars, bars=bars, frames=frames,
+                         tail_frames=round(0.03 * rate), style=style, seed=seed, bar_index=8, **extra)

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from engine.generator import WindowRequest
 from engine.sao import load_generator
 from engine.sao.config import parse_config
 from engine.sao.export import export
@@ -20,18 +19,7 @@ from engine.sao.generator import host_window
 from engine.sao.model import SaoModel
 from engine.sao.prompts import EMBEDDINGS_FILE, PromptBank, PromptError, style_prompts
 from engine.sao.weights import save
-from tests.sao_fixtures import lmdm, tiny_config
-
-
-def request(rate=48000, tempo=120.0, bars=1, context_bars=2, seed=5, style=0, context=None, **extra):
-    bar = 4 * 60 / tempo * rate
-    frames = round(bar * bars)
-    if context is None:
-        t = np.arange(round(bar * context_bars)) / rate
-        context = np.stack([np.sin(2 * np.pi * 110 * t), np.sign(np.sin(2 * np.pi * tempo / 60 * t))]) * 0.3
-    return WindowRequest(context=np.asarray(context, np.float32), sample_rate=rate, tempo_bpm=tempo, tsig_num=4,
-                         tsig_den=4, context_bars=context_bars, bars=bars, frames=frames,
-                         tail_frames=round(0.03 * rate), style=style, seed=seed, bar_index=8, **extra)
+from tests.sao_fixtures import lmdm, request, tiny_config
 
 
 def folder(tmp_path, cfg: dict, seed: int = 0):
@@ -140,7 +128,7 @@ def test_onnx_runtime_backend_does_not_import_torch(tmp_path):
     path = folder(tmp_path, tiny_config())
     export(load_generator(path, backend="torch").backend.model, path / "onnx", path / "model_config.json")
     (path / "model.safetensors").unlink()          # the graphs are enough
-    code = ("import sys; from engine.sao import load_generator; from tests.test_sao_generator import request; "
+    code = ("import sys; from engine.sao import load_generator; from tests.sao_fixtures import request; "
             f"g = load_generator({str(path)!r}); out = g.generate(request()); "
             "assert out.shape[1] == request().frames + request().tail_frames; "
             "print('torch' in sys.modules)")

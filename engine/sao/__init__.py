@@ -26,6 +26,13 @@ def onnx_exported(directory: Path) -> bool:
     return (Path(directory) / ONNX_DIR / "encoder.onnx").is_file()
 
 
+def config_path(directory: Path) -> Path:
+    """model_config.json of the folder, or the copy next to its exported graphs."""
+    path = Path(directory) / CONFIG_FILE
+    exported = Path(directory) / ONNX_DIR / CONFIG_FILE
+    return exported if not path.is_file() and exported.is_file() else path
+
+
 def load_generator(directory: Path, backend: str = "auto", t5_dir: Path | None = None, threads: int = 2,
                    options: SaoOptions = SaoOptions()) -> SaoGenerator:
     """The generator for a folder holding model_config.json and model.safetensors / model.ckpt
@@ -36,10 +43,7 @@ def load_generator(directory: Path, backend: str = "auto", t5_dir: Path | None =
         raise ValueError(f"unknown SAO backend {backend!r}; allowed: {', '.join(BACKENDS)}")
     if not directory.is_dir():
         raise FileNotFoundError(f"SAO model folder {directory} does not exist")
-    config_path = directory / CONFIG_FILE
-    if not config_path.is_file() and (directory / ONNX_DIR / CONFIG_FILE).is_file():
-        config_path = directory / ONNX_DIR / CONFIG_FILE
-    config = load_config(config_path)        # refuses unsupported keys before any weights load
+    config = load_config(config_path(directory))        # refuses unsupported keys before any weights load
     if backend == "auto":
         backend = "onnx" if onnx_exported(directory) else "torch"
     if backend == "onnx":
@@ -51,3 +55,18 @@ def load_generator(directory: Path, backend: str = "auto", t5_dir: Path | None =
         runner = TorchSaoBackend(load_model(directory, config), threads)
     prompts = PromptBank(config, t5_dir, directory / EMBEDDINGS_FILE)
     return SaoGenerator(runner, config, prompts, style_prompts(), options)
+
+
+def register_sao_small(directory: Path, t5_dir: Path | None = None, backend: str = "auto", threads: int = 2) -> None:
+    """Register the "sao_small" generator for `directory` (what `livediff serve --model
+    sao-small=DIR` does). The folder and its config are checked now, so a bad one fails at startup;
+    the weights load when a session first asks for the generator."""
+    from engine.generators import register
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"SAO model folder {directory} does not exist")
+    load_config(config_path(directory))
+    if not onnx_exported(directory):
+        from engine.sao.weights import weights_file
+        weights_file(directory)
+    register("sao_small", lambda: load_generator(directory, backend, t5_dir, threads))

@@ -27,9 +27,8 @@ from typing import Protocol
 import numpy as np
 
 from engine import samplers
-from engine.diffusion import limit
+from engine.dsp import limit, resample
 from engine.generator import WindowRequest
-from engine.representation import resample
 from engine.sao.config import SaoConfig
 from engine.sao.prompts import PromptBank
 
@@ -150,11 +149,10 @@ class SaoGenerator:
         n = cfg.context_frames
         mask = np.zeros((1, 1, n), np.float32)
         audio = np.zeros((cfg.audio_channels, n * ratio), np.float32)
-        heard = getattr(request, "input_context", None)
-        if heard is not None and np.asarray(heard).size:
-            bar_seconds = request.frames / max(1, request.bars) / request.sample_rate
-            end = n * ratio - round(getattr(request, "input_gap_bars", 0) * bar_seconds * cfg.sample_rate)
-            heard = self._model_audio(heard, request.sample_rate)[:, -max(0, end):] if end > 0 else heard[:, :0]
+        bar_seconds = request.frames / max(1, request.bars) / request.sample_rate
+        end = n * ratio - round(request.input_gap_bars * bar_seconds * cfg.sample_rate)
+        if end > 0 and request.input_context.size:
+            heard = self._model_audio(request.input_context, request.sample_rate)[:, -end:]
             audio[:, end - heard.shape[1]:end] = heard
             mask[..., math.ceil((end - heard.shape[1]) / ratio):end // ratio] = 1.0
         return mask, self.backend.encode(audio[None])
@@ -210,7 +208,7 @@ class SaoGenerator:
         audio = host_window(self.backend.decode(latents[..., heard - lead:])[0], lead * ratio, rate,
                             request.sample_rate, needed)
         audio = to_channels(np.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0), request.context.shape[0])
-        return np.stack([limit(channel) for channel in audio]).astype(np.float32)
+        return limit(audio)
 
     def generate_batch(self, requests: list[WindowRequest]) -> list[np.ndarray]:
         return [self.generate(r) for r in requests]
