@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))      # tests/sao_fixtures.py holds the published config
 PROBE = r"""
 import json, resource, sys, time
 import numpy as np

@@ -37,6 +37,17 @@ def probe(model: SaoModel) -> torch.Tensor:
                           model.autoencoder.decode(x).flatten()])
 
 
+def test_tiny_lmdm_model_round_trips_with_its_extra_keys(tmp_path):
+    cfg = lmdm(tiny_config(), "block-causal", 192, 48, accompaniment=True)
+    original = tiny_folder(tmp_path, cfg, fmt="ckpt")
+    assert original.state_dict()["model.model.to_input_add_embed.weight"].shape == (64, 1 + 8 + 1 + 8)
+    loaded = load_model(tmp_path)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in original.state_dict().items())
+    (tmp_path / "model_config.json").write_text(json.dumps(tiny_config()))   # the base config: one key too many
+    with pytest.raises(WeightsError, match=r"unexpected key model\.model\.to_input_add_embed\.weight \(shape 64x18\)"):
+        load_model(tmp_path)
+
+
 @pytest.mark.parametrize("fmt", ["safetensors", "ckpt"])
 def test_tiny_model_round_trips_strictly(tmp_path, fmt):
     original = tiny_folder(tmp_path, fmt=fmt)
