@@ -75,4 +75,5 @@ def request(job: Job) -> WindowRequest:
                          context_bars=context_bars, bars=span, frames=frames,
                          tail_frames=round(SEAM_SECONDS * s.sample_rate), style=s.setting("style"),
                          seed=window_seed(s.setting("seed"), job.bar), bar_index=job.bar,
-                         input_context=np.concatenate(track, axis=1), input_gap_bars=job.bar - job.horizon)
+                         input_context=np.concatenate(track, axis=1), input_gap_bars=job.bar - job.horizon,
+                         steps=s.sound.steps)

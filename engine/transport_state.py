@@ -61,15 +61,31 @@ def _enter_epoch(session: Session, t: TransportSnapshot, grid: Grid, loop, now: 
                and grid is session.grid and loop == session.loop
                and abs(t.pos_samples - grid.sample_at_beat(loop[0])) <= 1)
     session.epoch_changes.append(now)
-    if len(session.epoch_changes) == EPOCH_STORM and now - session.epoch_changes[0] < 1.0:
+    storm = len(session.epoch_changes) == EPOCH_STORM and now - session.epoch_changes[0] < 1.0
+    if storm:
         warn_rarely(session, "storm", now, log, "%d epoch changes within %.2f s (the host position jumps, e.g. "
                     "backwards every block); generation restarts at each one", EPOCH_STORM,
                     now - session.epoch_changes[0])
+    elif session.epoch is not None:
+        log.info("session %016x: epoch %d: %s", session.instance, t.epoch, _epoch_cause(session, t, grid, wrapped))
     if wrapped:
         session.windows, session.ahead = session.ahead, {}
     session.epoch, session.epoch_start, session.grid, session.loop = t.epoch, t.pos_samples, grid, loop
     if not wrapped:
         restart_timeline(session, withdraw_from=None)
+
+
+def _epoch_cause(session: Session, t: TransportSnapshot, grid: Grid, wrapped: bool) -> str:
+    """Why the shim started a new epoch, in words (for the log)."""
+    to_bar = grid.bar_at_sample(t.pos_samples)
+    if wrapped:
+        return f"loop wrap back to bar {to_bar} (windows made ahead for it are kept)"
+    moved = "" if grid is session.grid else f"; grid now {grid.tempo_bpm:.6g} BPM {grid.tsig_num}/{grid.tsig_den}"
+    if not session.playing:
+        return f"transport started at bar {to_bar}{moved}"
+    from_bar = session.grid.bar_at_sample(session.playhead)
+    direction = "back" if t.pos_samples < session.playhead else "ahead"
+    return f"jumped {direction} from bar {from_bar} to bar {to_bar} (a seek or a loop){moved}; windows start over"
 
 
 def on_audio(session: Session, block: InputBlock) -> None:

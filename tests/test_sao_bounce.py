@@ -40,7 +40,7 @@ def sao_dir(tmp_path_factory):
 def test_bounce_windows_are_exactly_on_the_bar_lines(built_plugin, private_endpoint, tmp_path, sao_dir, bpm):  # noqa: F811
     bars, bar = 6, SR * 60 * 4 // bpm            # 105840 and 75600 frames: exact at 44.1 kHz
     out_path, log_path = tmp_path / "out.wav", tmp_path / "windows.jsonl"
-    result = subprocess.run([sys.executable, "-m", "engine.cli", "bounce", str(LOOP), "-o", str(out_path),
+    result = subprocess.run([sys.executable, "-m", "bridge.cli", "bounce", str(LOOP), "-o", str(out_path),
                              "--bpm", str(bpm), "--bars", str(bars), "--seed", "3", "--generator", "sao_small",
                              "--model", f"sao-small={sao_dir}", "--window-log", str(log_path)],
                             cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -121,7 +121,7 @@ def test_serve_refuses_bad_model_folders_at_startup(tmp_path, private_endpoint):
              (f"sao-small={tmp_path / 'bad'}", "model.diffusion.config.patch_size = 2 is not supported"),
              (f"sao-small={tmp_path / 'empty'}", "holds neither model.safetensors nor model.ckpt")]
     for spec, message in cases:
-        result = subprocess.run([sys.executable, "-m", "engine.cli", "serve", "--endpoint", private_endpoint,
+        result = subprocess.run([sys.executable, "-m", "bridge.cli", "serve", "--endpoint", private_endpoint,
                                  "--model", spec], cwd=REPO, capture_output=True, text=True, timeout=60)
         assert result.returncode == 2 and message in result.stderr, (spec, result.stderr)
 

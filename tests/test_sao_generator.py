@@ -1,7 +1,7 @@
 """The sao_small generator on tiny random models with SAO-Small's timing (44.1 kHz, 2048-sample
 latent frames): windows of exactly frames + tail at any host rate and tempo, cut at the bar line
 to the sample, repeatable per seed, driven by their context (and accompaniment), prompts from the
-presets, and the same audio from torch and ONNX Runtime."""
+styles, and the same audio from torch and ONNX Runtime."""
 from __future__ import annotations
 
 import json
@@ -87,7 +87,7 @@ def test_long_window_is_made_in_passes_within_the_training_length(base):
     assert len(per_pass) >= 2 and max(calls) == generator.cfg.max_frames, calls
 
 
-def test_prompts_come_from_presets_and_precomputed_embeddings(tmp_path):
+def test_prompts_come_from_styles_and_precomputed_embeddings(tmp_path):
     cfg_dict = tiny_config()
     path = folder(tmp_path, cfg_dict)
     cfg = parse_config(cfg_dict)

@@ -94,19 +94,20 @@ class SaoGenerator:
         sampler = options.sampler if options.sampler != "auto" else (
             "pingpong" if config.objective == "rf_denoiser" else "euler")
         self.sampler = sampler
-        self.levels = samplers.log_snr_levels(options.steps)
 
     # --- one pass: target latents after a context ------------------------------------------
-    def _solve(self, velocity, noise: np.ndarray, rng: np.random.Generator, with_context) -> np.ndarray:
+    def _solve(self, velocity, noise: np.ndarray, rng: np.random.Generator, with_context,
+               levels: np.ndarray) -> np.ndarray:
         def denoise(x: np.ndarray, t: float) -> np.ndarray:
             x = with_context(x, t)
             return x - t * velocity(x, np.full(1, t, np.float32))
         if self.sampler == "pingpong":
-            return samplers.pingpong(denoise, noise, self.levels, rng)
-        return samplers.euler(denoise, noise, self.levels)
+            return samplers.pingpong(denoise, noise, levels, rng)
+        return samplers.euler(denoise, noise, levels)
 
     def _pass(self, context: np.ndarray, heard: int, frames: int, prompt: np.ndarray | None,
-              accompaniment: tuple[np.ndarray, np.ndarray] | None, rng: np.random.Generator) -> np.ndarray:
+              accompaniment: tuple[np.ndarray, np.ndarray] | None, rng: np.random.Generator,
+              levels: np.ndarray) -> np.ndarray:
         """`frames` new latent frames after `context` [1, latent, C], whose last `heard` frames
         hold real audio (the rest is left padding); accompaniment: (mask, latents) over C + frames."""
         cfg, latent = self.cfg, context.shape[1]
@@ -121,7 +122,7 @@ class SaoGenerator:
                 x[..., :n_context] = (1 - level) * context + level * rng.standard_normal(context.shape, np.float32)
                 return x
             velocity = lambda x, t: self.backend.velocity(x, t, prompt, seconds)  # noqa: E731
-            return self._solve(velocity, noise, rng, with_context)[..., n_context:]
+            return self._solve(velocity, noise, rng, with_context, levels)[..., n_context:]
         known = np.zeros((1, 1, n_context + frames), np.float32)
         known[..., n_context - heard:n_context] = 1.0
         sequence = np.concatenate([context, np.zeros((1, latent, frames), np.float32)], axis=2)
@@ -134,7 +135,7 @@ class SaoGenerator:
         target_add = input_add[..., n_context:]
         velocity = lambda x, t: self.backend.velocity_cached(x, t, prompt, seconds, target_add, cache)  # noqa: E731
         noise = rng.standard_normal((1, latent, frames), np.float32)
-        return self._solve(velocity, noise, rng, lambda x, t: x)
+        return self._solve(velocity, noise, rng, lambda x, t: x, levels)
 
     # --- a window --------------------------------------------------------------------------
     def _model_audio(self, audio: np.ndarray, host_rate: int) -> np.ndarray:
@@ -176,6 +177,7 @@ class SaoGenerator:
                              f"frames >= 1, tail_frames >= 0, sample_rate >= 8000, context [channels, samples]")
         ratio, rate = cfg.downsampling_ratio, cfg.sample_rate
         rng = np.random.default_rng(int(request.seed) & 0xFFFF_FFFF_FFFF_FFFF)
+        levels = samplers.log_snr_levels(request.steps or opts.steps)     # a preset's steps win
         context_audio = self._model_audio(request.context, request.sample_rate)
         heard = min(cfg.context_frames, context_audio.shape[1] // ratio)
         if heard:
@@ -200,7 +202,8 @@ class SaoGenerator:
                 window = latents[..., latents.shape[2] - min(cfg.context_frames, latents.shape[2]):]
                 n_context = heard_now = window.shape[2]
                 frames = min(target - made, cfg.max_frames - n_context)
-            new = self._pass(window, heard_now, frames, prompt, self._accompaniment_pass(accompaniment, made, frames), rng)
+            new = self._pass(window, heard_now, frames, prompt, self._accompaniment_pass(accompaniment, made, frames),
+                             rng, levels)
             latents = np.concatenate([latents, new], axis=2)
             made += frames
 

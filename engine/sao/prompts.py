@@ -5,7 +5,7 @@ Per prompt text, in this order:
 2. embeddings precomputed with `livediff embed-prompts` (prompt_embeddings.npz next to the model);
 3. the empty prompt: all-zero tokens, which is what the model saw when its prompt was dropped in
    training (classifier-free-guidance dropout).
-Style ids map to prompt text through the `prompt` key of presets/<style>.toml.
+Style ids map to prompt text through the `prompt` key of presets/styles/<style>.toml.
 
 `livediff embed-prompts DIR --t5 T5DIR [--prompt TEXT ...]` writes DIR/prompt_embeddings.npz for
 the given texts (default: every preset's prompt), so serving needs neither T5 nor transformers.
@@ -30,8 +30,8 @@ class PromptError(ValueError):
 
 
 def style_prompts() -> dict[int, str]:
-    from engine.presets import load_presets
-    return {preset.style: preset.prompt for preset in load_presets()}
+    from engine.styles import load_styles
+    return {style.id: style.prompt for style in load_styles()}
 
 
 class T5Encoder:
@@ -115,7 +115,7 @@ class PromptBank:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_dir", type=Path, help="folder with model_config.json (the embeddings go there)")
     parser.add_argument("--t5", type=Path, required=True, help="local T5 encoder directory (transformers format)")
-    parser.add_argument("--prompt", action="append", help="prompt text (repeatable; default: every preset's prompt)")
+    parser.add_argument("--prompt", action="append", help="prompt text (repeatable; default: every style's prompt)")
 
 
 def embed_prompts(model_dir: Path, t5_dir: Path, texts: list[str] | None = None) -> Path:
@@ -124,7 +124,7 @@ def embed_prompts(model_dir: Path, t5_dir: Path, texts: list[str] | None = None)
         raise PromptError(f"{model_dir}: this model has no prompt conditioner")
     texts = sorted({t for t in (texts or style_prompts().values()) if t})
     if not texts:
-        raise PromptError("no prompt texts (the presets have no `prompt` and none was given with --prompt)")
+        raise PromptError("no prompt texts (the styles have no `prompt` and none was given with --prompt)")
     encoder = T5Encoder(t5_dir, cfg.prompt_max_length, cfg.prompt_width)
     path = Path(model_dir) / EMBEDDINGS_FILE
     tmp = path.with_name(path.name + ".tmp.npz")
