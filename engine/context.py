@@ -7,6 +7,7 @@ from typing import Callable
 
 import numpy as np
 
+from engine import context_source
 from engine.dsp import SEAM_SECONDS, fit, to_length
 from engine.generator import WindowRequest
 from engine.planner import Job
@@ -39,12 +40,6 @@ def context_sources(bar: int, horizon: int, context_bars: int, has_generated: Ca
     return [(b, "input") for b in range(horizon - context_bars, horizon)]
 
 
-def context_source(session: Session) -> str:
-    """Which of the track's inputs the context is taken from ("input" or "sidechain"; the
-    sidechain's parameter sets it)."""
-    return str(session.params.get("context_source", "input"))
-
-
 def bar_frames(beats: float, tempo: float, sample_rate: int) -> int:
     return round_half_up(beats * 60.0 * sample_rate / tempo)
 
@@ -65,16 +60,15 @@ def sixteenths(to_sample: Callable[[float], int], first: float, last: float) -> 
     return np.array([to_sample(first + k / 4) - start for k in range(max(1, round((last - first) * 4)))], float)
 
 
-def input_bar(session: Session, bar: int) -> tuple[np.ndarray, np.ndarray, float, tuple]:
-    """(audio, 16th marks, beats, cache key) of what the context source played in `bar`,
-    between the bar lines it was played at (the tempo map and meter of then)."""
-    grid, source = session.grid, context_source(session)
+def input_bar(session: Session, source: str, bar: int) -> tuple[np.ndarray, np.ndarray, float, tuple]:
+    """(audio, 16th marks, beats, cache key) of what `source` (context_source.SOURCES) played in
+    `bar`, between the bar lines it was played at (the tempo map and meter of then)."""
+    grid = session.grid
     first, last = grid.bar_span_beats(bar)
+    audio = context_source.read_bar(session, source, bar)
     start = grid.sample_at_beat(first)
-    frames = grid.sample_at_beat(last) - start
-    store = session.inputs[source]
-    return (store.read(start, frames), sixteenths(grid.sample_at_beat, first, last), last - first,
-            (source, start, frames, store.version(start, frames)))
+    return (audio, sixteenths(grid.sample_at_beat, first, last), last - first,
+            (source, start, audio.shape[1], context_source.version(session, source, start, audio.shape[1])))
 
 
 def generated_bar(session: Session, table: dict[int, Window], bar: int
@@ -117,12 +111,16 @@ def gather(job: Job) -> Callable[[], WindowRequest]:
     first = job.bar if job.from_bar is None else job.from_bar
     horizon = job.horizon + first - job.bar
     table = s.table(job.target.epoch)
+    heard = context_source.source_at(s, horizon)         # main, sidechain or both: for the whole window
+    context_source.in_use(s, heard, horizon)
     sources = context_sources(first, horizon, context_bars, lambda b: generated_bar(s, table, b) is not None)
-    parts = [input_bar(s, b) if source == "input" else generated_bar(s, table, b) for b, source in sources]
-    track = [input_bar(s, b) for b in range(horizon - context_bars, horizon)]
+    parts = [input_bar(s, heard, b) if source == "input" else generated_bar(s, table, b) for b, source in sources]
+    track = [input_bar(s, heard, b) for b in range(horizon - context_bars, horizon)]
     frames = grid.bar_start_sample(job.bar + span) - grid.bar_start_sample(first)
+    steps = s.sound.steps
     return lambda: WindowRequest(
-        context=bring(s, parts, tempo, grid.bar_beats), sample_rate=rate, tempo_bpm=tempo, tsig_num=grid.tsig_num, tsig_den=grid.tsig_den,
-        context_bars=context_bars, bars=job.bar + span - first, frames=frames,
+        context=bring(s, parts, tempo, grid.bar_beats), sample_rate=rate, tempo_bpm=tempo, tsig_num=grid.tsig_num,
+        tsig_den=grid.tsig_den, context_bars=context_bars, bars=job.bar + span - first, frames=frames,
         tail_frames=round(SEAM_SECONDS * rate), style=s.setting("style"), seed=window_seed(s.setting("seed"), first),
-        bar_index=first, input_context=bring(s, track, tempo, grid.bar_beats), input_gap_bars=first - horizon)
+        bar_index=first, input_context=bring(s, track, tempo, grid.bar_beats), input_gap_bars=first - horizon,
+        steps=steps)

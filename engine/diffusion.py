@@ -16,12 +16,10 @@ import numpy as np
 
 from engine import representation as rep
 from engine import samplers
-from engine.backends import DENOISER_FILE, ENCODER_FILE
+from engine.backends import DENOISER_FILE, ENCODER_FILE, WEIGHTS_DIR, WEIGHTS_FILE
 from engine.dsp import limit
 from engine.generator import WindowRequest
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-WEIGHTS_FILE = "livediff.npz"
 BACKENDS = ("auto", "torch", "onnx")
 
 
@@ -81,7 +79,7 @@ class DiffusionGenerator:
                      prior_stft_phase)
 
     # --- sampling --------------------------------------------------------------------------
-    def _sample(self, plan: _Plan, seed: int) -> np.ndarray:
+    def _sample(self, plan: _Plan, seed: int, steps: int) -> np.ndarray:
         """Encode the context once, then `steps` denoiser calls; returns clean target tokens."""
         context, context_phase, prior, phase, cond = (array[None] for array in (  # the graphs take a batch axis
             plan.context, plan.context_phase, plan.prior, plan.phase, plan.cond))
@@ -96,7 +94,7 @@ class DiffusionGenerator:
             no_context = denoiser(np.full_like(context, rep.SILENCE), np.full_like(prior, rep.SILENCE))
             denoise = samplers.guided(denoise, no_context, self.options.guidance)
         noise = np.random.default_rng(seed).standard_normal(prior.shape, np.float32)
-        return samplers.euler(denoise, noise, samplers.noise_levels(self.options.steps))[0]
+        return samplers.euler(denoise, noise, samplers.noise_levels(steps))[0]
 
     def _render(self, request: WindowRequest, plan: _Plan, tokens: np.ndarray) -> np.ndarray:
         audio = rep.decode(tokens, request.tempo_bpm, plan.model_samples, _seed(request.seed),
@@ -110,7 +108,7 @@ class DiffusionGenerator:
     def generate(self, request: WindowRequest) -> np.ndarray:
         request = fold_tempo(request)
         plan = self._plan(request)
-        return self._render(request, plan, self._sample(plan, _seed(request.seed)))
+        return self._render(request, plan, self._sample(plan, _seed(request.seed), request.steps or self.options.steps))
 
     def generate_batch(self, requests: list[WindowRequest]) -> list[np.ndarray]:
         """One request at a time: a batched forward pass would round differently, and the same

@@ -36,7 +36,7 @@ def place(s: Session, window: Window, target: Target, kind: str, on_window: OnWi
     audio playing there now) replaces a window that is playing: up to that sample its slots
     keep what plays now, then fade into the new audio. False if the store is full."""
     seam = round(SEAM_SECONDS * s.sample_rate)
-    audio = fit(window.audio, target.frames).copy()
+    audio = fit(window.published_audio, target.frames).copy()
     if window.kind is not WindowKind.PREROLL:
         # Fade from what played before; from silence after a preroll window or nothing.
         before_window = previous(s, target)
@@ -63,7 +63,7 @@ def place(s: Session, window: Window, target: Target, kind: str, on_window: OnWi
     if window.window_id:
         s.store.withdraw(window.window_id)
     window.start, window.frames, window.entry = target.start, target.frames, target.entry
-    window.window_id, window.published = window_id, audio
+    window.window_id, window.in_slots = window_id, audio
     log_window(s, window, target.epoch, kind, on_window, start_beat=start_beat, **details)
     return True
 

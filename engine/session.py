@@ -11,7 +11,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from engine.dsp import fit
+from engine.input_budget import InputBudget
 from engine.publisher import Publisher, WindowKind
+from engine.sound import Sound
 from engine.timeline import Grid, GridTracker, Segment
 
 INPUT_KEEP_SECONDS = 180       # received input kept around the playhead, by song position
@@ -22,14 +24,37 @@ EPOCH_MASK = 0xFFFFFFFF
 
 
 class InputStore:
-    """Received input by song position (samples), in fixed chunks; never-heard audio reads as 0."""
+    """Received input by song position (samples), in fixed chunks; never-heard audio reads as 0.
+
+    Memory follows what was received, not where: the chunks kept are at least half filled on
+    average (two chunks of slack), so 1-frame writes far apart cost a chunk or two, not a chunk
+    each; chunks further than keep_frames from the latest write are dropped; and when the
+    engine's InputBudget (engine/input_budget.py) needs room, the farthest from the latest go."""
     CHUNK = 8192
 
     def __init__(self, channels: int, keep_frames: int):
         self.channels = channels
         self.keep_chunks = keep_frames // self.CHUNK + 1
         self._chunks: dict[int, np.ndarray] = {}
-        self._writes: dict[int, int] = {}       # chunk -> how often it was written (cache keys)
+        self._filled: dict[int, int] = {}     # chunk -> frames written into it (at most CHUNK)
+        self._writes: dict[int, int] = {}     # chunk -> how often it was written (cache keys)
+        self._total_filled = 0
+        self._newest = 0
+        self.budget: InputBudget | None = None    # set while the scheduler serves the session
+
+    @property
+    def nbytes(self) -> int:
+        return len(self._chunks) * self.channels * self.CHUNK * 4
+
+    def drop_farthest(self) -> None:
+        self._drop(max(self._chunks, key=lambda i: abs(i - self._newest)))
+
+    def _drop(self, index: int) -> None:
+        chunk = self._chunks.pop(index)
+        self._writes.pop(index, None)
+        self._total_filled -= self._filled.pop(index)
+        if self.budget is not None:
+            self.budget.dropped(chunk.nbytes)
 
     def write(self, start: int, audio: np.ndarray) -> None:
         pos, end = start, start + audio.shape[1]
@@ -39,12 +64,22 @@ class InputStore:
             chunk = self._chunks.get(index)
             if chunk is None:
                 chunk = self._chunks[index] = np.zeros((self.channels, self.CHUNK), np.float32)
+                self._filled[index] = 0
+                self._newest = index
+                if self.budget is not None:
+                    self.budget.made(chunk.nbytes)
             chunk[:, offset:offset + n] = audio[:, pos - start:pos - start + n]
             self._writes[index] = self._writes.get(index, 0) + 1
+            if index in self._filled:      # (the budget may have taken it back meanwhile)
+                grown = min(self.CHUNK, self._filled[index] + n) - self._filled[index]
+                self._filled[index] += grown
+                self._total_filled += grown
             pos += n
-        newest = (end - 1) // self.CHUNK
-        for index in [i for i in self._chunks if abs(i - newest) > self.keep_chunks]:
-            del self._chunks[index], self._writes[index]
+        self._newest = (end - 1) // self.CHUNK
+        for index in [i for i in self._chunks if abs(i - self._newest) > self.keep_chunks]:
+            self._drop(index)
+        while len(self._chunks) > 2 and len(self._chunks) * self.CHUNK > 2 * self._total_filled + 2 * self.CHUNK:
+            self._drop(min((i for i in self._chunks if i != self._newest), key=self._filled.__getitem__))
 
     def version(self, start: int, frames: int) -> tuple:
         """Changes whenever anything in [start, start + frames) is written."""
@@ -73,7 +108,7 @@ class Window:
     bar: int
     kind: WindowKind
     audio: np.ndarray         # generator output: the window and its continuation (seam source)
-    made: Grid                # audio index <-> beat (one tempo; a stand-in switches tempo where it was stretched)
+    made: Grid                # audio index <-> beat (one tempo; a stand-in follows the grid it was made for)
     start: int = 0
     frames: int = 0
     entry: int = 0
@@ -81,7 +116,8 @@ class Window:
     grid: int = 0             # the transport grid sequence this audio is right for (acknowledged in its slots)
     stale: bool = False       # placed for a grid it was not made for: a stand-in until stretched or remade
     stretched_at: float = -math.inf   # wall time of its last stretch (realtime stretches are rate-limited)
-    published: np.ndarray | None = None   # what its slots hold now (seams baked in)
+    shaped: np.ndarray | None = None  # audio through the session's Sound (FX, gain), as published; None: audio
+    in_slots: np.ndarray | None = None    # what its slots hold now (seams baked in)
 
     @property
     def tempo(self) -> float:
@@ -105,7 +141,13 @@ class Window:
 
     def continuation(self, seam: int) -> np.ndarray:
         """What this window would have played after its end (the next window fades in from it)."""
-        return fit(self.audio, self.frames + seam)[:, self.frames:]
+        return fit(self.published_audio, self.frames + seam)[:, self.frames:]
+
+    @property
+    def published_audio(self) -> np.ndarray:
+        """What plays: the generator's audio through the preset's FX and gain (context reads `audio`,
+        so effects never feed back into generation)."""
+        return self.audio if self.shaped is None else self.shaped
 
 
 def made_for(grid: Grid, bar: int, tempo: float, meter: tuple[int, int]) -> Grid:
@@ -144,7 +186,8 @@ class Session:
     playhead: int = 0
     playhead_wall: float = 0.0
     loop: tuple[float, float] | None = None   # active loop (start, end) in beats
-    inputs: dict[str, InputStore] = field(default_factory=dict)   # context source -> what it played
+    inputs: dict[str, InputStore] = field(default_factory=dict)   # "input" (main), "sidechain" -> what it played
+    context_in_use: str = "main"  # source of the latest window's context (engine/context_source.py)
     input_end: dict[int, int] = field(default_factory=dict)   # epoch -> end sample of received input
     windows: dict[int, Window] = field(default_factory=dict)  # bar -> window of the current epoch
     ahead: dict[int, Window] = field(default_factory=dict)    # bar -> window of the next epoch (after a loop wrap)
@@ -159,6 +202,7 @@ class Session:
     closed: bool = False
     epoch_changes: deque = field(default_factory=lambda: deque(maxlen=EPOCH_STORM))
     warned: dict[str, float] = field(default_factory=dict)    # kind -> when last logged
+    sound: Sound = field(default_factory=Sound)               # a preset's steps, FX chain and gain
     brought: dict = field(default_factory=dict)   # context bars already brought to a bar length (worker's cache)
 
     def __post_init__(self):

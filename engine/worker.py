@@ -16,12 +16,13 @@ from engine.dsp import fit, regrid
 from engine.generators import GeneratorPool, GeneratorUnavailable
 from engine.planner import Estimates, Job
 from engine.publisher import WindowKind
-from engine.session import Session, Window, made_for
+from engine.session import Session, Window, made_for, warn_rarely
 from engine.timeline import Grid, Segment, window_bar
 
 log = logging.getLogger("livediff.scheduler")
-SWITCH_MARGIN = 0.05           # realtime: a playing window is replaced at least this far ahead of the shim
 OnProblem = Callable[[Session, str, str], None]
+QUARANTINE_SECONDS = 5.0       # a bug planning or placing one session's windows stops that session this long
+SWITCH_MARGIN = 0.05           # realtime: a playing window is replaced at least this far ahead of the shim
 
 
 class Worker:
@@ -63,28 +64,51 @@ class Worker:
 
     def _plans(self, now: float):
         for session in self._sessions.values():
-            yield from planner.pending(session, now, self.estimates, self.generator_ready)
+            quarantined = session.problem is not None and session.problem[0] == "internal"
+            if quarantined and now < session.blocked_until:
+                continue
+            try:
+                plans = planner.pending(session, now, self.estimates, self.generator_ready)
+            except Exception as exc:  # a bug with one session's state must not stop the others' windows
+                self._quarantine(session, "planning its windows", exc)
+                continue
+            if quarantined:
+                session.problem = None
+            yield from plans
 
     def _take_work(self):
         """[_cond held] (job, what to make it from (a request to build, or a stretch's input),
         generator name, the grid sequence it is made for) for the job to run next; None once
         stopped."""
         while not self.stopped:
-            job, wait = planner.next_job(self._plans(time.monotonic()), time.monotonic(), self.estimates)
-            if job:
-                session = job.session
-                session.in_flight.add((job.target.epoch, job.bar))
-                name = session.generator_name
-                if job.kind == "stretch":
-                    window = session.table(job.target.epoch)[job.bar]
-                    return job, (window, session.grid, job.target), name, session.grid_seq
-                request = None if job.preroll else context.gather(job)
-                if job.input_missing and request is not None:
-                    log.warning("session %016x: window at bar %d generated before its input up to bar %d arrived "
-                                "(deadline near); the missing input is silence", session.instance, job.bar, job.horizon)
-                return job, request, name, session.grid_seq
+            work, wait = self.next_work(time.monotonic())
+            if work is not None:
+                return work
             self._cond.wait(wait)
         return None
+
+    def next_work(self, now: float):
+        """[_cond held] The work of the job to run now, else None and how long to wait (the
+        engine fuzzer, tests/fuzz/fuzz_engine.py, steps the worker with it)."""
+        job, wait = planner.next_job(self._plans(now), now, self.estimates)
+        if job is None:
+            return None, wait
+        session = job.session
+        session.in_flight.add((job.target.epoch, job.bar))
+        name = session.generator_name
+        if job.kind == "stretch":
+            window = session.table(job.target.epoch)[job.bar]
+            return (job, (window, session.grid, job.target), name, session.grid_seq), 0.0
+        try:
+            request = None if job.preroll else context.gather(job)
+        except Exception as exc:
+            session.in_flight.discard((job.target.epoch, job.bar))
+            self._quarantine(session, f"gathering the context of bar {job.bar}", exc)
+            return None, 0.0
+        if job.input_missing and request is not None:
+            log.warning("session %016x: window at bar %d generated before its input up to bar %d arrived "
+                        "(deadline near); the missing input is silence", session.instance, job.bar, job.horizon)
+        return (job, request, name, session.grid_seq), 0.0
 
     def _loaded(self, name: str, failure: str | None) -> None:
         """[loader-thread] A generator finished loading: report a failure to its sessions, wake the worker."""
@@ -98,11 +122,11 @@ class Worker:
         """[_cond not held] Generate or stretch, then publish under the lock."""
         session = job.session
         started = time.monotonic()
-        problem = None
+        problem, made = None, None
         try:
             if job.kind == "stretch":
                 window, grid, target = work
-                audio = stand_in(window, grid, target.start, target.frames, job.from_sample, session.channels)
+                audio, made = stand_in(window, grid, target.start, target.frames, job.from_sample, session.channels)
             elif work is not None:
                 work = work()       # the request: context bars brought to this window's bar length
                 audio = self.generators.get(name).generate(work)
@@ -113,6 +137,7 @@ class Worker:
         except Exception as exc:  # a failing model must not take the engine down
             audio, problem = None, f"the {name} generator failed at bar {job.bar}: {type(exc).__name__}: {exc}"
         elapsed = time.monotonic() - started
+        shaped = self._shape(session, audio, None if job.kind == "stretch" else work, job.bar)
         with self._cond:
             session.in_flight.discard((job.target.epoch, job.bar))
             if job.kind == "stretch":
@@ -125,7 +150,24 @@ class Worker:
             if problem:
                 self._report(session, problem, retry_after=1.0)
                 return
-            self._finish(job, work, audio, name, table, grid_seq)
+            try:
+                self._finish(job, work, audio, made, shaped, name, table, grid_seq)
+            except Exception as exc:
+                self._quarantine(session, f"placing the window of bar {job.bar}", exc)
+
+    @staticmethod
+    def _shape(session: Session, audio: np.ndarray | None, request, bar: int) -> np.ndarray | None:
+        """[_cond not held] The window through the session's Sound (a preset's FX chain and gain),
+        warmed up on its context; None when there is nothing to do or the chain failed (the
+        window then plays as generated: nothing is lost)."""
+        if audio is None or session.sound.neutral:
+            return None
+        try:
+            return session.sound.process(audio, session.sample_rate, None if request is None else request.context)
+        except Exception as exc:  # a chain pedalboard refuses at this rate must not stop the music
+            warn_rarely(session, "fx", time.monotonic(), log, "the preset's FX chain failed at bar %d (%s: %s); "
+                        "windows play without it", bar, type(exc).__name__, exc)
+            return None
 
     def _report(self, session: Session, message: str, retry_after: float) -> None:
         """A generator problem: logged and reported once while it lasts; the session retries later."""
@@ -135,7 +177,20 @@ class Worker:
         session.problem = ("generator", message)
         session.blocked_until = time.monotonic() + retry_after
 
-    def _finish(self, job: Job, work, audio, name: str, table: dict[int, Window], grid_seq: int) -> None:
+    def _quarantine(self, session: Session, doing: str, exc: Exception) -> None:
+        """[_cond held] A bug while `doing` something for one session: that session makes no
+        windows for QUARANTINE_SECONDS (reported once, with the traceback in the log), the others
+        go on; afterwards it is tried again."""
+        message = (f"the engine failed {doing} ({type(exc).__name__}: {exc}); this session pauses "
+                   f"{QUARANTINE_SECONDS:g} s")
+        if session.problem != ("internal", message):
+            log.error("session %016x: %s", session.instance, message, exc_info=exc)
+            self._on_problem(session, "internal", message)
+        session.problem = ("internal", message)
+        session.blocked_until = time.monotonic() + QUARANTINE_SECONDS
+
+    def _finish(self, job: Job, work, audio: np.ndarray | None, made: Grid | None, shaped: np.ndarray | None,
+                name: str, table: dict[int, Window], grid_seq: int) -> None:
         """Place the result where the current grid wants it now (the grid may have moved while
         it was made) and log it."""
         s, grid = job.session, job.session.grid
@@ -149,10 +204,10 @@ class Worker:
             stood_in, _, _ = work
             if old is not stood_in:
                 return      # remade or dropped meanwhile
-            window = Window(job.bar, WindowKind.STRETCHED, audio[0], audio[1], window_id=old.window_id,
-                            stretched_at=time.monotonic())
+            window = Window(job.bar, WindowKind.STRETCHED, audio, made, window_id=old.window_id,
+                            stretched_at=time.monotonic(), shaped=shaped)
             if playing:
-                switch = self._switch_point(s, job.from_sample), old.published
+                switch = self._switch_point(s, job.from_sample), old.in_slots
         else:
             request = work
             if audio is not None and audio.shape != (s.channels, request.frames + request.tail_frames):
@@ -166,16 +221,20 @@ class Worker:
                 at = grid.bar_start_sample(job.from_bar)
                 if at <= self._switch_point(s, s.playhead):
                     return  # the bar line it was made from has come: too late for it too
-                window = Window(job.bar, WindowKind.GENERATED, *remade_from(old, grid, job.from_bar, audio),
-                                window_id=old.window_id)
-                switch = at, old.published
+                # its audio up to there (as made and as shaped), then the remake of the bars from there
+                head = lambda new, own: np.concatenate([fit(own, at - old.start), new], axis=1)  # noqa: E731
+                window = Window(job.bar, WindowKind.GENERATED, head(audio, old.audio), placed_on(grid, old.start, old.made),
+                                window_id=old.window_id,
+                                shaped=None if shaped is None else head(shaped, old.published_audio))
+                switch = at, old.in_slots
             elif playing:
                 return      # too late to replace the stand-in: it is playing
             elif audio is None:
                 window = Window(job.bar, WindowKind.PREROLL, np.zeros((s.channels, target.frames), np.float32),
                                 made_for(grid, job.bar, grid.tempo_bpm, meter))
             else:
-                window = Window(job.bar, WindowKind.GENERATED, audio, made_for(grid, job.bar, request.tempo_bpm, meter))
+                window = Window(job.bar, WindowKind.GENERATED, audio, made_for(grid, job.bar, request.tempo_bpm, meter),
+                                shaped=shaped)
             if old is not None:
                 window.window_id = old.window_id
         unplayed = s.playhead if target.epoch == s.epoch else target.start
@@ -224,13 +283,6 @@ def stand_in(window: Window, grid: Grid, start: int, frames: int, from_sample: i
     target = np.array([0] + [grid.sample_at_beat(b) - (start + cut) for b in lines[1:]], float)
     tail = regrid(window.audio, source, target, needed, grid.sample_rate)
     return np.concatenate([fit(window.audio, cut), tail], axis=1)[:channels], placed_on(grid, start, window.made)
-
-
-def remade_from(old: Window, grid: Grid, from_bar: int, audio: np.ndarray) -> tuple[np.ndarray, Grid]:
-    """(audio, made) of a playing window remade from bar line `from_bar` on: its audio up to
-    there, then the remake (made for the bars from there). [any-thread] (pure)"""
-    cut = grid.bar_start_sample(from_bar) - old.start
-    return np.concatenate([fit(old.audio, cut), audio], axis=1), placed_on(grid, old.start, old.made)
 
 
 def placed_on(grid: Grid, start: int, made: Grid) -> Grid:

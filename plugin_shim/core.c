@@ -6,12 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define OFFLINE_TIMEOUT_DEFAULT_S 60.0
 #define OFFLINE_POLL_NS 200000L         /* offline waits sleep in 0.2 ms steps */
 #define RING_SECONDS 2.0                /* input the ring holds while the engine is slow */
+#define LATE_ENGINE_S 5.0               /* offline: how long blocks wait in all for a dead engine to come (back) */
+#define WET_LIMIT 4.0f                  /* generated samples reach the host within +-4.0 (+12 dBFS) */
 #define READ_RETRIES 2                  /* torn slot reads retried per block */
 
 double ld_now_s(void)
@@ -60,6 +63,29 @@ void ld_core_destroy(ld_core *core)
     free(core);
 }
 
+bool ld_endpoint_problem(const char *endpoint, char *out, size_t out_size)
+{
+    if (strncmp(endpoint, "ipc://", 6) != 0)
+        return false;
+    char directory[sizeof ((ld_core *)0)->endpoint];
+    snprintf(directory, sizeof directory, "%s", endpoint + 6);
+    char *slash = strrchr(directory, '/');
+    if (!slash)
+        return false;               /* a relative path: refused by the endpoint rule already */
+    slash[slash == directory] = '\0';
+    struct stat info;
+    if (lstat(directory, &info) != 0)
+        return false;               /* not there yet (nor is an engine): checked again before every HELLO */
+    const char *why = !S_ISDIR(info.st_mode) ? "is not a directory"
+                    : info.st_uid != geteuid() ? "belongs to another user"
+                    : info.st_mode & 077 ? "is open to other users" : NULL;
+    if (why)
+        snprintf(out, out_size, "ipc directory %.200s %s (uid %u, mode %03o); not connecting: another user could pose "
+                 "as the engine. Allowed: a directory of yours with mode 700, as `livediff serve` makes it",
+                 directory, why, (unsigned)info.st_uid, (unsigned)(info.st_mode & 0777));
+    return why != NULL;
+}
+
 /* The endpoint rule of docs/protocol.md; refuses anything that is not local. [main-thread] */
 static void resolve_endpoint(ld_core *core)
 {
@@ -80,6 +106,8 @@ static void resolve_endpoint(ld_core *core)
     } else {
         snprintf(core->endpoint, sizeof core->endpoint, "ipc:///tmp/livediff-%u/engine.sock", (unsigned)getuid());
     }
+    if (!core->endpoint_error[0])
+        ld_endpoint_problem(core->endpoint, core->endpoint_error, sizeof core->endpoint_error);
 }
 
 /* [main-thread] */
@@ -133,6 +161,7 @@ bool ld_core_prepare(ld_core *core, double sample_rate, uint32_t max_block, uint
 
     ld_clock_reset(&core->clock);
     core->hold_timeline = NULL;
+    core->late_engine_left_s = LATE_ENGINE_S;
     atomic_store(&core->engine_state, LD_ENGINE_CONNECTING);
     atomic_store(&core->io_stop, false);
     atomic_store(&core->params_dirty, false);
@@ -289,16 +318,25 @@ static void push_record(ld_core *core, const ld_position *position, const ld_aud
     atomic_fetch_add_explicit(&core->dropped_frames, record.frames, memory_order_relaxed);
 }
 
-/* Offline only: wait until audio made for the block's grid covers it, or give up (bounded by
- * the offline timeout, and at once when the engine is dead or never answered). [audio-thread] */
+/* Offline only: wait until audio made for the block's grid covers it, or give up (bounded by the
+ * offline timeout). While the engine is dead or absent the I/O thread keeps saying HELLO and
+ * the blocks keep waiting for it, LATE_ENGINE_S in all until it answers again, so a bounce
+ * started before its engine, or across an engine restart, goes on. [audio-thread] */
 static bool wait_for_coverage(ld_core *core, const ld_position *position, uint32_t frames)
 {
-    double deadline = ld_now_s() + core->offline_timeout_s;
+    double now = ld_now_s(), deadline = now + core->offline_timeout_s;
     for (;;) {
         const ld_timeline *timeline = acquire_timeline(core);
         if (timeline && ld_timeline_covers(timeline, position->epoch, &position->grid, position->pos_samples, frames))
             return true;
-        if (atomic_load(&core->engine_state) == LD_ENGINE_DEAD || ld_now_s() >= deadline) {
+        uint32_t state = atomic_load(&core->engine_state);
+        double later = ld_now_s();
+        if (state == LD_ENGINE_ALIVE)
+            core->late_engine_left_s = LATE_ENGINE_S;
+        else if (state == LD_ENGINE_DEAD)
+            core->late_engine_left_s -= later - now;
+        now = later;
+        if (core->late_engine_left_s <= 0 || now >= deadline) {
             atomic_fetch_add(&core->offline_timeouts, 1);
             return false;
         }
@@ -372,6 +410,42 @@ static bool read_generated(ld_core *core, const ld_timeline *timeline, const ld_
     return missing;
 }
 
+/* A generated sample as the host may get it: finite and within +-WET_LIMIT whatever the segment
+ * holds (NaN plays as 0). Compares only: no libm call, vectorizable. [audio-thread] */
+static inline float bounded(float x)
+{
+    x = x > WET_LIMIT ? WET_LIMIT : x;
+    x = x < -WET_LIMIT ? -WET_LIMIT : x;
+    return x == x ? x : 0.0f;
+}
+
+/* Offline blocks played without (all of) their generated audio, process-wide: tools that host
+ * the plugin in their own process (livediff bounce) read them after rendering to name the bars
+ * (while blocks are still being processed, the count may run ahead of the entries). */
+#define MISS_LOG_ENTRIES 4096
+static _Atomic uint64_t miss_count;
+static struct { int64_t start; uint32_t frames; } miss_log[MISS_LOG_ENTRIES];
+
+/* [audio-thread], offline blocks only */
+static void record_offline_miss(int64_t start, uint32_t frames)
+{
+    uint64_t i = atomic_fetch_add(&miss_count, 1);
+    if (i < MISS_LOG_ENTRIES) {
+        miss_log[i].start = start;
+        miss_log[i].frames = frames;
+    }
+}
+
+LD_EXPORT uint64_t livediff_offline_misses(uint64_t first, int64_t *starts, uint32_t *frames, uint32_t capacity)
+{
+    uint64_t count = atomic_load(&miss_count);
+    for (uint64_t i = first; i < count && i < MISS_LOG_ENTRIES && i - first < capacity; i++) {
+        starts[i - first] = miss_log[i].start;
+        frames[i - first] = miss_log[i].frames;
+    }
+    return count;
+}
+
 /* [audio-thread]; waits (bounded) only when the block is offline */
 static void process_piece(ld_core *core, const ld_audio_block *block, uint32_t offset, uint32_t frames)
 {
@@ -395,8 +469,11 @@ static void process_piece(ld_core *core, const ld_audio_block *block, uint32_t o
                  policy == LD_UNDERRUN_DRY ? LD_UNDERRUN_DRY : LD_UNDERRUN_SILENCE);
     } else if (!covered) {
         fill_gap(core, NULL, block, offset, position.pos_samples, 0, frames, LD_UNDERRUN_SILENCE);
+        record_offline_miss(position.pos_samples, frames);
     } else if (read_generated(core, timeline, block, offset, &position, frames, policy)) {
         atomic_fetch_add_explicit(&core->underruns, 1, memory_order_relaxed);
+        if (offline)
+            record_offline_miss(position.pos_samples, frames);
     }
     release_timeline(core);
 
@@ -409,7 +486,7 @@ static void process_piece(ld_core *core, const ld_audio_block *block, uint32_t o
                         ? block->input[c < block->input_channels ? c : block->input_channels - 1] : NULL;
         for (uint32_t i = 0; i < frames; i++) {
             float dry = in ? in[offset + i] : 0.0f;
-            out[offset + i] = dry + mix * (wet[i] - dry);
+            out[offset + i] = dry + mix * (bounded(wet[i]) - dry);
         }
     }
 }

@@ -117,7 +117,7 @@ def test_limiter_keeps_peaks_below_full_scale_and_leaves_quiet_audio_alone():
 def test_eval_writes_metrics_json_and_png(tmp_path):
     import json
 
-    from engine.cli import main
+    from bridge.cli import main
 
     assert main(["eval", "--backend", "onnx", "--examples", "2", "--steps", "2", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "eval.json").read_text())

@@ -21,7 +21,7 @@ import pytest
 from bridge.layout import const
 from tests.host import daw
 from tests.host.clap_host import ClapHost, Transport
-from tests.host.vst3_host import Context, Vst3Host
+from tests.host.vst3_host import Vst3Host
 from tests.test_scripted_host import connect
 
 RATE = 48000
@@ -52,12 +52,6 @@ def clap_transport(session: daw.Session, pos: int) -> Transport:
                      bar_start=session.bar_start(session.beat_at(pos)))
 
 
-def vst3_context(session: daw.Session, pos: int) -> Context:
-    _, num, den = session.meter_at(session.beat_at(pos))
-    return Context(tempo=session.tempo_at(pos), samples=pos, beats=session.reported_beats(pos),
-                   bar_position=session.bar_start(session.beat_at(pos)), tsig=(num, den))
-
-
 def render(fmt: str, session: daw.Session, blocks, audio: np.ndarray, offline: bool = True, underruns=None,
            **params) -> np.ndarray:
     """The plugin's output over the blocks (the pre-roll block dropped: host time 0 on); realtime
@@ -78,12 +72,10 @@ def render(fmt: str, session: daw.Session, blocks, audio: np.ndarray, offline: b
                     time.sleep(max(0.0, started + (pos + frames + blocks[0][1]) / RATE - time.monotonic()))
             assert host.stats()["offline_timeouts"] == 0, "the shim gave up waiting for a window"
     else:
-        with Vst3Host(sample_rate=RATE, max_frames=1024, offline=offline) as host:
-            for name, value in params.items():
-                host.set_param(name, value)
+        with Vst3Host(sample_rate=RATE, max_frames=1024, offline=offline, aux="off", params=params) as host:
             for pos, frames in blocks:
                 block = audio[:, max(0, pos):max(0, pos) + frames] if pos >= 0 else np.zeros((2, frames), np.float32)
-                out.append(host.process(block, vst3_context(session, pos), frames=frames))
+                out.append(host.process(block, clap_transport(session, pos), frames=frames))
     return np.concatenate(out, axis=1)[:, blocks[0][1]:]
 
 
