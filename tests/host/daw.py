@@ -119,7 +119,7 @@ def song(session: Session, end_sample: int, style: int = 0, seed: int = 11, sile
     the host's map: each stretch of constant tempo and meter is the song rendered at that tempo
     and meter, at the same beats (bars counted from where the meter began)."""
     from engine.music import render_song
-    from engine.presets import load_presets
+    from engine.styles import load_styles
     out = np.zeros((channels, end_sample), np.float32)
     starts = sorted({b for b, _ in session.tempos} | {m[0] for m in session.meters})
     end_beat = session.beat_at(end_sample)
@@ -129,7 +129,7 @@ def song(session: Session, end_sample: int, style: int = 0, seed: int = 11, sile
         tempo = session.tempo_at(session.sample_at(b0) + 1)
         origin, num, den = session.meter_at(b0)
         bars = math.ceil((min(b1, end_beat) - origin) / (num * 4 / den)) + 1
-        audio = render_song(load_presets()[style], tempo, (num, den), bars, seed).audio
+        audio = render_song(load_styles()[style], tempo, (num, den), bars, seed).audio
         rate = rep.SAMPLE_RATE * 60.0 / tempo          # model samples per beat
         piece = audio[round((b0 - origin) * rate):round((min(b1, end_beat) - origin) * rate)]
         host = resample(piece[None], rep.SAMPLE_RATE, session.rate)[0]
