@@ -16,12 +16,6 @@ SLICE_RELEASE_SECONDS = 0.025  # regrid: a slice made longer fades out over this
 SLICE_RESAMPLE = 0.02          # regrid: a slice made at most this much longer is resampled instead
 
 
-def equal_power_crossfade(previous_tail: np.ndarray, head: np.ndarray) -> np.ndarray:
-    """Fade from the previous window's continuation into this window's first frames:
-    gains cos/sin of a quarter turn, so uncorrelated material keeps its power."""
-    return crossfade(previous_tail, head, r=0.0)
-
-
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Normalised correlation of two equally long stretches (0 when either is silent)."""
     energy = math.sqrt(float(np.sum(a.astype(np.float64) ** 2)) * float(np.sum(b.astype(np.float64) ** 2)))

@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from engine.dsp import SEAM_SECONDS, crossfade, equal_power_crossfade, fit
+from engine.dsp import PEAK_CEILING, SEAM_SECONDS, crossfade, fit, limit
 from engine.publisher import StoreFull, WindowKind
 from engine.session import Session, Target, Window
 
@@ -31,7 +31,9 @@ def previous(s: Session, target: Target) -> Window | None:
 
 def place(s: Session, window: Window, target: Target, kind: str, on_window: OnWindow,
           switch: tuple[int, np.ndarray] | None = None, **details) -> bool:
-    """Publish `window` at the target placement with the seam crossfade baked in at its entry;
+    """Publish `window` at the target placement with the seam crossfade baked in at its entry
+    (dsp.crossfade: the level is kept whether the two sides are alike or not), limited to
+    -0.1 dBFS;
     the slots of its earlier placement are withdrawn; one window-log entry. `switch` (sample,
     audio playing there now) replaces a window that is playing: up to that sample its slots
     keep what plays now, then fade into the new audio. False if the store is full."""
@@ -42,13 +44,14 @@ def place(s: Session, window: Window, target: Target, kind: str, on_window: OnWi
         before_window = previous(s, target)
         before = before_window.continuation(seam) if before_window is not None \
             else np.zeros((s.channels, seam), np.float32)
-        audio[:, target.entry:] = equal_power_crossfade(before, audio[:, target.entry:])
+        audio[:, target.entry:] = crossfade(before, audio[:, target.entry:])
     if switch is not None:
         at, playing = switch
         cut = min(max(0, at - target.start), target.frames)
         playing = fit(playing, cut + seam)
         audio[:, :cut] = playing[:, :cut]
         audio[:, cut:] = crossfade(playing[:, cut:], audio[:, cut:])
+    audio = limit(audio, PEAK_CEILING)    # seams may sum correlated audio; nothing published exceeds -0.1 dBFS
     grid = s.grid
     start_beat = grid.beat_at_sample(target.start) if target.start != grid.bar_start_sample(window.bar) \
         else grid.bar_start_beat(window.bar)
