@@ -36,7 +36,7 @@ class Rig:
         self.offline, self.tempo, self.tsig = offline, tempo, tsig
         self.grid = Grid.constant(SR, tempo, *tsig, 0, 0.0)
         self.bar = lambda b: self.grid.bar_start_sample(b)
-        self.input = np.random.default_rng(0).uniform(-0.6, 0.6, (2, self.bar(24))).astype(np.float32)
+        self.input = np.random.default_rng(0).uniform(-0.4, 0.4, (2, self.bar(24))).astype(np.float32)
         self.scheduler.add(self.session)
         self.scheduler.start()
         self.reader = TimelineReader(self.store.name)
