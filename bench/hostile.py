@@ -189,9 +189,11 @@ def sessions(args) -> None:
     context.setsockopt(zmq.LINGER, 0)
     context.set(zmq.MAX_SOCKETS, args.count + 64)
     idle, opened, refused = [], 0, 0
+    healthy = None
     try:
         time.sleep(0.3)
         fds_before = hostile.engine_fds(engine.process.pid)
+        healthy = hostile.RealtimeSession(engine.endpoint)     # first: the idle ones may fill the engine
         for n in range(args.count):
             client = Client(engine.endpoint, context=context)
             client.send_raw(hostile.hello(client.instance))
@@ -207,19 +209,16 @@ def sessions(args) -> None:
             refused += reply is not None and reply["type"] == 18
         fds = hostile.engine_fds(engine.process.pid) if engine.alive else None
         rss = hostile.engine_rss_mb(engine.process.pid) if engine.alive else None
-        healthy = hostile.RealtimeSession(engine.endpoint) if engine.alive else None
-        if healthy:
-            for _ in range(int(args.seconds / 2)):
-                for client in idle:
-                    client.send("params", params={})     # keep-alive
-                healthy.play(2.0)
+        for _ in range(int(args.seconds / 2)):
+            for client in idle:
+                client.send("params", params={})     # keep-alive
+            healthy.play(2.0)
         print(json.dumps({"measure": "sessions", "idle_sessions": args.count, "welcomed": opened, "refused": refused,
                           "engine_fds_before": fds_before, "engine_fds": fds, "engine_rss_mb": rss,
-                          "engine_alive": engine.alive,
-                          "healthy_coverage": round(healthy.coverage, 4) if healthy else None}), flush=True)
+                          "engine_alive": engine.alive, "healthy_coverage": round(healthy.coverage, 4)}), flush=True)
+    finally:
         if healthy:
             healthy.close()
-    finally:
         for client in idle:
             client.close()
         context.term()
