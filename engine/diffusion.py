@@ -1,13 +1,20 @@
 """The built-in diffusion generator: a WindowRequest in, host-rate audio out.
 
-Per window: mix the context to mono, resample it to the model rate (pedalboard), encode
-the last bars into beat-synchronous tokens, run the context encoder once, denoise the
-target tokens in a few steps, decode with Griffin-Lim at the host tempo, resample to the
-host rate, limit to <= 0 dBFS, and copy the mono result to every host channel.
+Per window: mix the context to mid (mono), resample it to the model rate (pedalboard),
+encode the last `context_bars` bars into beat-synchronous tokens, run the context encoder
+once, denoise the target tokens in a few steps, anchor their level and spectral shape to the
+reference (engine/anchoring.py), decode with Griffin-Lim at the host tempo, resample to the
+host rate, put back the reference's high band and side channel, and limit.
+
+The track leads: when the request carries the live input (`input_context`) and its newest bar
+has sound, that bar - not the model's own previous window - is the prior the model corrects,
+the reference its level is held to, and the source of the replicated high band and stereo.
+The model's own output carries the music only where the input is silent.
 """
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,14 +22,18 @@ from pathlib import Path
 import numpy as np
 
 from bridge.layout import const
+from engine import anchoring
 from engine import representation as rep
 from engine import samplers
 from engine.backends import DENOISER_FILE, ENCODER_FILE
 from engine.generator import WindowRequest
+from engine.loop_generator import LoopGenerator, bar_frames
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_FILE = "livediff.npz"
 BACKENDS = ("auto", "torch", "onnx")
+CEILING = 0.98                     # -0.18 dBFS: below the -0.1 dBFS the final output may reach
+log = logging.getLogger("livediff.diffusion")
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,7 @@ class SamplingOptions:
     steps: int = 2
     guidance: float = 1.0           # classifier-free guidance on the context (1 = off)
     decoder_iterations: int = 12    # Griffin-Lim iterations
+    anchor: bool = True             # hold level, spectrum, high band and stereo to the reference
 
 
 @dataclass
@@ -41,8 +53,28 @@ class _Plan:
     phase: np.ndarray
     cond: np.ndarray
     model_samples: int
-    context_audio: np.ndarray      # model-rate mono context, for a seamless decoder start
+    context_audio: np.ndarray      # model-rate mono end of the context, for a seamless decoder start
     prior_stft_phase: np.ndarray   # STFT phase under the prior tokens, to start the decoder from
+    reference: np.ndarray | None   # tokens whose band levels the output keeps (None: no anchoring)
+    source: np.ndarray             # host-rate audio whose last bar gives the high band and the side
+
+
+def _mid(audio: np.ndarray) -> np.ndarray:
+    return audio.mean(axis=0, keepdims=True) if audio.shape[1] else np.zeros((1, 0), np.float32)
+
+
+def _to_model_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    return np.nan_to_num(rep.resample(_mid(np.asarray(audio, np.float32)), sample_rate, rep.SAMPLE_RATE)[0])
+
+
+def live_input(request: WindowRequest) -> np.ndarray | None:
+    """The request's input context when its newest bar has sound (the track is playing), else None.
+    `input_context` is the scheduler's (TEAM.md section 6); requests without it have no live input."""
+    audio = getattr(request, "input_context", None)
+    if audio is None or np.asarray(audio).ndim != 2 or not np.asarray(audio).shape[1]:
+        return None
+    newest = np.asarray(audio, np.float32)[:, -bar_frames(request):]
+    return np.asarray(audio, np.float32) if np.sqrt(np.mean(newest ** 2)) >= anchoring.SOUNDING_RMS else None
 
 
 class DiffusionGenerator:
@@ -51,6 +83,8 @@ class DiffusionGenerator:
     def __init__(self, backend, options: SamplingOptions = SamplingOptions()):
         self.backend = backend
         self.options = options
+        self._fallback = LoopGenerator()
+        self._warned_meters: set[tuple[int, int]] = set()
 
     # --- request -> model inputs ---------------------------------------------------------
     def _plan(self, request: WindowRequest) -> _Plan:
@@ -65,20 +99,38 @@ class DiffusionGenerator:
         if context.ndim != 2:
             raise ValueError(f"context must be float32 [channels, samples], got shape {context.shape}")
         sixteenth = rep.sixteenth_samples(request.tempo_bpm)
-        # always the model's 2 bars: older context is ignored, a shorter one is padded with silence
-        n_context = rep.CONTEXT_BARS * bar_len
-        mono = context.mean(axis=0, keepdims=True) if context.shape[1] else np.zeros((1, 0), np.float32)
-        mono = np.nan_to_num(rep.resample(mono, request.sample_rate, rep.SAMPLE_RATE)[0])
+        # the last context_bars bars (as many as the model reads); what was not heard is silence
+        n_context = rep.context_bars_for(tsig, request.context_bars) * bar_len
+        mono = _to_model_rate(context, request.sample_rate)
         context_spectra = rep.spectra(mono, request.tempo_bpm, len(mono) - n_context * sixteenth, n_context)
         context_tokens = rep.tokens_of(context_spectra, request.tempo_bpm)
         needed = request.frames + request.tail_frames
         model_samples = int(np.ceil(needed * rep.SAMPLE_RATE / request.sample_rate)) + 64  # resampler margin
         n_target = max(request.bars * bar_len + 1, int(np.ceil(model_samples / sixteenth)) + 1)
         context_phase, prior, phase = rep.outpainting_inputs(context_tokens, tsig, request.bar_index, n_target)
+        prior_spectra, reference_audio, source = context_spectra[-bar_len:], mono, context
+        track = live_input(request)
+        if track is not None:  # the track leads: its newest bar is the prior, the reference, the source
+            reference_audio = _to_model_rate(track, request.sample_rate)
+            prior_spectra = rep.spectra(reference_audio, request.tempo_bpm, len(reference_audio) - bar_len * sixteenth,
+                                        bar_len)
+            prior = rep.tokens_of(prior_spectra, request.tempo_bpm)[np.arange(n_target) % bar_len]
+            source = track
         cond = rep.condition_vector(request.style, request.tempo_bpm, tsig)
-        prior_stft_phase = np.angle(context_spectra[-bar_len:])[np.arange(n_target) % bar_len]
+        prior_stft_phase = np.angle(prior_spectra)[np.arange(n_target) % bar_len]
         return _Plan(context_tokens, context_phase, prior, phase, cond, model_samples, mono[-rep.N_FFT:],
-                     prior_stft_phase)
+                     prior_stft_phase, self._reference(reference_audio, request.tempo_bpm, bar_len), source)
+
+    def _reference(self, audio: np.ndarray, tempo_bpm: float, bar_len: int) -> np.ndarray | None:
+        """Tokens of the sounding bars among the last context bars of `audio` (None when none sound)."""
+        if not self.options.anchor:
+            return None
+        sixteenth = rep.sixteenth_samples(tempo_bpm)
+        sounding = anchoring.sounding_bars(audio, bar_len * sixteenth)[-rep.MAX_CONTEXT_TOKENS // bar_len:]
+        if not sounding.any():
+            return None
+        tokens = rep.encode(audio, tempo_bpm, len(audio) - len(sounding) * bar_len * sixteenth, len(sounding) * bar_len)
+        return tokens.reshape(len(sounding), bar_len, *tokens.shape[1:])[sounding].reshape(-1, *tokens.shape[1:])
 
     # --- sampling --------------------------------------------------------------------------
     def _sample(self, plan: _Plan, seed: int) -> np.ndarray:
@@ -99,18 +151,38 @@ class DiffusionGenerator:
         return samplers.euler(denoise, noise, samplers.noise_levels(self.options.steps))[0]
 
     def _render(self, request: WindowRequest, plan: _Plan, tokens: np.ndarray) -> np.ndarray:
+        tokens = anchoring.match_band_moments(tokens, plan.reference)
         audio = rep.decode(tokens, request.tempo_bpm, plan.model_samples, _seed(request.seed),
                            self.options.decoder_iterations, prefix=plan.context_audio, phase=plan.prior_stft_phase)
         audio = rep.resample(audio[None], rep.SAMPLE_RATE, request.sample_rate)
         needed = request.frames + request.tail_frames
-        audio = np.pad(audio, ((0, 0), (0, max(0, needed - audio.shape[1]))))[:, :needed]
-        mono = limit(np.nan_to_num(audio[0], nan=0.0, posinf=0.0, neginf=0.0))
-        return np.repeat(mono[None], max(1, request.context.shape[0]), axis=0)
+        mid = np.nan_to_num(np.pad(audio, ((0, 0), (0, max(0, needed - audio.shape[1]))))[0, :needed])
+        channels = max(1, request.context.shape[0])
+        if self.options.anchor:
+            frame_seconds = rep.sixteenth_samples(request.tempo_bpm) / rep.FRAMES_PER_TOKEN / rep.SAMPLE_RATE
+            source = plan.source if plan.source.shape[0] == channels else np.repeat(_mid(plan.source), channels, 0)
+            out = anchoring.replicate(mid, source, bar_frames(request), anchoring.frame_gains(tokens, plan.prior),
+                                      frame_seconds, request.sample_rate)
+        else:
+            out = np.repeat(mid[None], channels, axis=0)
+        return limit(np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0))
 
     def generate(self, request: WindowRequest) -> np.ndarray:
         request = fold_tempo(request)
+        if not rep.meter_supported(request.tsig_num, request.tsig_den):
+            return self._loop_instead(request)
         plan = self._plan(request)
         return self._render(request, plan, self._sample(plan, _seed(request.seed)))
+
+    def _loop_instead(self, request: WindowRequest) -> np.ndarray:
+        """A meter the model cannot play (bars that are not whole 16ths, or longer than 64 of them)
+        is served by the loop generator, with one log line per meter: music, never silence."""
+        meter = (request.tsig_num, request.tsig_den)
+        if meter not in self._warned_meters:
+            self._warned_meters.add(meter)
+            log.warning("time signature %d/%d is outside the model's meters (N/1 to N/16, at most %d 16ths per bar): "
+                        "repeating the last bar of the context instead", *meter, rep.MAX_BAR_SIXTEENTHS)
+        return limit(self._fallback.generate(request))
 
     def generate_batch(self, requests: list[WindowRequest]) -> list[np.ndarray]:
         """One request at a time: a batched forward pass would round differently, and the same
@@ -139,19 +211,22 @@ def fold_tempo(request: WindowRequest) -> WindowRequest:
                    bar_index=int(request.bar_index * factor))
 
 
-def limit(audio: np.ndarray, ceiling: float = 0.98, block: int = 256) -> np.ndarray:
-    """Peak limiter to <= ceiling (below 0 dBFS). Audio under the ceiling passes untouched;
-    otherwise the gain each block of samples needs is also applied to its neighbours and
-    interpolated between block centres, so it dips smoothly around a peak instead of clipping."""
-    if np.abs(audio).max() <= ceiling:
+def limit(audio: np.ndarray, ceiling: float = CEILING, block: int = 256) -> np.ndarray:
+    """Peak limiter to <= ceiling (below 0 dBFS), on [n] or channel-linked on [channels, n].
+    Audio under the ceiling passes untouched; otherwise the gain each block of samples needs is
+    also applied to its neighbours and interpolated between block centres, so it dips smoothly
+    around a peak instead of clipping."""
+    if audio.size == 0 or np.abs(audio).max() <= ceiling:
         return audio.astype(np.float32)
-    n_blocks = -(-len(audio) // block)
-    peaks = np.abs(np.pad(audio, (0, n_blocks * block - len(audio)))).reshape(n_blocks, block).max(axis=1)
+    n = audio.shape[-1]
+    n_blocks = -(-n // block)
+    envelope = np.abs(audio).max(axis=0) if audio.ndim == 2 else np.abs(audio)
+    peaks = np.pad(envelope, (0, n_blocks * block - n)).reshape(n_blocks, block).max(axis=1)
     needed = np.minimum(1.0, ceiling / np.maximum(peaks, 1e-9))
     padded = np.pad(needed, 1, constant_values=1.0)
     held = np.minimum(np.minimum(padded[:-2], padded[1:-1]), padded[2:])
     # between two block centres the gain is a mix of two held gains, each <= what both blocks need
-    gain = np.interp(np.arange(len(audio)), np.arange(n_blocks) * block + (block - 1) / 2, held)
+    gain = np.interp(np.arange(n), np.arange(n_blocks) * block + (block - 1) / 2, held)
     return np.clip(audio * gain, -ceiling, ceiling).astype(np.float32)
 
 

@@ -9,6 +9,7 @@ import pytest
 from engine import representation as rep
 from engine.diffusion import WEIGHTS_FILE, limit, load_builtin
 from engine.evaluate import mel_distance
+from engine.loop_generator import LoopGenerator
 from tests.model_fixtures import song_request
 
 
@@ -74,10 +75,31 @@ def test_tempos_outside_the_model_range_play_in_double_or_half_time(generator, t
     assert np.isfinite(out).all() and np.abs(out).max() > 0.01
 
 
-def test_bad_meter_and_style_say_what_is_allowed(generator):
+@pytest.mark.parametrize("tsig", [(5, 4), (6, 4), (9, 8), (12, 8), (5, 8), (2, 2), (7, 16)])
+def test_every_meter_gets_music_from_the_model(generator, tsig):
+    request, _ = song_request(5, tempo=110.0, tsig=tsig)
+    out = generator.generate(request)
+    assert out.shape == (2, request.frames + request.tail_frames) and np.isfinite(out).all()
+    assert np.sqrt(np.mean(out ** 2)) > 1e-2, f"{tsig} is silent"
+    loop = LoopGenerator().generate(request)
+    assert mel_distance(out[0, :request.frames], loop[0, :request.frames]) > 0.05, "the model did not play it"
+
+
+def test_a_meter_the_model_cannot_play_is_looped_with_one_log_line(generator, caplog):
+    request, _ = song_request(5, tempo=110.0, tsig=(4, 4))
+    for _ in range(3):
+        out = generator.generate(replace(request, tsig_num=7, tsig_den=32))
+    assert np.array_equal(out, LoopGenerator().generate(replace(request, tsig_num=7, tsig_den=32)))
+    assert np.sqrt(np.mean(out ** 2)) > 1e-2
+    assert [r.getMessage() for r in caplog.records].count(
+        "time signature 7/32 is outside the model's meters (N/1 to N/16, at most 64 16ths per bar): "
+        "repeating the last bar of the context instead") == 1
+    with pytest.raises(ValueError, match="not supported by the model; allowed: any N/1, N/2, N/4, N/8 or N/16"):
+        rep.sixteenths_per_bar(7, 32)
+
+
+def test_bad_style_says_what_is_allowed(generator):
     request, _ = song_request(5)
-    with pytest.raises(ValueError, match="allowed: 4/4, 3/4, 6/8, 7/8"):
-        generator.generate(replace(request, tsig_num=5, tsig_den=4))
     with pytest.raises(ValueError, match="allowed: 0 to 7"):
         generator.generate(replace(request, style=8))
 
