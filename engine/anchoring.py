@@ -20,7 +20,11 @@ from engine import representation as rep
 
 N_BANDS = 24
 CONTRAST_GAIN = (0.8, 1.5)      # how far the temporal contrast of a band may be rescaled
-CROSSOVER_HZ = (6500.0, 7500.0)  # model band below, replicated band above (raised-cosine crossover)
+TOLERANCE_DB = 2.0              # a band's level may differ this much from the reference's
+ONSET_FRAMES = 3                # frames at the start of a 16th where an attack may land
+GATE_RISE_DB = 1.0              # how far a band may rise later in the 16th
+LEVEL_TOLERANCE_DB = 0.0        # the window's RMS may differ this much from the reference's
+CROSSOVER_HZ = (5500.0, 6500.0)  # model band below, replicated band above (raised-cosine crossover)
 GAIN_RANGE = (0.25, 2.0)        # per-frame gain of the replicated high band and side
 SOUNDING_RMS = 1e-3             # a bar quieter than -60 dBFS is silence, never a reference
 
@@ -35,30 +39,79 @@ def _band_matrix() -> tuple[np.ndarray, np.ndarray]:
 _ANALYSIS, _SYNTHESIS = _band_matrix()
 
 
-def match_band_moments(tokens: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
-    """tokens [n, FRAMES_PER_TOKEN, N_BINS] with each band's mean (over frames) set to the
-    reference's and its spread around the mean rescaled towards the reference's."""
+def _band_levels(frames: np.ndarray) -> np.ndarray:
+    """[N_BANDS] log RMS magnitude (nats) of each band over all frames of normalised tokens."""
+    energy = np.exp(2 * rep.LOG_SCALE * frames.reshape(-1, rep.N_BINS).astype(np.float64)).mean(axis=0)
+    return np.log(energy @ _ANALYSIS.T + 1e-30) / 2
+
+
+def match_band_moments(tokens: np.ndarray, reference: np.ndarray | None, tolerance_db: float = TOLERANCE_DB
+                       ) -> np.ndarray:
+    """tokens [n, FRAMES_PER_TOKEN, N_BINS] with each band's level (RMS over frames) brought to
+    within `tolerance_db` of the reference's, and its temporal contrast (spread of the log level
+    around its mean) rescaled towards the reference's. Inside the tolerance the model is free:
+    a fill or a drop may change the level a little from one bar to the next."""
     if reference is None or not len(reference):
         return tokens
     frames = tokens.reshape(-1, rep.N_BINS).astype(np.float64)
-    bands = frames @ _ANALYSIS.T
-    ref_bands = reference.reshape(-1, rep.N_BINS).astype(np.float64) @ _ANALYSIS.T
-    mean, ref_mean = bands.mean(axis=0), ref_bands.mean(axis=0)
+    ref = reference.reshape(-1, rep.N_BINS).astype(np.float64)
+    slack = tolerance_db / 20 * np.log(10)
+    excess = _band_levels(ref) - _band_levels(frames)
+    shift = np.sign(excess) * np.maximum(np.abs(excess) - slack, 0.0) / rep.LOG_SCALE
+    bands, ref_bands = frames @ _ANALYSIS.T, ref @ _ANALYSIS.T
     spread = np.clip(ref_bands.std(axis=0) / np.maximum(bands.std(axis=0), 1e-6), *CONTRAST_GAIN)
-    # per bin: the mean moved to the reference's, the deviation from the band mean scaled
-    band_mean_bins = (bands - mean) @ _SYNTHESIS
-    scale_bins = spread @ _SYNTHESIS
-    shift_bins = (ref_mean - mean) @ _SYNTHESIS
-    matched = frames + shift_bins + band_mean_bins * (scale_bins - 1.0)
+    # per bin: the deviation from its band's mean over frames scaled, then the level shifted
+    deviation = (bands - bands.mean(axis=0)) @ _SYNTHESIS
+    matched = frames + deviation * (spread @ _SYNTHESIS - 1.0) + shift @ _SYNTHESIS
     return np.maximum(matched, rep.SILENCE).astype(np.float32).reshape(tokens.shape)
+
+
+def grid_gate(tokens: np.ndarray, rise_db: float = GATE_RISE_DB) -> np.ndarray:
+    """Energy may rise only at a 16th-note boundary: within each token, after the first
+    ONSET_FRAMES frames, a band's level may not climb more than `rise_db` above the previous
+    frame's (nor above the loudest onset frame). The host grid is the music's grid, so an attack
+    between two 16ths is a decoder or drift artefact."""
+    frames = tokens.astype(np.float64)
+    bands = frames @ _ANALYSIS.T                                 # [n, FRAMES_PER_TOKEN, N_BANDS]
+    margin = rise_db / 20 * np.log(10) / rep.LOG_SCALE
+    held = bands.copy()
+    level = bands[:, :ONSET_FRAMES].max(axis=1)
+    for j in range(ONSET_FRAMES, bands.shape[1]):
+        held[:, j] = np.minimum(bands[:, j], level + margin)
+        level = held[:, j]
+    return np.maximum(frames + (held - bands) @ _SYNTHESIS, rep.SILENCE).astype(np.float32)
+
+
+def bar_rms(audio: np.ndarray, bar_samples: float) -> np.ndarray:
+    """[bars] RMS of each whole bar of `audio` ([n] or [channels, n]), counted back from its end
+    (which is a bar line); oldest first. A bar short by rounding still counts."""
+    audio = audio.reshape(-1, audio.shape[-1]).astype(np.float64)
+    n_bars = int(round(audio.shape[1] / max(1.0, bar_samples)))
+    ends = audio.shape[1] - np.round(np.arange(n_bars)[::-1] * bar_samples).astype(np.int64)
+    return np.array([np.sqrt(np.mean(audio[:, max(0, int(round(e - bar_samples))):e] ** 2)) if e > 0 else 0.0
+                     for e in ends])
 
 
 def sounding_bars(audio: np.ndarray, bar_samples: float) -> np.ndarray:
     """[bars] bool: which whole bars (counted back from the end of `audio`) have sound; oldest first."""
-    n_bars = int(len(audio) // max(1.0, bar_samples))
-    ends = len(audio) - np.round(np.arange(n_bars)[::-1] * bar_samples).astype(np.int64)
-    return np.array([np.sqrt(np.mean(audio[max(0, int(round(e - bar_samples))):e] ** 2)) >= SOUNDING_RMS
-                     for e in ends], bool)
+    return bar_rms(audio, bar_samples) >= SOUNDING_RMS
+
+
+def level_gain(window: np.ndarray, reference: np.ndarray, bar_frames: int, tolerance_db: float = LEVEL_TOLERANCE_DB
+               ) -> float:
+    """The gain that brings the window's RMS to within `tolerance_db` of the RMS of the
+    reference's loudest bar (1 when none sounds): a drop in the context is a moment, not the
+    song's level. The last anchor: what the token-level one cannot see (the decoder, the
+    replicated band) may not move the level either."""
+    loudness = bar_rms(reference, bar_frames)
+    if not (loudness >= SOUNDING_RMS).any() or not window.size:
+        return 1.0
+    target = loudness.max()
+    level = np.sqrt(np.mean(window.astype(np.float64) ** 2))
+    if level < 1e-9:
+        return 1.0
+    excess = 20 * np.log10(target / level)
+    return float(10 ** (np.sign(excess) * max(0.0, abs(excess) - tolerance_db) / 20))
 
 
 def _crossover(n: int, sample_rate: float) -> np.ndarray:
@@ -79,17 +132,24 @@ def frame_gains(generated: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, n
     def level(x):
         return np.log(np.exp(2 * (x - x.max())).sum(axis=1)) / 2 + x.max()
     broad = np.exp(np.clip(level(gen) - level(old), -3, 3))
-    return np.clip(high, *GAIN_RANGE), np.clip(broad, *GAIN_RANGE)
+    # shapes only (median 1): the replicated level stays the source's, so it cannot compound
+    return tuple(np.clip(g / np.median(g), *GAIN_RANGE) for g in (high, broad))
 
 
 def replicate(mid: np.ndarray, source: np.ndarray, bar_frames: int, gains: tuple[np.ndarray, np.ndarray],
-              frame_seconds: float, sample_rate: int) -> np.ndarray:
+              frame_seconds: float, sample_rate: int, body_frames: int | None = None) -> np.ndarray:
     """[channels, n] output from the generated mid (host rate, 16 kHz content) and the host-rate
-    `source` whose last bar is replicated at the same bar position: its high band (added to
-    the mid) and, for stereo, its side channel, each scaled per frame by `gains`."""
+    `source` (ending on the window's bar line) whose loudest bar is replicated at the same bar
+    position: its high band (added to the mid) and, for stereo, its side channel, each scaled
+    per frame by `gains`. The mid and the side of the window's first `body_frames` frames
+    (default: all) are brought to that bar's mid and side levels (level_gain). The loudest bar: a drop in the context is not
+    what the track sounds like."""
     channels, n = source.shape[0], len(mid)
-    bar = source[:, -bar_frames:] if source.shape[1] >= bar_frames else np.pad(
-        source, ((0, 0), (bar_frames - source.shape[1], 0)))
+    loudness = bar_rms(source, bar_frames)
+    loudest = int(np.argmax(loudness)) if len(loudness) else 0
+    end = source.shape[1] - (len(loudness) - 1 - loudest) * bar_frames if len(loudness) else source.shape[1]
+    padded = np.pad(source, ((0, 0), (bar_frames, 0)))      # a bar shorter by rounding, or no bar at all
+    bar = padded[:, end: end + bar_frames]
     if bar_frames < 2 or not bar.any():
         return np.repeat(mid[None].astype(np.float32), channels, axis=0)
     hp_bar, hp_mid = _crossover(bar_frames, sample_rate), _crossover(n, sample_rate)
@@ -100,7 +160,10 @@ def replicate(mid: np.ndarray, source: np.ndarray, bar_frames: int, gains: tuple
     bar_mid = bar.mean(axis=0)
     high = np.fft.irfft(np.fft.rfft(bar_mid) * hp_bar, bar_frames)[positions]
     out_mid = low + high * high_gain
+    out_mid *= level_gain(out_mid[None, :body_frames or n], bar_mid[None], bar_frames)
     if channels != 2:
         return np.repeat(out_mid[None].astype(np.float32), channels, axis=0)
-    side = ((bar[0] - bar[1]) / 2)[positions] * side_gain
+    bar_side = (bar[0] - bar[1]) / 2
+    side = bar_side[positions] * side_gain
+    side *= level_gain(side[None, :body_frames or n], bar_side[None], bar_frames)
     return np.stack([out_mid + side, out_mid - side]).astype(np.float32)

@@ -151,7 +151,8 @@ class DiffusionGenerator:
         return samplers.euler(denoise, noise, samplers.noise_levels(self.options.steps))[0]
 
     def _render(self, request: WindowRequest, plan: _Plan, tokens: np.ndarray) -> np.ndarray:
-        tokens = anchoring.match_band_moments(tokens, plan.reference)
+        if self.options.anchor:
+            tokens = anchoring.grid_gate(anchoring.match_band_moments(tokens, plan.reference))
         audio = rep.decode(tokens, request.tempo_bpm, plan.model_samples, _seed(request.seed),
                            self.options.decoder_iterations, prefix=plan.context_audio, phase=plan.prior_stft_phase)
         audio = rep.resample(audio[None], rep.SAMPLE_RATE, request.sample_rate)
@@ -162,7 +163,7 @@ class DiffusionGenerator:
             frame_seconds = rep.sixteenth_samples(request.tempo_bpm) / rep.FRAMES_PER_TOKEN / rep.SAMPLE_RATE
             source = plan.source if plan.source.shape[0] == channels else np.repeat(_mid(plan.source), channels, 0)
             out = anchoring.replicate(mid, source, bar_frames(request), anchoring.frame_gains(tokens, plan.prior),
-                                      frame_seconds, request.sample_rate)
+                                      frame_seconds, request.sample_rate, request.frames)
         else:
             out = np.repeat(mid[None], channels, axis=0)
         return limit(np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0))

@@ -158,3 +158,24 @@ def test_guidance_and_step_count_change_the_output(generator):
     for options in (SamplingOptions(guidance=1.5), SamplingOptions(steps=1)):
         out = DiffusionGenerator(generator.backend, options).generate(request)
         assert out.shape == plain.shape and np.isfinite(out).all() and not np.array_equal(out, plain)
+
+
+def test_eval_on_a_folder_of_loops_prints_a_table(tmp_path, capsys):
+    from pedalboard.io import AudioFile
+
+    from engine.cli import main
+    from engine.music import render_song
+    from engine.presets import load_presets
+
+    for name, rate, bars in (("drums/a_120bpm.wav", 48000, 2), ("keys/b_120bpm.wav", 44100, 1)):
+        song = render_song(load_presets()[1], 120.0, (4, 4), bars, 3, tail_sixteenths=0, sample_rate=rate, stereo=True)
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        with AudioFile(str(tmp_path / name), "w", rate, 2) as f:
+            f.write(song.audio)
+    assert main(["eval", "--data", str(tmp_path), "--backend", "onnx", "--out", str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("loop "))
+    rows = lines[header + 1: header + 3]
+    assert rows[0].startswith("drums/a_120bpm.wav") and " 2  48000 " in rows[0]
+    assert rows[1].startswith("keys/b_120bpm.wav") and " 1  44100 " in rows[1]
+    assert lines[header + 3].startswith("mean")
