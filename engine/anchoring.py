@@ -20,9 +20,10 @@ from engine import representation as rep
 
 N_BANDS = 24
 CONTRAST_GAIN = (0.8, 1.5)      # how far the temporal contrast of a band may be rescaled
-TOLERANCE_DB = 2.0              # a band's level may differ this much from the reference's
+TOLERANCE_DB = 0.0              # a band's level may differ this much from the reference's
 ONSET_FRAMES = 3                # frames at the start of a 16th where an attack may land
 GATE_RISE_DB = 1.0              # how far a band may rise later in the 16th
+EQ_RANGE = np.log(10 ** (9 / 20))  # the decoder correction stays within +-9 dB per band
 LEVEL_TOLERANCE_DB = 0.0        # the window's RMS may differ this much from the reference's
 CROSSOVER_HZ = (5500.0, 6500.0)  # model band below, replicated band above (raised-cosine crossover)
 GAIN_RANGE = (0.25, 2.0)        # per-frame gain of the replicated high band and side
@@ -55,15 +56,27 @@ def match_band_moments(tokens: np.ndarray, reference: np.ndarray | None, toleran
         return tokens
     frames = tokens.reshape(-1, rep.N_BINS).astype(np.float64)
     ref = reference.reshape(-1, rep.N_BINS).astype(np.float64)
-    slack = tolerance_db / 20 * np.log(10)
-    excess = _band_levels(ref) - _band_levels(frames)
-    shift = np.sign(excess) * np.maximum(np.abs(excess) - slack, 0.0) / rep.LOG_SCALE
     bands, ref_bands = frames @ _ANALYSIS.T, ref @ _ANALYSIS.T
     spread = np.clip(ref_bands.std(axis=0) / np.maximum(bands.std(axis=0), 1e-6), *CONTRAST_GAIN)
-    # per bin: the deviation from its band's mean over frames scaled, then the level shifted
-    deviation = (bands - bands.mean(axis=0)) @ _SYNTHESIS
-    matched = frames + deviation * (spread @ _SYNTHESIS - 1.0) + shift @ _SYNTHESIS
-    return np.maximum(matched, rep.SILENCE).astype(np.float32).reshape(tokens.shape)
+    # contrast first: the deviation of each bin from its band's mean over frames scaled
+    frames = frames + ((bands - bands.mean(axis=0)) @ _SYNTHESIS) * (spread @ _SYNTHESIS - 1.0)
+    slack, target = tolerance_db / 20 * np.log(10), _band_levels(ref)
+    for _ in range(2):  # then the levels; twice, since neighbouring bands overlap
+        excess = target - _band_levels(np.maximum(frames, rep.SILENCE))
+        frames = frames + (np.sign(excess) * np.maximum(np.abs(excess) - slack, 0.0) / rep.LOG_SCALE) @ _SYNTHESIS
+    return np.maximum(frames, rep.SILENCE).astype(np.float32).reshape(tokens.shape)
+
+
+def decoder_eq(audio: np.ndarray, tokens: np.ndarray, tempo_bpm: float) -> np.ndarray:
+    """Model-rate audio with each band's level set back to what the tokens asked for. Griffin-Lim
+    loses energy where its phases cancel (most in the low bands); uncorrected, every window would
+    hand the next a little less bass, and a jam loses its kick within bars."""
+    heard = rep.encode(audio, tempo_bpm, 0.0, len(tokens))
+    correction = np.clip(_band_levels(tokens) - _band_levels(heard), -EQ_RANGE, EQ_RANGE)   # nats, per band
+    spectrum = np.fft.rfft(audio.astype(np.float64))
+    bin_of = np.clip(np.round(np.fft.rfftfreq(len(audio), 1.0 / rep.SAMPLE_RATE) / (rep.SAMPLE_RATE / rep.N_FFT)),
+                     0, rep.N_BINS - 1).astype(np.int64)
+    return np.fft.irfft(spectrum * np.exp(correction @ _SYNTHESIS)[bin_of], len(audio)).astype(np.float32)
 
 
 def grid_gate(tokens: np.ndarray, rise_db: float = GATE_RISE_DB) -> np.ndarray:
@@ -141,8 +154,9 @@ def replicate(mid: np.ndarray, source: np.ndarray, bar_frames: int, gains: tuple
     """[channels, n] output from the generated mid (host rate, 16 kHz content) and the host-rate
     `source` (ending on the window's bar line) whose loudest bar is replicated at the same bar
     position: its high band (added to the mid) and, for stereo, its side channel, each scaled
-    per frame by `gains`. The mid and the side of the window's first `body_frames` frames
-    (default: all) are brought to that bar's mid and side levels (level_gain). The loudest bar: a drop in the context is not
+    per frame by `gains`. Over the window's first `body_frames` frames (default: all), the mid
+    and the side get that bar's mid and side levels: the model's band is scaled so that it and
+    the replicated band add up to the bar's mid level. The loudest bar: a drop in the context is not
     what the track sounds like."""
     channels, n = source.shape[0], len(mid)
     loudness = bar_rms(source, bar_frames)
@@ -158,9 +172,16 @@ def replicate(mid: np.ndarray, source: np.ndarray, bar_frames: int, gains: tuple
     high_gain, side_gain = (np.interp(np.arange(n), frame_times, g) for g in gains)
     low = np.fft.irfft(np.fft.rfft(mid) * (1.0 - hp_mid), n)
     bar_mid = bar.mean(axis=0)
-    high = np.fft.irfft(np.fft.rfft(bar_mid) * hp_bar, bar_frames)[positions]
-    out_mid = low + high * high_gain
-    out_mid *= level_gain(out_mid[None, :body_frames or n], bar_mid[None], bar_frames)
+    bar_high = np.fft.irfft(np.fft.rfft(bar_mid) * hp_bar, bar_frames)
+    high = bar_high[positions] * high_gain
+    high *= level_gain(high[None, :body_frames or n], bar_high[None], bar_frames)
+    # the replicated band keeps the bar's level; the model's band makes up the rest of the bar's mid level
+    body = slice(0, body_frames or n)
+    missing = np.mean(bar_mid.astype(np.float64) ** 2) - np.mean(high[body] ** 2)
+    low_energy = np.mean(low[body] ** 2)
+    if low_energy > 1e-18 and missing > 0:
+        low = low * np.sqrt(missing / low_energy)
+    out_mid = low + high
     if channels != 2:
         return np.repeat(out_mid[None].astype(np.float32), channels, axis=0)
     bar_side = (bar[0] - bar[1]) / 2

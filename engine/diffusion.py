@@ -155,6 +155,8 @@ class DiffusionGenerator:
             tokens = anchoring.grid_gate(anchoring.match_band_moments(tokens, plan.reference))
         audio = rep.decode(tokens, request.tempo_bpm, plan.model_samples, _seed(request.seed),
                            self.options.decoder_iterations, prefix=plan.context_audio, phase=plan.prior_stft_phase)
+        if self.options.anchor:
+            audio = anchoring.decoder_eq(audio, tokens, request.tempo_bpm)
         audio = rep.resample(audio[None], rep.SAMPLE_RATE, request.sample_rate)
         needed = request.frames + request.tail_frames
         mid = np.nan_to_num(np.pad(audio, ((0, 0), (0, max(0, needed - audio.shape[1]))))[0, :needed])
