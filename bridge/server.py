@@ -19,13 +19,14 @@ import time
 
 import zmq
 
-from bridge import protocol
+from bridge import convert, protocol
 from bridge.client import engine_answers
 from bridge.endpoint import EndpointError, default_endpoint, ipc_path, prepare
 from bridge.layout import const
-from bridge.protocol import ERR, MSG, PARAM_NAME, ProtocolError
+from bridge.protocol import ERR, MSG, ProtocolError
 from bridge.shm import TimelineStore, sweep_stale_segments
-from engine.scheduler import Scheduler, Session
+from engine.scheduler import Scheduler
+from engine.session import Session
 
 HELP = "Run the engine in the foreground: serve plugin instances over ZeroMQ (Ctrl-C stops it)."
 HEARTBEAT_SECONDS = 0.2   # docs/protocol.md: at least every 250 ms per session
@@ -70,8 +71,9 @@ class Engine:
         self.session_timeout = session_timeout
         self._window_log = WindowLog(window_log)
         self._problems: queue.SimpleQueue = queue.SimpleQueue()  # (instance, code, message) from the worker
-        self.scheduler = Scheduler(on_window=lambda s, entry: self._window_log.write(entry),
-                                   on_problem=lambda s, code, message: self._problems.put((s.instance, code, message)))
+        self.scheduler = Scheduler(on_window=lambda s, entry: self._window_log.write(convert.log_entry(entry)),
+                                   on_problem=lambda s, kind, message: self._problems.put(
+                                       (s.instance, convert.PROBLEM_CODES[kind], message)))
         self.sessions: dict[int, Session] = {}
         self._bound = False
         self._routes: dict[int, bytes] = {}      # instance -> ROUTER identity
@@ -137,14 +139,14 @@ class Engine:
         self._routes[message.instance] = identity
         self._last_seen[message.instance] = now
         if isinstance(message, protocol.Transport):
-            self.scheduler.on_transport(session, message, now)
+            self.scheduler.on_transport(session, convert.transport_snapshot(message), now)
         elif isinstance(message, protocol.Audio):
             if message.channels != session.channels:
                 raise ProtocolError(ERR["LD_ERR_TYPE"], f"AUDIO has {message.channels} channels; allowed: "
                                                         f"{session.channels} (as in HELLO)", MSG["audio"])
-            self.scheduler.on_audio(session, message)
+            self.scheduler.on_audio(session, convert.input_block(message))
         elif isinstance(message, protocol.Params):
-            self.scheduler.on_params(session, message.params)
+            self.scheduler.on_params(session, convert.engine_params(message.params))
         elif isinstance(message, protocol.Bye):
             self._close_session(message.instance, "bye")
 
@@ -152,9 +154,9 @@ class Engine:
         if hello.instance in self.sessions:
             self._close_session(hello.instance, "replaced by a new hello")
         store = TimelineStore(hello.instance, hello.channels, hello.sample_rate)
-        session = Session(hello.instance, hello.sample_rate, hello.channels, store,
-                          offline=hello.process_mode == const("LD_MODE_OFFLINE"))
-        session.params.update({PARAM_NAME[pid]: value for pid, value in hello.params.items()})
+        session = convert.new_session(hello.instance, hello.sample_rate, hello.channels, store,
+                                      offline=hello.process_mode == const("LD_MODE_OFFLINE"),
+                                      **convert.engine_params(hello.params))
         self.sessions[hello.instance] = session
         self._routes[hello.instance] = identity
         self._last_seen[hello.instance] = now
@@ -195,7 +197,8 @@ class Engine:
     def _send_status(self, instance: int, session: Session) -> None:
         name = session.generator_name
         ok = READY_TEXT if self.scheduler.generators.loaded(name) else f"loading the {name} generator"
-        code, message = session.problem or (const("LD_OK"), ok)
+        code, message = (convert.PROBLEM_CODES[session.problem[0]], session.problem[1]) if session.problem \
+            else (const("LD_OK"), ok)
         self._last_status[instance] = time.monotonic()
         self._send(self._routes[instance], protocol.status(code, message, session.published, session.underruns,
                                                            session.generator_name))

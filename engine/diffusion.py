@@ -6,10 +6,11 @@ once, denoise the target tokens in a few steps, anchor their level and spectral 
 reference (engine/anchoring.py), decode with Griffin-Lim at the host tempo, resample to the
 host rate, put back the reference's high band and side channel, and limit.
 
-The track leads: when the request carries the live input (`input_context`) and its newest bar
-has sound, that bar - not the model's own previous window - is the prior the model corrects,
-the reference its level is held to, and the source of the replicated high band and stereo.
-The model's own output carries the music only where the input is silent.
+The track leads: when the track alone (`input_context`: input only, up to the horizon) has
+sound in its newest bar, that bar - not the model's own previous window - is the prior the
+model corrects, and the track is the reference its level is held to and the source of the
+replicated high band and stereo. The model's own output carries the music only where the
+input is silent.
 """
 from __future__ import annotations
 
@@ -21,18 +22,17 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.layout import const
 from engine import anchoring
 from engine import representation as rep
 from engine import samplers
 from engine.backends import DENOISER_FILE, ENCODER_FILE
+from engine.dsp import limit
 from engine.generator import WindowRequest
 from engine.loop_generator import LoopGenerator, bar_frames
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_FILE = "livediff.npz"
 BACKENDS = ("auto", "torch", "onnx")
-CEILING = 0.98                     # -0.18 dBFS: below the -0.1 dBFS the final output may reach
 log = logging.getLogger("livediff.diffusion")
 
 
@@ -68,13 +68,12 @@ def _to_model_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def live_input(request: WindowRequest) -> np.ndarray | None:
-    """The request's input context when its newest bar has sound (the track is playing), else None.
-    `input_context` is the scheduler's (TEAM.md section 6); requests without it have no live input."""
-    audio = getattr(request, "input_context", None)
-    if audio is None or np.asarray(audio).ndim != 2 or not np.asarray(audio).shape[1]:
+    """The request's track alone (`input_context`) when its newest bar has sound, else None."""
+    audio = np.asarray(request.input_context, np.float32)
+    if audio.ndim != 2 or not audio.shape[1]:
         return None
-    newest = np.asarray(audio, np.float32)[:, -bar_frames(request):]
-    return np.asarray(audio, np.float32) if np.sqrt(np.mean(newest ** 2)) >= anchoring.SOUNDING_RMS else None
+    newest = audio[:, -bar_frames(request):]
+    return audio if np.sqrt(np.mean(newest ** 2)) >= anchoring.SOUNDING_RMS else None
 
 
 class DiffusionGenerator:
@@ -197,10 +196,9 @@ def fold_tempo(request: WindowRequest) -> WindowRequest:
     """The plugin's tempos outside the model's 60-200 BPM, in double or half time: 45 BPM is
     generated as 90 BPM with twice the bars, 250 BPM as 125 BPM with half the bars (rounded up).
     The window keeps its samples, so it still starts and ends on the host's bar lines."""
-    low, high = const("LD_TEMPO_MIN"), const("LD_TEMPO_MAX")
     tempo = request.tempo_bpm
-    if not (math.isfinite(tempo) and low <= tempo <= high):
-        raise ValueError(f"tempo {tempo} BPM is outside the plugin's range; allowed: {low} to {high} BPM "
+    if not (math.isfinite(tempo) and tempo > 0):
+        raise ValueError(f"tempo {tempo} BPM cannot be generated; allowed: any finite tempo above 0 BPM "
                          f"({rep.TEMPO_MIN:g}-{rep.TEMPO_MAX:g} natively, others in double or half time)")
     factor = 1.0
     while tempo * factor < rep.TEMPO_MIN:
@@ -212,25 +210,6 @@ def fold_tempo(request: WindowRequest) -> WindowRequest:
     return replace(request, tempo_bpm=tempo * factor, bars=max(1, math.ceil(request.bars * factor)),
                    context_bars=max(1, math.ceil(request.context_bars * factor)),
                    bar_index=int(request.bar_index * factor))
-
-
-def limit(audio: np.ndarray, ceiling: float = CEILING, block: int = 256) -> np.ndarray:
-    """Peak limiter to <= ceiling (below 0 dBFS), on [n] or channel-linked on [channels, n].
-    Audio under the ceiling passes untouched; otherwise the gain each block of samples needs is
-    also applied to its neighbours and interpolated between block centres, so it dips smoothly
-    around a peak instead of clipping."""
-    if audio.size == 0 or np.abs(audio).max() <= ceiling:
-        return audio.astype(np.float32)
-    n = audio.shape[-1]
-    n_blocks = -(-n // block)
-    envelope = np.abs(audio).max(axis=0) if audio.ndim == 2 else np.abs(audio)
-    peaks = np.pad(envelope, (0, n_blocks * block - n)).reshape(n_blocks, block).max(axis=1)
-    needed = np.minimum(1.0, ceiling / np.maximum(peaks, 1e-9))
-    padded = np.pad(needed, 1, constant_values=1.0)
-    held = np.minimum(np.minimum(padded[:-2], padded[1:-1]), padded[2:])
-    # between two block centres the gain is a mix of two held gains, each <= what both blocks need
-    gain = np.interp(np.arange(n), np.arange(n_blocks) * block + (block - 1) / 2, held)
-    return np.clip(audio * gain, -ceiling, ceiling).astype(np.float32)
 
 
 def _seed(seed: int) -> int:

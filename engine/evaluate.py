@@ -27,7 +27,7 @@ from engine.diffusion import DiffusionGenerator, SamplingOptions, load_builtin
 from engine.generator import WindowRequest
 from engine.music import Song, random_song, render_song
 from engine.presets import load_presets
-from engine.scheduler import SEAM_SECONDS, equal_power_crossfade
+from engine.dsp import SEAM_SECONDS, equal_power_crossfade
 
 HELP = "Evaluate the built-in model on held-out generated music; writes JSON and a PNG."
 HELDOUT_SEED = 900_000

@@ -13,11 +13,10 @@ every style, at several tempos and meters, rendered in stereo at 44.1 kHz.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-
 import numpy as np
 
 from engine import representation as rep
+from engine.dsp import SEAM_SECONDS, crossfade
 from engine.evaluate import GRID_TOLERANCE_S, mel_distance
 from engine.generator import WindowRequest
 from engine.music import Song, render_song
@@ -28,18 +27,9 @@ SEED = 950_000                      # held-out: training draws its song seeds fr
 CONTEXT_BARS = 2
 INTRO_BARS = 4
 BLOCK_BARS = 8
-TAIL_FRAMES = round(0.03 * HOST_RATE)
+TAIL_FRAMES = round(SEAM_SECONDS * HOST_RATE)
 SONGS = ((124.0, (4, 4)), (92.0, (4, 4)), (172.0, (4, 4)), (76.0, (3, 4)), (132.0, (7, 8)), (108.0, (6, 8)),
          (100.0, (5, 4)), (96.0, (12, 8)))
-
-if "input_context" in {f.name for f in fields(WindowRequest)}:
-    LiveRequest = WindowRequest
-else:  # until the scheduler's WindowRequest carries the live input (TEAM.md section 6)
-    @dataclass(frozen=True)
-    class LiveRequest(WindowRequest):
-        input_context: np.ndarray | None = None
-        input_gap_bars: int = 0
-
 
 def heldout_songs(n: int, bars: int) -> list[Song]:
     presets = load_presets()
@@ -63,8 +53,8 @@ def bars_of(song: Song, audio: np.ndarray, first: int, last: int) -> np.ndarray:
 def play(generator, song: Song, input_audio: np.ndarray, bars: int, context_bars: int = CONTEXT_BARS,
          seed: int = 0) -> np.ndarray:
     """[2, n] what the engine plays: input for the first 2 bars (no window can be ready before),
-    then window k (1 bar) from the scheduler's context rule, each window's tail crossfaded
-    linearly (amplitude-preserving) into the next window's head."""
+    then window k (1 bar) from the scheduler's context rule, each window's tail crossfaded into
+    the next window's head by the level-keeping seam crossfade (engine.dsp.crossfade)."""
     lines = bar_lines(song, bars)
     played = np.zeros((2, lines[-1]), np.float32)
     played[:, :lines[2]] = input_audio[:, :lines[2]]
@@ -72,15 +62,12 @@ def play(generator, song: Song, input_audio: np.ndarray, bars: int, context_bars
     for k in range(2, bars):
         own = bars_of(song, played if k >= 3 else input_audio, k - 1, k)
         context = np.concatenate([bars_of(song, input_audio, k - context_bars, k - 1), own], axis=1)
-        request = LiveRequest(context=context, sample_rate=HOST_RATE, tempo_bpm=song.tempo_bpm, tsig_num=song.tsig[0],
+        request = WindowRequest(context=context, sample_rate=HOST_RATE, tempo_bpm=song.tempo_bpm, tsig_num=song.tsig[0],
                               tsig_den=song.tsig[1], context_bars=context_bars, bars=1, frames=int(lines[k + 1] - lines[k]),
                               tail_frames=TAIL_FRAMES, style=song.style, seed=seed * 100_003 + k, bar_index=k,
                               input_context=bars_of(song, input_audio, k - 1 - context_bars, k - 1), input_gap_bars=1)
         out = generator.generate(request)
-        body = out[:, :request.frames].copy()
-        if tail is not None:
-            ramp = np.linspace(0.0, 1.0, TAIL_FRAMES, dtype=np.float32)
-            body[:, :TAIL_FRAMES] = tail * (1 - ramp) + body[:, :TAIL_FRAMES] * ramp
+        body = out[:, :request.frames] if tail is None else crossfade(tail, out[:, :request.frames])
         tail = out[:, request.frames:]
         played[:, lines[k]:lines[k + 1]] = body
     return played

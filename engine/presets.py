@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bridge.layout import const
+from engine.representation import STYLE_COUNT
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 
@@ -79,7 +79,7 @@ def parse_preset(data: dict[str, Any], where: str) -> Preset:
         raise PresetError(f"{where}: unknown keys {sorted(unknown)} / missing keys {sorted(missing)}; "
                           f"a preset has exactly: {', '.join(TOP_LEVEL_KEYS)}")
     name = _check_value(where, "name", data["name"], (str,))
-    style = _check_value(where, "style", data["style"], (int, const("LD_STYLE_MIN"), const("LD_STYLE_MAX")))
+    style = _check_value(where, "style", data["style"], (int, 0, STYLE_COUNT - 1))
     tempo = _check_value(where, "tempo", data["tempo"], (float, 60.0, 200.0))
     generator = data["generator"]
     if not isinstance(generator, dict):

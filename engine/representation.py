@@ -12,8 +12,8 @@ estimate, log-mel), used by evaluation and by fine-tuning on user loops.
 from __future__ import annotations
 
 import numpy as np
-from pedalboard import Resample
-from pedalboard.io import StreamResampler
+
+from engine.dsp import resample  # noqa: F401 - callers use rep.resample for model-rate audio
 
 SAMPLE_RATE = 16000
 N_FFT = 1024
@@ -217,18 +217,6 @@ def decode(tokens: np.ndarray, tempo_bpm: float, n_samples: int, seed: int, iter
         previous = rebuilt
         spectrum = accelerated * (magnitude / np.maximum(np.abs(accelerated), 1e-12))
     return overlap_add(spectrum)[pad: pad + n_samples].astype(np.float32)
-
-
-def resample(audio: np.ndarray, source_rate: float, target_rate: float) -> np.ndarray:
-    """[channels, n] float32 through pedalboard's 16-tap windowed-sinc resampler (latency
-    compensated; the model's content is band-limited well below the 16 kHz Nyquist)."""
-    audio = np.ascontiguousarray(audio, np.float32)
-    if source_rate == target_rate:
-        return audio
-    resampler = StreamResampler(source_rate, target_rate, audio.shape[0], Resample.Quality.WindowedSinc16)
-    out = np.concatenate([resampler.process(audio), resampler.process(None)], axis=1)
-    expected = int(round(audio.shape[1] * target_rate / source_rate))
-    return np.ascontiguousarray(out[:, :expected])
 
 
 # --- analysis on log spectra -------------------------------------------------------------

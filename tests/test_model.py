@@ -59,10 +59,10 @@ def test_context_changes_the_output_towards_the_true_continuation(generator):
     assert np.mean(right) < np.mean(wrong)
 
 
-@pytest.mark.parametrize("tempo", [19.9, 300.5, float("nan")])
-def test_tempo_out_of_range_says_what_is_allowed(generator, tempo):
+@pytest.mark.parametrize("tempo", [0.0, -5.0, float("nan"), float("inf")])
+def test_a_tempo_that_cannot_be_generated_says_what_is_allowed(generator, tempo):
     request, _ = song_request(5)
-    with pytest.raises(ValueError, match="allowed: 20 to 300 BPM"):
+    with pytest.raises(ValueError, match="allowed: any finite tempo above 0 BPM"):
         generator.generate(replace(request, tempo_bpm=tempo))
 
 

@@ -15,7 +15,7 @@ from bridge.client import Client
 from bridge.layout import const
 from bridge.protocol import ERR, KEY, MSG
 from bridge.shm import SHM_DIR, TimelineReader
-from engine.scheduler import SEAM_SECONDS
+from engine.dsp import SEAM_SECONDS
 
 SR, TEMPO = 44100, 120.0
 BAR = SR * 2  # one 4/4 bar at 120 BPM
