@@ -98,7 +98,7 @@ def grid_gate(tokens: np.ndarray, rise_db: float = GATE_RISE_DB) -> np.ndarray:
 def bar_rms(audio: np.ndarray, bar_samples: float) -> np.ndarray:
     """[bars] RMS of each whole bar of `audio` ([n] or [channels, n]), counted back from its end
     (which is a bar line); oldest first. A bar short by rounding still counts."""
-    audio = audio.reshape(-1, audio.shape[-1]).astype(np.float64)
+    audio = np.atleast_2d(audio).astype(np.float64)
     n_bars = int(round(audio.shape[1] / max(1.0, bar_samples)))
     ends = audio.shape[1] - np.round(np.arange(n_bars)[::-1] * bar_samples).astype(np.int64)
     return np.array([np.sqrt(np.mean(audio[:, max(0, int(round(e - bar_samples))):e] ** 2)) if e > 0 else 0.0
