@@ -24,6 +24,7 @@ TOLERANCE_DB = 0.0              # a band's level may differ this much from the r
 ONSET_FRAMES = 3                # frames at the start of a 16th where an attack may land
 GATE_RISE_DB = 1.0              # how far a band may rise later in the 16th
 EQ_RANGE = np.log(10 ** (9 / 20))  # the decoder correction stays within +-9 dB per band
+SPECTRUM_BANDS = 30             # log-spaced bands the host-rate output's spectrum is held to
 LEVEL_TOLERANCE_DB = 0.0        # the window's RMS may differ this much from the reference's
 CROSSOVER_HZ = (5500.0, 6500.0)  # model band below, replicated band above (raised-cosine crossover)
 GAIN_RANGE = (0.25, 2.0)        # per-frame gain of the replicated high band and side
@@ -128,11 +129,32 @@ def level_gain(window: np.ndarray, reference: np.ndarray, bar_frames: int, toler
 
 
 def _crossover(n: int, sample_rate: float) -> np.ndarray:
-    """[n // 2 + 1] high-pass gains of an n-point rfft: 0 below, 1 above the crossover band."""
+    """[n // 2 + 1] high-pass gains of an n-point rfft: 0 below, 1 above the crossover band
+    (sin of a quarter turn; the low side takes the cos, so the two add up in power)."""
     freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
     low, high = CROSSOVER_HZ
-    ramp = np.clip((freqs - low) / (high - low), 0.0, 1.0)
-    return 0.5 - 0.5 * np.cos(np.pi * ramp)
+    return np.sin(np.pi / 2 * np.clip((freqs - low) / (high - low), 0.0, 1.0))
+
+
+def _log_bands(n: int, sample_rate: float) -> np.ndarray:
+    """[n // 2 + 1] band index of each rfft bin: SPECTRUM_BANDS log-spaced bands from 20 Hz."""
+    freqs = np.maximum(np.fft.rfftfreq(n, 1.0 / sample_rate), 20.0)
+    edges = np.geomspace(20.0, sample_rate / 2, SPECTRUM_BANDS + 1)
+    return np.clip(np.searchsorted(edges, freqs) - 1, 0, SPECTRUM_BANDS - 1)
+
+
+def spectrum_gains(audio: np.ndarray, reference: np.ndarray, sample_rate: float, n: int) -> np.ndarray:
+    """[n // 2 + 1] gains for an n-point rfft that give `audio` the band levels (power per band,
+    log-spaced) of `reference`, within EQ_RANGE; 1 where either is silent."""
+    def band_power(x):
+        bands = _log_bands(len(x), sample_rate)
+        power = np.abs(np.fft.rfft(x.astype(np.float64))) ** 2 / max(1, len(x))   # per-bin density
+        return np.bincount(bands, power, SPECTRUM_BANDS) / np.maximum(np.bincount(bands, None, SPECTRUM_BANDS), 1)
+    have, want = band_power(audio), band_power(reference)
+    floor = 1e-14 * max(have.max(), want.max(), 1e-30)
+    ratio = np.where((have > floor) & (want > floor), want / np.maximum(have, floor), 1.0)
+    gains = np.clip(np.sqrt(ratio), np.exp(-EQ_RANGE), np.exp(EQ_RANGE))
+    return gains[_log_bands(n, sample_rate)]
 
 
 def frame_gains(generated: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -154,10 +176,9 @@ def replicate(mid: np.ndarray, source: np.ndarray, bar_frames: int, gains: tuple
     """[channels, n] output from the generated mid (host rate, 16 kHz content) and the host-rate
     `source` (ending on the window's bar line) whose loudest bar is replicated at the same bar
     position: its high band (added to the mid) and, for stereo, its side channel, each scaled
-    per frame by `gains`. Over the window's first `body_frames` frames (default: all), the mid
-    and the side get that bar's mid and side levels: the model's band is scaled so that it and
-    the replicated band add up to the bar's mid level. The loudest bar: a drop in the context is not
-    what the track sounds like."""
+    per frame by `gains`. Over the window's first `body_frames` frames (default: all), the side
+    keeps that bar's level and the mid its spectrum, band by band. The loudest bar: a drop in
+    the context is not what the track sounds like."""
     channels, n = source.shape[0], len(mid)
     loudness = bar_rms(source, bar_frames)
     loudest = int(np.argmax(loudness)) if len(loudness) else 0
@@ -170,18 +191,16 @@ def replicate(mid: np.ndarray, source: np.ndarray, bar_frames: int, gains: tuple
     positions = np.arange(n) % bar_frames
     frame_times = np.arange(len(gains[0])) * frame_seconds * sample_rate
     high_gain, side_gain = (np.interp(np.arange(n), frame_times, g) for g in gains)
-    low = np.fft.irfft(np.fft.rfft(mid) * (1.0 - hp_mid), n)
+    low_spectrum = np.fft.rfft(mid) * np.sqrt(1.0 - hp_mid ** 2)
     bar_mid = bar.mean(axis=0)
     bar_high = np.fft.irfft(np.fft.rfft(bar_mid) * hp_bar, bar_frames)
     high = bar_high[positions] * high_gain
     high *= level_gain(high[None, :body_frames or n], bar_high[None], bar_frames)
-    # the replicated band keeps the bar's level; the model's band makes up the rest of the bar's mid level
+    # then the sum gets the bar's spectrum, band by band: whatever the model's band and the
+    # replicated band have in common around the crossover cannot add up window after window
+    out_mid = np.fft.irfft(low_spectrum, n) + high
     body = slice(0, body_frames or n)
-    missing = np.mean(bar_mid.astype(np.float64) ** 2) - np.mean(high[body] ** 2)
-    low_energy = np.mean(low[body] ** 2)
-    if low_energy > 1e-18 and missing > 0:
-        low = low * np.sqrt(missing / low_energy)
-    out_mid = low + high
+    out_mid = np.fft.irfft(np.fft.rfft(out_mid) * spectrum_gains(out_mid[body], bar_mid, sample_rate, n), n)
     if channels != 2:
         return np.repeat(out_mid[None].astype(np.float32), channels, axis=0)
     bar_side = (bar[0] - bar[1]) / 2

@@ -92,6 +92,13 @@ def width_db(audio: np.ndarray) -> float:
     return float(10 * np.log10((np.mean(side.astype(np.float64) ** 2) + 1e-12) / (np.mean(mid.astype(np.float64) ** 2) + 1e-12)))
 
 
+def high_band_db(audio: np.ndarray, above_hz: float = 8000.0) -> float:
+    """Share of the mid's energy above `above_hz` (dB): the bandwidth a 16 kHz model would lose."""
+    spectrum = np.abs(np.fft.rfft(audio.mean(axis=0).astype(np.float64))) ** 2
+    high = spectrum[np.fft.rfftfreq(audio.shape[1], 1.0 / HOST_RATE) > above_hz].sum()
+    return float(10 * np.log10((high + 1e-20) / (spectrum.sum() + 1e-20)))
+
+
 def on_grid(audio: np.ndarray, tempo_bpm: float) -> tuple[int, int]:
     mono = rep.resample(audio.mean(axis=0, keepdims=True), HOST_RATE, rep.SAMPLE_RATE)[0]
     onsets = rep.onset_times(mono)
@@ -112,7 +119,7 @@ def free_running(generator, songs: list[Song], bars: int = 64) -> list[dict]:
         intro = song.audio[:, :lines[INTRO_BARS]]
         row = {"style": song.style, "tempo": song.tempo_bpm, "meter": f"{song.tsig[0]}/{song.tsig[1]}",
                "intro_db": loudness_db(intro), "intro_rolloff_hz": rolloff_hz(intro), "intro_width_db": width_db(intro),
-               "blocks": []}
+               "intro_high_band_db": high_band_db(intro), "blocks": []}
         for first in range(INTRO_BARS, total, BLOCK_BARS):
             block = played[:, lines[first]:lines[min(total, first + BLOCK_BARS)]]
             hits, onsets = on_grid(block, song.tempo_bpm)
@@ -121,7 +128,8 @@ def free_running(generator, songs: list[Song], bars: int = 64) -> list[dict]:
                                   "on_grid": hits / max(1, onsets), "onsets": onsets,
                                   "peak_dbfs": float(20 * np.log10(np.abs(block).max() + 1e-12)),
                                   "rolloff_ratio": rolloff_hz(block) / max(1.0, row["intro_rolloff_hz"]),
-                                  "width_vs_intro_db": width_db(block) - row["intro_width_db"]})
+                                  "width_vs_intro_db": width_db(block) - row["intro_width_db"],
+                                  "high_band_vs_intro_db": high_band_db(block) - row["intro_high_band_db"]})
         results.append(row)
         print(f"free-running song {i}: {row['meter']} {row['tempo']} BPM, loudness per block "
               + " ".join(f"{b['loudness_vs_intro_db']:+.1f}" for b in row["blocks"]), flush=True)
@@ -162,5 +170,6 @@ def summary(free: list[dict], live: list[dict]) -> dict:
             "blocks_rolloff_within_25pct": float(np.mean([abs(b["rolloff_ratio"] - 1) <= 0.25 for b in blocks])),
             "width_vs_intro_db_median": float(np.median([b["width_vs_intro_db"] for b in blocks])),
             "blocks_width_within_3db": float(np.mean([abs(b["width_vs_intro_db"]) <= 3 for b in blocks])),
+            "high_band_vs_intro_db_median": float(np.median([b["high_band_vs_intro_db"] for b in blocks])),
             "live_playing_mean": float(np.mean([r["playing"] for r in live])) if live else None,
             "live_silent_mean": float(np.mean([r["silent_after_4"] for r in live])) if live else None}

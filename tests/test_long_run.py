@@ -35,9 +35,9 @@ def test_without_the_anchors_the_same_jam_loses_its_stereo_and_bandwidth(generat
     song = long_eval.heldout_songs(1, long_eval.INTRO_BARS + 8)
     anchored, bare = (long_eval.free_running(g, song, 8)[0]["blocks"][0] for g in (generator, plain))
     assert bare["width_vs_intro_db"] < -40 and abs(anchored["width_vs_intro_db"]) < 4
-    assert bare["rolloff_ratio"] < 0.5 < anchored["rolloff_ratio"]
+    assert bare["high_band_vs_intro_db"] < -30 and abs(anchored["high_band_vs_intro_db"]) < 3
 
 
 def test_the_live_input_leads(generator):
     rows = long_eval.live_input(generator, long_eval.heldout_songs(2, 16))
-    assert np.mean([r["playing"] for r in rows]) < 0.8 * np.mean([r["silent_after_4"] for r in rows])
+    assert all(r["playing"] < 0.9 * r["silent_after_4"] for r in rows)
