@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import zmq
 
@@ -45,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="close a session after this many seconds without a message (default 10)")
     parser.add_argument("--window-log", metavar="PATH", help="append one JSON line per published window")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--model", action="append", default=[], metavar="DIR",
+                        help="serve the livediff checkpoint in DIR (a `livediff train --out` folder) as the "
+                             "'custom' generator (plugin parameter generator = custom)")
 
 
 class WindowLog:
@@ -222,8 +226,28 @@ class Engine:
         self._window_log.close()
 
 
+def register_models(specs: list[str]) -> None:
+    """`--model DIR`: the custom generator. Without one, choosing it gives a status that says how."""
+    from engine import custom_model, generators
+
+    dirs = []
+    for spec in specs:
+        kind, named, _ = spec.partition("=")
+        if named:
+            raise ValueError(f"--model {spec}: unknown model kind {kind!r}; give a folder for the custom generator")
+        dirs.append(spec)
+    if len(dirs) > 1:
+        raise ValueError(f"--model DIR was given {len(dirs)} times ({', '.join(dirs)}); the custom generator is one model")
+    generators.register("custom", custom_model.loader(Path(dirs[0])) if dirs else custom_model.not_given)
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        register_models(args.model)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
     try:
         engine = Engine(args.endpoint or default_endpoint(), args.session_timeout, args.window_log)
     except EndpointError as exc:

@@ -35,3 +35,8 @@ def loader(model_dir: Path, threads: int = 2) -> Callable[[], DiffusionGenerator
         generator.name = "custom"
         return generator
     return load
+
+
+def not_given() -> DiffusionGenerator:
+    raise ValueError("no custom model: start the engine with `livediff serve --model DIR`, DIR being the --out "
+                     "folder of a `livediff train --data ...` run")

@@ -54,22 +54,26 @@ def play(generator, song: Song, input_audio: np.ndarray, bars: int, context_bars
          seed: int = 0) -> np.ndarray:
     """[2, n] what the engine plays: input for the first 2 bars (no window can be ready before),
     then window k (1 bar) from the scheduler's context rule, each window's tail crossfaded into
-    the next window's head by the level-keeping seam crossfade (engine.dsp.crossfade)."""
+    the next window's head by the level-keeping seam crossfade (engine.dsp.crossfade). The
+    context hears each window as generated, not the seam (engine.context.generated_bar)."""
     lines = bar_lines(song, bars)
     played = np.zeros((2, lines[-1]), np.float32)
     played[:, :lines[2]] = input_audio[:, :lines[2]]
+    generated = played.copy()
     tail = None
     for k in range(2, bars):
-        own = bars_of(song, played if k >= 3 else input_audio, k - 1, k)
+        own = bars_of(song, generated if k >= 3 else input_audio, k - 1, k)
         context = np.concatenate([bars_of(song, input_audio, k - context_bars, k - 1), own], axis=1)
         request = WindowRequest(context=context, sample_rate=HOST_RATE, tempo_bpm=song.tempo_bpm, tsig_num=song.tsig[0],
-                              tsig_den=song.tsig[1], context_bars=context_bars, bars=1, frames=int(lines[k + 1] - lines[k]),
-                              tail_frames=TAIL_FRAMES, style=song.style, seed=seed * 100_003 + k, bar_index=k,
-                              input_context=bars_of(song, input_audio, k - 1 - context_bars, k - 1), input_gap_bars=1)
+                                tsig_den=song.tsig[1], context_bars=context_bars, bars=1,
+                                frames=int(lines[k + 1] - lines[k]), tail_frames=TAIL_FRAMES, style=song.style,
+                                seed=seed * 100_003 + k, bar_index=k,
+                                input_context=bars_of(song, input_audio, k - 1 - context_bars, k - 1), input_gap_bars=1)
         out = generator.generate(request)
-        body = out[:, :request.frames] if tail is None else crossfade(tail, out[:, :request.frames])
+        generated[:, lines[k]:lines[k + 1]] = out[:, :request.frames]
+        played[:, lines[k]:lines[k + 1]] = out[:, :request.frames] if tail is None else crossfade(
+            tail, out[:, :request.frames])
         tail = out[:, request.frames:]
-        played[:, lines[k]:lines[k + 1]] = body
     return played
 
 
