@@ -8,6 +8,7 @@ the real-time factor (bar length / median time). Quality at each step count: `li
 """
 from __future__ import annotations
 
+import engine  # noqa: F401, I001 - first: it sets numpy's BLAS threads before numpy loads
 import argparse
 import json
 import os

@@ -68,18 +68,6 @@ def match_band_moments(tokens: np.ndarray, reference: np.ndarray | None, toleran
     return np.maximum(frames, rep.SILENCE).astype(np.float32).reshape(tokens.shape)
 
 
-def decoder_eq(audio: np.ndarray, tokens: np.ndarray, tempo_bpm: float) -> np.ndarray:
-    """Model-rate audio with each band's level set back to what the tokens asked for. Griffin-Lim
-    loses energy where its phases cancel (most in the low bands); uncorrected, every window would
-    hand the next a little less bass, and a jam loses its kick within bars."""
-    heard = rep.encode(audio, tempo_bpm, 0.0, len(tokens))
-    correction = np.clip(_band_levels(tokens) - _band_levels(heard), -EQ_RANGE, EQ_RANGE)   # nats, per band
-    spectrum = np.fft.rfft(audio.astype(np.float64))
-    bin_of = np.clip(np.round(np.fft.rfftfreq(len(audio), 1.0 / rep.SAMPLE_RATE) / (rep.SAMPLE_RATE / rep.N_FFT)),
-                     0, rep.N_BINS - 1).astype(np.int64)
-    return np.fft.irfft(spectrum * np.exp(correction @ _SYNTHESIS)[bin_of], len(audio)).astype(np.float32)
-
-
 def grid_gate(tokens: np.ndarray, rise_db: float = GATE_RISE_DB) -> np.ndarray:
     """Energy may rise only at a 16th-note boundary: within each token, after the first
     ONSET_FRAMES frames, a band's level may not climb more than `rise_db` above the previous
@@ -143,18 +131,20 @@ def _log_bands(n: int, sample_rate: float) -> np.ndarray:
     return np.clip(np.searchsorted(edges, freqs) - 1, 0, SPECTRUM_BANDS - 1)
 
 
-def spectrum_gains(audio: np.ndarray, reference: np.ndarray, sample_rate: float, n: int) -> np.ndarray:
-    """[n // 2 + 1] gains for an n-point rfft that give `audio` the band levels (power per band,
-    log-spaced) of `reference`, within EQ_RANGE; 1 where either is silent."""
+def spectrum_gains(spectrum: np.ndarray, reference: np.ndarray, sample_rate: float) -> np.ndarray:
+    """Gains for the rfft `spectrum` that give it the band levels (power per bin, averaged over
+    SPECTRUM_BANDS log-spaced bands) of the rfft `reference` (of any length), within EQ_RANGE;
+    1 where either is silent."""
     def band_power(x):
-        bands = _log_bands(len(x), sample_rate)
-        power = np.abs(np.fft.rfft(x.astype(np.float64))) ** 2 / max(1, len(x))   # per-bin density
+        n = 2 * (len(x) - 1)
+        bands = _log_bands(n, sample_rate)
+        power = np.abs(x) ** 2 / max(1, n)   # per-bin density: the same for any length
         return np.bincount(bands, power, SPECTRUM_BANDS) / np.maximum(np.bincount(bands, None, SPECTRUM_BANDS), 1)
-    have, want = band_power(audio), band_power(reference)
+    have, want = band_power(spectrum), band_power(reference)
     floor = 1e-14 * max(have.max(), want.max(), 1e-30)
     ratio = np.where((have > floor) & (want > floor), want / np.maximum(have, floor), 1.0)
     gains = np.clip(np.sqrt(ratio), np.exp(-EQ_RANGE), np.exp(EQ_RANGE))
-    return gains[_log_bands(n, sample_rate)]
+    return gains[_log_bands(2 * (len(spectrum) - 1), sample_rate)]
 
 
 def frame_gains(generated: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -191,16 +181,15 @@ def replicate(mid: np.ndarray, source: np.ndarray, bar_frames: int, gains: tuple
     positions = np.arange(n) % bar_frames
     frame_times = np.arange(len(gains[0])) * frame_seconds * sample_rate
     high_gain, side_gain = (np.interp(np.arange(n), frame_times, g) for g in gains)
-    low_spectrum = np.fft.rfft(mid) * np.sqrt(1.0 - hp_mid ** 2)
     bar_mid = bar.mean(axis=0)
-    bar_high = np.fft.irfft(np.fft.rfft(bar_mid) * hp_bar, bar_frames)
+    bar_spectrum = np.fft.rfft(bar_mid)
+    bar_high = np.fft.irfft(bar_spectrum * hp_bar, bar_frames)
     high = bar_high[positions] * high_gain
     high *= level_gain(high[None, :body_frames or n], bar_high[None], bar_frames)
-    # then the sum gets the bar's spectrum, band by band: whatever the model's band and the
-    # replicated band have in common around the crossover cannot add up window after window
-    out_mid = np.fft.irfft(low_spectrum, n) + high
-    body = slice(0, body_frames or n)
-    out_mid = np.fft.irfft(np.fft.rfft(out_mid) * spectrum_gains(out_mid[body], bar_mid, sample_rate, n), n)
+    # the sum gets the bar's spectrum, band by band: whatever the model's band and the replicated
+    # band have in common around the crossover cannot add up window after window
+    spectrum = np.fft.rfft(mid) * np.sqrt(1.0 - hp_mid ** 2) + np.fft.rfft(high)
+    out_mid = np.fft.irfft(spectrum * spectrum_gains(spectrum, bar_spectrum, sample_rate), n)
     if channels != 2:
         return np.repeat(out_mid[None].astype(np.float32), channels, axis=0)
     bar_side = (bar[0] - bar[1]) / 2

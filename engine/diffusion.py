@@ -76,6 +76,13 @@ def live_input(request: WindowRequest) -> np.ndarray | None:
     return audio if np.sqrt(np.mean(newest ** 2)) >= anchoring.SOUNDING_RMS else None
 
 
+def _bars(mono: np.ndarray, tempo_bpm: float, bar_len: int, n_bars: int) -> tuple[np.ndarray, np.ndarray]:
+    """(spectra, tokens) of the last n_bars bars of model-rate audio ending on a bar line."""
+    n = n_bars * bar_len
+    spectra = rep.spectra(mono, tempo_bpm, len(mono) - n * rep.sixteenth_samples(tempo_bpm), n)
+    return spectra, rep.tokens_of(spectra, tempo_bpm)
+
+
 class DiffusionGenerator:
     name = "diffusion"
 
@@ -99,37 +106,30 @@ class DiffusionGenerator:
             raise ValueError(f"context must be float32 [channels, samples], got shape {context.shape}")
         sixteenth = rep.sixteenth_samples(request.tempo_bpm)
         # the last context_bars bars (as many as the model reads); what was not heard is silence
-        n_context = rep.context_bars_for(tsig, request.context_bars) * bar_len
+        n_bars = rep.context_bars_for(tsig, request.context_bars)
         mono = _to_model_rate(context, request.sample_rate)
-        context_spectra = rep.spectra(mono, request.tempo_bpm, len(mono) - n_context * sixteenth, n_context)
-        context_tokens = rep.tokens_of(context_spectra, request.tempo_bpm)
+        context_spectra, context_tokens = _bars(mono, request.tempo_bpm, bar_len, n_bars)
         needed = request.frames + request.tail_frames
         model_samples = int(np.ceil(needed * rep.SAMPLE_RATE / request.sample_rate)) + 64  # resampler margin
         n_target = max(request.bars * bar_len + 1, int(np.ceil(model_samples / sixteenth)) + 1)
         context_phase, prior, phase = rep.outpainting_inputs(context_tokens, tsig, request.bar_index, n_target)
-        prior_spectra, reference_audio, source = context_spectra[-bar_len:], mono, context
-        track = live_input(request)
-        if track is not None:  # the track leads: its newest bar is the prior, the reference, the source
-            reference_audio = _to_model_rate(track, request.sample_rate)
-            prior_spectra = rep.spectra(reference_audio, request.tempo_bpm, len(reference_audio) - bar_len * sixteenth,
-                                        bar_len)
-            prior = rep.tokens_of(prior_spectra, request.tempo_bpm)[np.arange(n_target) % bar_len]
-            source = track
+        lead = live_input(request) if self.options.anchor and request.input_context is not request.context else None
+        if lead is not None:  # the track leads: its newest bar is the prior
+            lead_mono = _to_model_rate(lead, request.sample_rate)
+            lead_spectra, lead_tokens = _bars(lead_mono, request.tempo_bpm, bar_len, n_bars)
+            prior = lead_tokens[-bar_len:][np.arange(n_target) % bar_len]
+        else:
+            lead, lead_mono, lead_spectra, lead_tokens = context, mono, context_spectra, context_tokens
         cond = rep.condition_vector(request.style, request.tempo_bpm, tsig)
-        prior_stft_phase = np.angle(prior_spectra)[np.arange(n_target) % bar_len]
+        prior_stft_phase = np.angle(lead_spectra[-bar_len:])[np.arange(n_target) % bar_len]
+        reference = None
+        if self.options.anchor:  # the sounding bars among the lead's: what the output's level is held to
+            sounding = anchoring.sounding_bars(lead_mono, bar_len * sixteenth)[-n_bars:]
+            sounding = np.concatenate([np.zeros(n_bars - len(sounding), bool), sounding])
+            reference = lead_tokens.reshape(n_bars, bar_len, *lead_tokens.shape[1:])[sounding].reshape(
+                -1, *lead_tokens.shape[1:]) if sounding.any() else None
         return _Plan(context_tokens, context_phase, prior, phase, cond, model_samples, mono[-rep.N_FFT:],
-                     prior_stft_phase, self._reference(reference_audio, request.tempo_bpm, bar_len), source)
-
-    def _reference(self, audio: np.ndarray, tempo_bpm: float, bar_len: int) -> np.ndarray | None:
-        """Tokens of the sounding bars among the last context bars of `audio` (None when none sound)."""
-        if not self.options.anchor:
-            return None
-        sixteenth = rep.sixteenth_samples(tempo_bpm)
-        sounding = anchoring.sounding_bars(audio, bar_len * sixteenth)[-rep.MAX_CONTEXT_TOKENS // bar_len:]
-        if not sounding.any():
-            return None
-        tokens = rep.encode(audio, tempo_bpm, len(audio) - len(sounding) * bar_len * sixteenth, len(sounding) * bar_len)
-        return tokens.reshape(len(sounding), bar_len, *tokens.shape[1:])[sounding].reshape(-1, *tokens.shape[1:])
+                     prior_stft_phase, reference, np.asarray(lead, np.float32))
 
     # --- sampling --------------------------------------------------------------------------
     def _sample(self, plan: _Plan, seed: int) -> np.ndarray:
@@ -154,8 +154,6 @@ class DiffusionGenerator:
             tokens = anchoring.grid_gate(anchoring.match_band_moments(tokens, plan.reference))
         audio = rep.decode(tokens, request.tempo_bpm, plan.model_samples, _seed(request.seed),
                            self.options.decoder_iterations, prefix=plan.context_audio, phase=plan.prior_stft_phase)
-        if self.options.anchor:
-            audio = anchoring.decoder_eq(audio, tokens, request.tempo_bpm)
         audio = rep.resample(audio[None], rep.SAMPLE_RATE, request.sample_rate)
         needed = request.frames + request.tail_frames
         mid = np.nan_to_num(np.pad(audio, ((0, 0), (0, max(0, needed - audio.shape[1]))))[0, :needed])
