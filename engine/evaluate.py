@@ -49,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=None,
                         help="evaluate on your own loops (a folder, subfolders too) instead: prints a table")
     parser.add_argument("--style", type=int, default=0, help="style id given to --data loops")
+    parser.add_argument("--no-anchor", action="store_true",
+                        help="without the level/spectrum/stereo anchors of engine/anchoring.py (for comparison)")
 
 
 def window_request(context: np.ndarray, song: Song, bars: int, seed: int, first_bar: int,
@@ -225,8 +227,9 @@ def plot(results: dict, path: Path) -> None:
 
 
 def evaluate(backend: str, weights_dir: Path | None, examples: int, step_counts: list[int], guidance: float,
-             decoder_iterations: int) -> dict:
-    base = load_builtin(backend, weights_dir, SamplingOptions(guidance=guidance, decoder_iterations=decoder_iterations))
+             decoder_iterations: int, anchor: bool = True) -> dict:
+    base = load_builtin(backend, weights_dir, SamplingOptions(guidance=guidance, decoder_iterations=decoder_iterations,
+                                                              anchor=anchor))
     songs = heldout_songs(examples, CONTEXT_BARS + 1)
     results = {"backend": base.backend.name, "examples": examples, "host_rate": HOST_RATE,
                "ground_truth": ground_truth_checks(songs), "by_steps": []}
@@ -285,14 +288,15 @@ def print_loop_table(rows: list[dict]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.data:
-        generator = load_builtin(args.backend, args.weights_dir, SamplingOptions(guidance=args.guidance,
-                                                                               decoder_iterations=args.decoder_iterations))
+        generator = load_builtin(args.backend, args.weights_dir, SamplingOptions(
+            guidance=args.guidance, decoder_iterations=args.decoder_iterations, anchor=not args.no_anchor))
         rows = loop_rows(generator, args.data, args.style)
         print_loop_table(rows)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "eval-loops.json").write_text(json.dumps(rows, indent=2))
         return 0 if rows else 1
-    results = evaluate(args.backend, args.weights_dir, args.examples, args.steps, args.guidance, args.decoder_iterations)
+    results = evaluate(args.backend, args.weights_dir, args.examples, args.steps, args.guidance, args.decoder_iterations,
+                       not args.no_anchor)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "eval.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / "eval.png")

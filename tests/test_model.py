@@ -179,3 +179,13 @@ def test_eval_on_a_folder_of_loops_prints_a_table(tmp_path, capsys):
     assert rows[0].startswith("drums/a_120bpm.wav") and " 2  48000 " in rows[0]
     assert rows[1].startswith("keys/b_120bpm.wav") and " 1  44100 " in rows[1]
     assert lines[header + 3].startswith("mean")
+
+
+def test_context_bars_changes_what_the_model_reads(generator):
+    request, _ = song_request(9, context_bars=8)
+    outputs = []
+    for bars in (1, 2, 4, 8):   # the same 8 bars heard; the model is told to read the last `bars`
+        outputs.append(generator.generate(replace(request, context_bars=bars)))
+    for a, b in zip(outputs, outputs[1:]):
+        assert not np.allclose(a, b, atol=1e-4)
+    assert rep.context_bars_for((4, 4), 8) == 8 and rep.context_bars_for((12, 8), 8) == 5
