@@ -189,7 +189,9 @@ def replicate(mid: np.ndarray, source: np.ndarray, bar_frames: int, gains: tuple
     # the sum gets the bar's spectrum, band by band: whatever the model's band and the replicated
     # band have in common around the crossover cannot add up window after window
     spectrum = np.fft.rfft(mid) * np.sqrt(1.0 - hp_mid ** 2) + np.fft.rfft(high)
-    out_mid = np.fft.irfft(spectrum * spectrum_gains(spectrum, bar_spectrum, sample_rate), n)
+    body = np.fft.irfft(spectrum, n)[:body_frames or n]    # measured without the tail: the next downbeat
+    gains = spectrum_gains(np.fft.rfft(body), bar_spectrum, sample_rate)
+    out_mid = np.fft.irfft(spectrum * np.interp(np.fft.rfftfreq(n), np.fft.rfftfreq(len(body)), gains), n)
     if channels != 2:
         return np.repeat(out_mid[None].astype(np.float32), channels, axis=0)
     bar_side = (bar[0] - bar[1]) / 2
