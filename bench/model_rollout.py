@@ -27,13 +27,15 @@ def main() -> int:
     parser.add_argument("--bars", type=int, default=64)
     parser.add_argument("--live-songs", type=int, default=None, help="songs for the live-input test (default --songs)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sampled", action="store_true",
+                        help="the songs played by General MIDI instruments (fluidsynth + fluid-soundfont-gm)")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here")
     args = parser.parse_args()
     generator = load_builtin(args.backend, args.weights_dir, threads=args.threads)
     generator.options = replace(generator.options, anchor=not args.no_anchor)
-    free = long_eval.free_running(generator, long_eval.heldout_songs(args.songs, long_eval.INTRO_BARS + args.bars),
-                                  args.bars)
-    live = long_eval.live_input(generator, long_eval.heldout_songs(args.live_songs or args.songs, 16))
+    free = long_eval.free_running(generator, long_eval.heldout_songs(args.songs, long_eval.INTRO_BARS + args.bars,
+                                                                     args.sampled), args.bars)
+    live = long_eval.live_input(generator, long_eval.heldout_songs(args.live_songs or args.songs, 16, args.sampled))
     print("| song | meter | BPM | bars | loudness vs intro | on grid | peak | rolloff ratio | width vs intro |")
     print("|---|---|---|---|---|---|---|---|---|")
     for i, row in enumerate(free):
@@ -41,7 +43,8 @@ def main() -> int:
             print(f"| {i} | {row['meter']} | {row['tempo']:g} | {b['bars'][0]}-{b['bars'][1]} | "
                   f"{b['loudness_vs_intro_db']:+.1f} dB | {100 * b['on_grid']:.0f} % | {b['peak_dbfs']:.2f} dBFS | "
                   f"{b['rolloff_ratio']:.2f} | {b['width_vs_intro_db']:+.1f} dB |")
-    result = {"weights_dir": str(args.weights_dir), "anchor": not args.no_anchor, "free_running": free, "live": live,
+    result = {"weights_dir": str(args.weights_dir), "anchor": not args.no_anchor, "sampled": args.sampled,
+              "free_running": free, "live": live,
               "summary": long_eval.summary(free, live)}
     print(json.dumps(result["summary"], indent=2))
     if args.out:

@@ -31,8 +31,14 @@ TAIL_FRAMES = round(SEAM_SECONDS * HOST_RATE)
 SONGS = ((124.0, (4, 4)), (92.0, (4, 4)), (172.0, (4, 4)), (76.0, (3, 4)), (132.0, (7, 8)), (108.0, (6, 8)),
          (100.0, (5, 4)), (96.0, (12, 8)))
 
-def heldout_songs(n: int, bars: int) -> list[Song]:
+def heldout_songs(n: int, bars: int, sampled: bool = False) -> list[Song]:
+    """Held-out songs, synthesised - or with `sampled`, the same notes played by General MIDI
+    instruments (engine/sampled.py: timbres the model never heard)."""
     presets = load_presets()
+    if sampled:
+        from engine.sampled import sampled_song
+        return [sampled_song(presets[i % len(presets)], *SONGS[i % len(SONGS)], bars, SEED + i, HOST_RATE)
+                for i in range(n)]
     return [render_song(presets[i % len(presets)], *SONGS[i % len(SONGS)], bars, SEED + i, tail_sixteenths=0,
                         sample_rate=HOST_RATE, stereo=True) for i in range(n)]
 

@@ -38,6 +38,20 @@ class Song:
     sample_rate: int = SAMPLE_RATE
 
 
+@dataclass(frozen=True)
+class Note:
+    part: str                   # "drums", "bass", "chords", "lead"
+    start: int                  # sample at the song's rate
+    length: int                 # samples
+    pitch: int                  # MIDI note (General MIDI drum note for drums)
+    gain: float                 # the synthesiser's gain (velocity included)
+    pan: float                  # -1 (left) .. 1 (right)
+
+
+# General MIDI percussion notes of the synthesised kit
+GM_DRUMS = {"kick": 36, "snare": 38, "hat": 42, "open_hat": 46}
+
+
 def _midi_hz(note: float) -> float:
     return 440.0 * 2.0 ** ((note - 69.0) / 12.0)
 
@@ -97,12 +111,16 @@ def _hat(kit: _Kit, n: int, rng: np.random.Generator, open_hat: bool, rate: int)
 
 
 class _Track:
-    """A stereo buffer that notes are added into at a pan position (clipped at the buffer's ends)."""
+    """A stereo buffer that notes are added into at a pan position (clipped at the buffer's ends).
+    With a `score`, each note is also written down as a Note (engine/sampled.py plays them)."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, part: str, score: list | None):
         self.buf = np.zeros((2, n))
+        self.part, self.score = part, score
 
-    def add(self, start: int, sound: np.ndarray, gain: float, pan: float = 0.0) -> None:
+    def add(self, start: int, sound: np.ndarray, gain: float, pan: float = 0.0, note: int = 0) -> None:
+        if self.score is not None:
+            self.score.append(Note(self.part, max(0, start), len(sound), note, gain, pan))
         start = max(0, start)
         end = min(self.buf.shape[1], start + len(sound))
         if end > start:
@@ -123,7 +141,8 @@ def _voice_lead(notes: list[int], previous: list[int] | None) -> list[int]:
 
 
 def render_song(preset: Preset, tempo_bpm: float, tsig: tuple[int, int], bars: int, seed: int,
-                tail_sixteenths: int = 2, sample_rate: int = SAMPLE_RATE, stereo: bool = False) -> Song:
+                tail_sixteenths: int = 2, sample_rate: int = SAMPLE_RATE, stereo: bool = False,
+                score: list | None = None) -> Song:
     """Render `bars` bars (+ a short tail) of `preset`'s style. Same arguments, same audio; the
     music (notes, timing, velocities) does not depend on the rate or on stereo.
 
@@ -170,7 +189,7 @@ def render_song(preset: Preset, tempo_bpm: float, tsig: tuple[int, int], bars: i
     drops = {b for b in range(1, bars) if rng.random() < p["drop_prob"]}
     pans = {"hat": feel.uniform(-0.6, 0.6), "lead": feel.uniform(-0.4, 0.4), "chord": feel.uniform(0.3, 0.8)}
 
-    drums, bass, chords, lead = (_Track(n) for _ in range(4))
+    drums, bass, chords, lead = (_Track(n, part, score) for part in ("drums", "bass", "chords", "lead"))
     voicing = None
     for bar in range(bars + 1):  # one extra bar so the tail is filled
         base = bar * bar_len
@@ -182,19 +201,22 @@ def render_song(preset: Preset, tempo_bpm: float, tsig: tuple[int, int], bars: i
             for s in range(bar_len):
                 accent = 1.0 if s in beats else 0.7
                 if s in kick_steps and not (fill and s >= bar_len - 4):
-                    drums.add(played(base + s, 0.5), _kick(kit, at(2.5), rate), 0.9 * accent * velocity())
+                    drums.add(played(base + s, 0.5), _kick(kit, at(2.5), rate), 0.9 * accent * velocity(),
+                              note=GM_DRUMS["kick"])
                 if s in snares or (fill and s >= bar_len - 4):
                     gain = 0.7 if not fill or s < bar_len - 4 else 0.35 + 0.1 * (s - bar_len + 4)
-                    drums.add(played(base + s, 0.7), _snare(kit, at(2.0), rng, rate), gain * velocity())
+                    drums.add(played(base + s, 0.7), _snare(kit, at(2.0), rng, rate), gain * velocity(),
+                              note=GM_DRUMS["snare"])
                 if s in hat_steps:
                     drums.add(played(base + s), _hat(kit, at(2.0), rng, s in open_hat_steps, rate),
-                              0.35 * accent * velocity(), pans["hat"])
+                              0.35 * accent * velocity(), pans["hat"],
+                              note=GM_DRUMS["open_hat" if s in open_hat_steps else "hat"])
             for i, s in enumerate(bass_steps):
                 length = at((bass_steps[i + 1] if i + 1 < len(bass_steps) else bar_len) - s)
                 note = degree_note(chord_degree) + (7 if rng.random() < 0.15 else 0) + (12 if rng.random() < 0.1 else 0)
                 env = _envelope(length, 40 * rate // SAMPLE_RATE, 0.25, min(200, length // 4), rate)
                 bass.add(played(base + s), _tone(_midi_hz(note), length, p["bass_wave"], cutoff * 0.5, rng, rate) * env,
-                         0.5 * velocity())
+                         0.5 * velocity(), note=note)
         chord_notes = [degree_note(chord_degree + d) + 12 if p["chord_type"] != "power"
                        else degree_note(chord_degree) + 12 + d for d in CHORD_DEGREES[p["chord_type"]]]
         voicing = _voice_lead(chord_notes, voicing)
@@ -203,7 +225,8 @@ def render_song(preset: Preset, tempo_bpm: float, tsig: tuple[int, int], bars: i
             length = at(bar_len)
             env = _envelope(length, int(0.03 * rate), 4.0, length // 6, rate)
             for note, pan in zip(voicing, spread):
-                chords.add(at(base), _tone(_midi_hz(note), length, p["chord_wave"], cutoff, rng, rate) * env, 0.18, pan)
+                chords.add(at(base), _tone(_midi_hz(note), length, p["chord_wave"], cutoff, rng, rate) * env, 0.18, pan,
+                           note=note)
         elif p["chord_mode"] == "stab":
             for s in chord_steps:
                 length = at(1.5)
@@ -211,14 +234,15 @@ def render_song(preset: Preset, tempo_bpm: float, tsig: tuple[int, int], bars: i
                 gain = 0.2 * velocity()
                 start = played(base + s)
                 for note, pan in zip(voicing, spread):
-                    chords.add(start, _tone(_midi_hz(note), length, p["chord_wave"], cutoff, rng, rate) * env, gain, pan)
+                    chords.add(start, _tone(_midi_hz(note), length, p["chord_wave"], cutoff, rng, rate) * env, gain, pan,
+                               note=note)
         for s, degree in motifs[section].items():
             degree = degree + (int(rng.integers(-2, 3)) if rng.random() < 0.15 else 0)
             length = at(2)
             env = _envelope(length, 30 * rate // SAMPLE_RATE, 0.2, length // 3, rate)
             note = degree_note(chord_degree + degree) + 24
             lead.add(played(base + s), _tone(_midi_hz(note), length, p["lead_wave"], cutoff * 1.5, rng, rate) * env,
-                     0.22 * velocity(), pans["lead"])
+                     0.22 * velocity(), pans["lead"], note=note)
 
     mix = drums.buf + bass.buf + chords.buf + lead.buf
     if not stereo:
