@@ -25,13 +25,11 @@ import numpy as np
 from engine import anchoring
 from engine import representation as rep
 from engine import samplers
-from engine.backends import DENOISER_FILE, ENCODER_FILE
+from engine.backends import DENOISER_FILE, ENCODER_FILE, WEIGHTS_DIR, WEIGHTS_FILE
 from engine.dsp import limit
 from engine.generator import WindowRequest
 from engine.loop_generator import LoopGenerator, bar_frames
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-WEIGHTS_FILE = "livediff.npz"
 BACKENDS = ("auto", "torch", "onnx")
 log = logging.getLogger("livediff.diffusion")
 
@@ -132,7 +130,7 @@ class DiffusionGenerator:
                      prior_stft_phase, reference, np.asarray(lead, np.float32))
 
     # --- sampling --------------------------------------------------------------------------
-    def _sample(self, plan: _Plan, seed: int) -> np.ndarray:
+    def _sample(self, plan: _Plan, seed: int, steps: int) -> np.ndarray:
         """Encode the context once, then `steps` denoiser calls; returns clean target tokens."""
         context, context_phase, prior, phase, cond = (array[None] for array in (  # the graphs take a batch axis
             plan.context, plan.context_phase, plan.prior, plan.phase, plan.cond))
@@ -147,7 +145,7 @@ class DiffusionGenerator:
             no_context = denoiser(np.full_like(context, rep.SILENCE), np.full_like(prior, rep.SILENCE))
             denoise = samplers.guided(denoise, no_context, self.options.guidance)
         noise = np.random.default_rng(seed).standard_normal(prior.shape, np.float32)
-        return samplers.euler(denoise, noise, samplers.noise_levels(self.options.steps))[0]
+        return samplers.euler(denoise, noise, samplers.noise_levels(steps))[0]
 
     def _render(self, request: WindowRequest, plan: _Plan, tokens: np.ndarray) -> np.ndarray:
         if self.options.anchor:
@@ -172,7 +170,7 @@ class DiffusionGenerator:
         if not rep.meter_supported(request.tsig_num, request.tsig_den):
             return self._loop_instead(request)
         plan = self._plan(request)
-        return self._render(request, plan, self._sample(plan, _seed(request.seed)))
+        return self._render(request, plan, self._sample(plan, _seed(request.seed), request.steps or self.options.steps))
 
     def _loop_instead(self, request: WindowRequest) -> np.ndarray:
         """A meter the model cannot play (bars that are not whole 16ths, or longer than 64 of them)

@@ -12,17 +12,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.backends import DENOISER_FILE, ENCODER_FILE
+from engine.backends import DENOISER_FILE, ENCODER_FILE, WEIGHTS_DIR, WEIGHTS_FILE
 from engine.model import LiveDiffusion, load_weights
 from engine.representation import FRAMES_PER_TOKEN
 
 HELP = "Export the built-in model (or --weights) to ONNX: context_encoder.onnx and denoiser.onnx."
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 OPSET = 17
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR / "livediff.npz", help="weights .npz to export")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR / WEIGHTS_FILE, help="weights .npz to export")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for the .onnx files (default: the folder of --weights, i.e. the run's)")
 
@@ -83,7 +82,7 @@ def output_folder(weights: Path, out: Path | None) -> Path:
     other weights (the shipped .onnx files must stay the export of the shipped livediff.npz)."""
     out = Path(out) if out is not None else Path(weights).parent
     shipped = WEIGHTS_DIR.resolve()
-    if out.resolve() == shipped and Path(weights).resolve() != shipped / "livediff.npz":
+    if out.resolve() == shipped and Path(weights).resolve() != shipped / WEIGHTS_FILE:
         raise SystemExit(f"refusing to overwrite the shipped ONNX graphs in {WEIGHTS_DIR} with an export of {weights}; "
                          f"leave out --out to write them next to {weights}")
     return out

@@ -31,6 +31,7 @@ class WindowRequest:
     # brought to this window's bar length. None (callers that have only input): the context.
     input_context: np.ndarray | None = None
     input_gap_bars: int = 0    # whole bars between the end of input_context and the window start
+    steps: int | None = None   # sampler steps a preset asks for; None: the generator's own
 
     def __post_init__(self):
         if self.input_context is None:

@@ -20,7 +20,7 @@ from engine.dsp import SEAM_SECONDS, crossfade
 from engine.evaluate import GRID_TOLERANCE_S, mel_distance
 from engine.generator import WindowRequest
 from engine.music import Song, render_song
-from engine.presets import load_presets
+from engine.styles import load_styles
 
 HOST_RATE = 44100
 SEED = 950_000                      # held-out: training draws its song seeds from a 32-bit hash
@@ -34,12 +34,12 @@ SONGS = ((124.0, (4, 4)), (92.0, (4, 4)), (172.0, (4, 4)), (76.0, (3, 4)), (132.
 def heldout_songs(n: int, bars: int, sampled: bool = False) -> list[Song]:
     """Held-out songs, synthesised - or with `sampled`, the same notes played by General MIDI
     instruments (engine/sampled.py: timbres the model never heard)."""
-    presets = load_presets()
+    styles = load_styles()
     if sampled:
         from engine.sampled import sampled_song
-        return [sampled_song(presets[i % len(presets)], *SONGS[i % len(SONGS)], bars, SEED + i, HOST_RATE)
+        return [sampled_song(styles[i % len(styles)], *SONGS[i % len(SONGS)], bars, SEED + i, HOST_RATE)
                 for i in range(n)]
-    return [render_song(presets[i % len(presets)], *SONGS[i % len(SONGS)], bars, SEED + i, tail_sixteenths=0,
+    return [render_song(styles[i % len(styles)], *SONGS[i % len(SONGS)], bars, SEED + i, tail_sixteenths=0,
                         sample_rate=HOST_RATE, stereo=True) for i in range(n)]
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.presets import Preset
+from engine.styles import Style
 from engine.representation import SAMPLE_RATE, TRAINED_METERS, beat_starts, sixteenths_per_bar
 
 # 16th-note positions of snare backbeats where the generic rule (every other beat) is not the idiom
@@ -140,16 +140,16 @@ def _voice_lead(notes: list[int], previous: list[int] | None) -> list[int]:
     return min(options, key=lambda chord: abs(float(np.mean(chord)) - centre) + 0.3 * (max(chord) - min(chord)))
 
 
-def render_song(preset: Preset, tempo_bpm: float, tsig: tuple[int, int], bars: int, seed: int,
+def render_song(style: Style, tempo_bpm: float, tsig: tuple[int, int], bars: int, seed: int,
                 tail_sixteenths: int = 2, sample_rate: int = SAMPLE_RATE, stereo: bool = False,
                 score: list | None = None) -> Song:
-    """Render `bars` bars (+ a short tail) of `preset`'s style. Same arguments, same audio; the
+    """Render `bars` bars (+ a short tail) of the style. Same arguments, same audio; the
     music (notes, timing, velocities) does not depend on the rate or on stereo.
 
     Played like a band, not a sequencer: every note is a few ms early or late and its velocity
     varies; chords move by voice leading; the song has 8-bar sections (the second one has its
     own progression and lead motif), fills at the end of 4- and 8-bar phrases, and drops."""
-    p = preset.generator
+    p = style.music
     rng = np.random.default_rng(seed)
     feel = np.random.default_rng([seed, 1])   # humanisation and panning: their own stream
     rate = int(sample_rate)
@@ -249,15 +249,15 @@ def render_song(preset: Preset, tempo_bpm: float, tsig: tuple[int, int], bars: i
         mix = mix.mean(axis=0)
     peak = np.abs(mix).max()
     mix = mix * (rng.uniform(0.5, 0.9) / peak) if peak > 0 else mix
-    return Song(audio=mix.astype(np.float32), tempo_bpm=tempo_bpm, tsig=tsig, bars=bars, style=preset.style,
+    return Song(audio=mix.astype(np.float32), tempo_bpm=tempo_bpm, tsig=tsig, bars=bars, style=style.id,
                 sample_rate=rate)
 
 
-def random_song(presets: list[Preset], seed: int, bars: int, tail_sixteenths: int = 2, **render) -> Song:
-    """A song with style, tempo (60-200 BPM, usually near the preset's) and meter drawn from the seed."""
+def random_song(styles: list[Style], seed: int, bars: int, tail_sixteenths: int = 2, **render) -> Song:
+    """A song with style, tempo (60-200 BPM, usually near the style's) and meter drawn from the seed."""
     rng = np.random.default_rng([seed, 7])
-    preset = presets[int(rng.integers(len(presets)))]
-    low, high = preset.generator["tempo_range"]
+    style = styles[int(rng.integers(len(styles)))]
+    low, high = style.music["tempo_range"]
     tempo = float(rng.uniform(low, high)) if rng.random() < 0.6 else float(np.exp(rng.uniform(np.log(60), np.log(200))))
     tsig = TRAINED_METERS[int(rng.choice(len(TRAINED_METERS), p=METER_WEIGHTS))]
-    return render_song(preset, round(tempo, 2), tsig, bars, int(rng.integers(2**31)), tail_sixteenths, **render)
+    return render_song(style, round(tempo, 2), tsig, bars, int(rng.integers(2**31)), tail_sixteenths, **render)

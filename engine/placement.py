@@ -33,7 +33,7 @@ def place(s: Session, window: Window, target: Target, kind: str, on_window: OnWi
     the slots of its earlier placement are withdrawn; one window-log entry. False if the
     store is full."""
     seam = round(SEAM_SECONDS * s.sample_rate)
-    audio = fit(window.audio, target.frames)
+    audio = fit(window.published_audio, target.frames)
     if window.kind is not WindowKind.PREROLL:
         # Fade from what played before; from silence after a preroll window or nothing.
         before_window = previous(s, target)

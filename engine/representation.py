@@ -20,7 +20,9 @@ N_FFT = 1024
 N_BINS = N_FFT // 2 + 1
 FRAMES_PER_TOKEN = 8
 TEMPO_MIN, TEMPO_MAX = 60.0, 200.0
-STYLE_COUNT = 8                     # style ids 0..7 (the header's LD_STYLE_MAX + 1)
+# Width of the style one-hot the shipped weights were trained with: ids below the header's
+# LD_STYLE_COUNT (presets/styles/) are trained, the slots above it never were.
+STYLE_SLOTS = 8
 # The meters the condition vector names: every other meter is told as the nearest of these
 # "families" (duple x/4, odd x/4, compound x/8, odd x/8); its true bar length and beat
 # positions reach the model through the phase features.
@@ -32,7 +34,7 @@ MAX_CONTEXT_BARS = 8                # the most context the model is trained on (
 MAX_CONTEXT_TOKENS = 128            # 8 bars of 4/4: longer bars get fewer context bars
 CONTEXT_BARS = 2                    # the default (LD_CONTEXT_BARS_DEFAULT)
 PHASE_FEATURES = 9
-CONDITION_FEATURES = STYLE_COUNT + 1 + len(TIME_SIGNATURES)
+CONDITION_FEATURES = STYLE_SLOTS + 1 + len(TIME_SIGNATURES)
 # log-magnitude normalisation: (log(mag + floor) - center) / scale puts speech-level audio near 0
 _LOG_FLOOR, _LOG_CENTER, LOG_SCALE = 1e-4, -7.0, 1.5
 SILENCE = (np.log(_LOG_FLOOR) - _LOG_CENTER) / LOG_SCALE
@@ -101,14 +103,14 @@ def phase_features(first_token: int, n_tokens: int, tsig: tuple[int, int], first
 
 def condition_vector(style: int, tempo_bpm: float, tsig: tuple[int, int]) -> np.ndarray:
     """[CONDITION_FEATURES]: style one-hot, log2 tempo relative to 120 BPM, meter family one-hot."""
-    if not 0 <= style < STYLE_COUNT:
-        raise ValueError(f"style {style} is out of range; allowed: 0 to {STYLE_COUNT - 1}")
+    if not 0 <= style < STYLE_SLOTS:
+        raise ValueError(f"style {style} is out of range; allowed: 0 to {STYLE_SLOTS - 1}")
     check_tempo(tempo_bpm)
     sixteenths_per_bar(*tsig)
     vector = np.zeros(CONDITION_FEATURES, np.float32)
     vector[style] = 1.0
-    vector[STYLE_COUNT] = np.log2(tempo_bpm / 120.0)
-    vector[STYLE_COUNT + 1 + meter_family(tsig)] = 1.0
+    vector[STYLE_SLOTS] = np.log2(tempo_bpm / 120.0)
+    vector[STYLE_SLOTS + 1 + meter_family(tsig)] = 1.0
     return vector
 
 

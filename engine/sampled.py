@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.music import Note, Song, render_song
-from engine.presets import Preset
+from engine.styles import Style
 
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 TICKS_PER_QUARTER = 480
@@ -66,7 +66,7 @@ def midi_file(notes: list[Note], song: Song) -> bytes:
             + b"MTrk" + struct.pack(">I", len(track)) + bytes(track))
 
 
-def sampled_song(preset: Preset, tempo_bpm: float, tsig: tuple[int, int], bars: int, seed: int,
+def sampled_song(style: Style, tempo_bpm: float, tsig: tuple[int, int], bars: int, seed: int,
                  sample_rate: int = 44100, soundfont: Path = SOUNDFONT) -> Song:
     """The song render_song would synthesise (same notes, timing and velocities), played by the
     soundfont's instruments: stereo float32 at sample_rate, peak-normalised like render_song."""
@@ -77,7 +77,7 @@ def sampled_song(preset: Preset, tempo_bpm: float, tsig: tuple[int, int], bars: 
     from pedalboard.io import AudioFile
 
     notes: list[Note] = []
-    song = render_song(preset, tempo_bpm, tsig, bars, seed, tail_sixteenths=0, sample_rate=sample_rate, stereo=True,
+    song = render_song(style, tempo_bpm, tsig, bars, seed, tail_sixteenths=0, sample_rate=sample_rate, stereo=True,
                        score=notes)
     with tempfile.TemporaryDirectory(prefix="ld-sampled-") as folder:
         mid, wav = Path(folder) / "song.mid", Path(folder) / "song.wav"

@@ -12,6 +12,7 @@ import numpy as np
 
 from engine.dsp import fit
 from engine.publisher import Publisher, WindowKind
+from engine.sound import Sound
 from engine.timeline import Grid, GridTracker
 
 INPUT_KEEP_SECONDS = 180       # received input kept around the playhead, by song position
@@ -71,6 +72,7 @@ class Window:
     entry: int = 0
     window_id: int = 0
     regenerate: bool = False  # a stand-in (moved or stretched for a new grid): remake it if time allows
+    shaped: np.ndarray | None = None  # audio through the session's Sound (FX, gain), as published; None: audio
 
     def fits(self, grid: Grid) -> bool:
         """Made for this grid's meter and, within TEMPO_TOLERANCE, its tempo."""
@@ -78,7 +80,13 @@ class Window:
 
     def continuation(self, seam: int) -> np.ndarray:
         """What this window would have played after its end (the next window fades in from it)."""
-        return fit(self.audio, self.frames + seam)[:, self.frames:]
+        return fit(self.published_audio, self.frames + seam)[:, self.frames:]
+
+    @property
+    def published_audio(self) -> np.ndarray:
+        """What plays: the generator's audio through the preset's FX and gain (context reads `audio`,
+        so effects never feed back into generation)."""
+        return self.audio if self.shaped is None else self.shaped
 
 
 @dataclass(frozen=True)
@@ -109,7 +117,8 @@ class Session:
     playhead: int = 0
     playhead_wall: float = 0.0
     loop: tuple[float, float] | None = None   # active loop (start, end) in beats
-    inputs: dict[str, InputStore] = field(default_factory=dict)   # context source -> what it played
+    inputs: dict[str, InputStore] = field(default_factory=dict)   # "input" (main), "sidechain" -> what it played
+    context_in_use: str = "main"  # source of the latest window's context (engine/context_source.py)
     input_end: dict[int, int] = field(default_factory=dict)   # epoch -> end sample of received input
     windows: dict[int, Window] = field(default_factory=dict)  # bar -> window of the current epoch
     ahead: dict[int, Window] = field(default_factory=dict)    # bar -> window of the next epoch (after a loop wrap)
@@ -125,6 +134,7 @@ class Session:
     closed: bool = False
     epoch_changes: deque = field(default_factory=lambda: deque(maxlen=EPOCH_STORM))
     warned: dict[str, float] = field(default_factory=dict)    # kind -> when last logged
+    sound: Sound = field(default_factory=Sound)               # a preset's steps, FX chain and gain
 
     def __post_init__(self):
         self.tracker = GridTracker(self.sample_rate, float(self.params["tempo_bpm"]), self.tempo_range)

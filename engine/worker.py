@@ -15,7 +15,7 @@ from engine.dsp import stretch
 from engine.generators import GeneratorPool, GeneratorUnavailable
 from engine.planner import Estimates, Job
 from engine.publisher import WindowKind
-from engine.session import Session, Window
+from engine.session import Session, Window, warn_rarely
 from engine.timeline import window_bar
 
 log = logging.getLogger("livediff.scheduler")
@@ -109,6 +109,7 @@ class Worker:
         except Exception as exc:  # a failing model must not take the engine down
             audio, problem = None, f"the {name} generator failed at bar {job.bar}: {type(exc).__name__}: {exc}"
         elapsed = time.monotonic() - started
+        shaped = self._shape(session, audio, None if job.kind == "stretch" else work, job.bar)
         with self._cond:
             session.in_flight.discard((job.target.epoch, job.bar))
             if job.kind == "stretch":
@@ -121,7 +122,21 @@ class Worker:
             if problem:
                 self._report(session, problem, retry_after=1.0)
                 return
-            self._finish(job, work, audio, name, table)
+            self._finish(job, work, audio, shaped, name, table)
+
+    @staticmethod
+    def _shape(session: Session, audio: np.ndarray | None, request, bar: int) -> np.ndarray | None:
+        """[_cond not held] The window through the session's Sound (a preset's FX chain and gain),
+        warmed up on its context; None when there is nothing to do or the chain failed (the
+        window then plays as generated: nothing is lost)."""
+        if audio is None or session.sound.neutral:
+            return None
+        try:
+            return session.sound.process(audio, session.sample_rate, None if request is None else request.context)
+        except Exception as exc:  # a chain pedalboard refuses at this rate must not stop the music
+            warn_rarely(session, "fx", time.monotonic(), log, "the preset's FX chain failed at bar %d (%s: %s); "
+                        "windows play without it", bar, type(exc).__name__, exc)
+            return None
 
     def _report(self, session: Session, message: str, retry_after: float) -> None:
         """A generator problem: logged and reported once while it lasts; the session retries later."""
@@ -131,7 +146,8 @@ class Worker:
         session.problem = ("generator", message)
         session.blocked_until = time.monotonic() + retry_after
 
-    def _finish(self, job: Job, work, audio: np.ndarray | None, name: str, table: dict[int, Window]) -> None:
+    def _finish(self, job: Job, work, audio: np.ndarray | None, shaped: np.ndarray | None, name: str,
+                table: dict[int, Window]) -> None:
         """Place the result where the current grid wants it now (the grid may have moved while
         it was made) and log it."""
         s, grid = job.session, job.session.grid
@@ -145,7 +161,7 @@ class Worker:
             stood_in, tempo = work
             if old is not stood_in or old.meter != (grid.tsig_num, grid.tsig_den):
                 return      # remade or dropped meanwhile
-            old.audio, old.tempo, old.kind = audio, tempo, WindowKind.STRETCHED
+            old.audio, old.shaped, old.tempo, old.kind = audio, shaped, tempo, WindowKind.STRETCHED
             window = old
         else:
             request = work
@@ -160,7 +176,7 @@ class Worker:
                 return
             else:
                 window = Window(job.bar, WindowKind.GENERATED, audio, request.tempo_bpm,
-                                (request.tsig_num, request.tsig_den))
+                                (request.tsig_num, request.tsig_den), shaped=shaped)
             if old is not None:
                 window.window_id = old.window_id
         window.regenerate = not window.fits(grid)   # made for a grid that has moved on meanwhile

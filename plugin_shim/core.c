@@ -365,6 +365,33 @@ static bool read_generated(ld_core *core, const ld_timeline *timeline, const ld_
     return missing;
 }
 
+/* Offline blocks played without (all of) their generated audio, process-wide: tools that host
+ * the plugin in their own process (livediff bounce) read them after rendering to name the bars
+ * (while blocks are still being processed, the count may run ahead of the entries). */
+#define MISS_LOG_ENTRIES 4096
+static _Atomic uint64_t miss_count;
+static struct { int64_t start; uint32_t frames; } miss_log[MISS_LOG_ENTRIES];
+
+/* [audio-thread], offline blocks only */
+static void record_offline_miss(int64_t start, uint32_t frames)
+{
+    uint64_t i = atomic_fetch_add(&miss_count, 1);
+    if (i < MISS_LOG_ENTRIES) {
+        miss_log[i].start = start;
+        miss_log[i].frames = frames;
+    }
+}
+
+LD_EXPORT uint64_t livediff_offline_misses(uint64_t first, int64_t *starts, uint32_t *frames, uint32_t capacity)
+{
+    uint64_t count = atomic_load(&miss_count);
+    for (uint64_t i = first; i < count && i < MISS_LOG_ENTRIES && i - first < capacity; i++) {
+        starts[i - first] = miss_log[i].start;
+        frames[i - first] = miss_log[i].frames;
+    }
+    return count;
+}
+
 /* [audio-thread]; waits (bounded) only when the block is offline */
 static void process_piece(ld_core *core, const ld_audio_block *block, uint32_t offset, uint32_t frames)
 {
@@ -388,8 +415,11 @@ static void process_piece(ld_core *core, const ld_audio_block *block, uint32_t o
                  policy == LD_UNDERRUN_DRY ? LD_UNDERRUN_DRY : LD_UNDERRUN_SILENCE);
     } else if (!covered) {
         fill_gap(core, NULL, block, offset, position.pos_samples, 0, frames, LD_UNDERRUN_SILENCE);
+        record_offline_miss(position.pos_samples, frames);
     } else if (read_generated(core, timeline, block, offset, &position, frames, policy)) {
         atomic_fetch_add_explicit(&core->underruns, 1, memory_order_relaxed);
+        if (offline)
+            record_offline_miss(position.pos_samples, frames);
     }
     release_timeline(core);
 

@@ -73,7 +73,7 @@ def test_serve_model_dir_serves_the_custom_generator_to_the_plugin_parameter(eng
 
 
 def test_serve_refuses_a_model_folder_without_a_model(tmp_path, caplog):
-    from engine.cli import main
+    from bridge.cli import main
 
     assert main(["serve", "--model", str(tmp_path)]) == 2
     assert "holds no model: expected livediff.npz" in caplog.text

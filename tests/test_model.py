@@ -139,7 +139,7 @@ def test_limiter_keeps_peaks_below_full_scale_and_leaves_quiet_audio_alone():
 def test_eval_writes_metrics_json_and_png(tmp_path):
     import json
 
-    from engine.cli import main
+    from bridge.cli import main
 
     assert main(["eval", "--backend", "onnx", "--examples", "2", "--steps", "2", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "eval.json").read_text())
@@ -163,12 +163,12 @@ def test_guidance_and_step_count_change_the_output(generator):
 def test_eval_on_a_folder_of_loops_prints_a_table(tmp_path, capsys):
     from pedalboard.io import AudioFile
 
-    from engine.cli import main
+    from bridge.cli import main
     from engine.music import render_song
-    from engine.presets import load_presets
+    from engine.styles import load_styles
 
     for name, rate, bars in (("drums/a_120bpm.wav", 48000, 2), ("keys/b_120bpm.wav", 44100, 1)):
-        song = render_song(load_presets()[1], 120.0, (4, 4), bars, 3, tail_sixteenths=0, sample_rate=rate, stereo=True)
+        song = render_song(load_styles()[1], 120.0, (4, 4), bars, 3, tail_sixteenths=0, sample_rate=rate, stereo=True)
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         with AudioFile(str(tmp_path / name), "w", rate, 2) as f:
             f.write(song.audio)

@@ -9,13 +9,13 @@ import pytest
 
 from engine import long_eval
 from engine.music import GM_DRUMS, render_song
-from engine.presets import load_presets
+from engine.styles import load_styles
 from engine.sampled import SOUNDFONT, midi_file, sampled_song
 
 
 def test_the_midi_file_holds_every_note_of_the_song():
     notes = []
-    song = render_song(load_presets()[0], 120.0, (4, 4), 2, 3, tail_sixteenths=0, sample_rate=44100, stereo=True,
+    song = render_song(load_styles()[0], 120.0, (4, 4), 2, 3, tail_sixteenths=0, sample_rate=44100, stereo=True,
                        score=notes)
     data = midi_file(notes, song)
     assert data[:4] == b"MThd" and b"MTrk" in data
@@ -27,8 +27,8 @@ def test_the_midi_file_holds_every_note_of_the_song():
 @pytest.mark.skipif(shutil.which("fluidsynth") is None or not SOUNDFONT.is_file(),
                     reason="apt-get install fluidsynth fluid-soundfont-gm")
 def test_a_sampled_song_is_stereo_on_the_grid_and_not_the_synth():
-    song = sampled_song(load_presets()[1], 100.0, (4, 4), 4, 11)
-    synth = render_song(load_presets()[1], 100.0, (4, 4), 4, 11, tail_sixteenths=0, sample_rate=44100, stereo=True)
+    song = sampled_song(load_styles()[1], 100.0, (4, 4), 4, 11)
+    synth = render_song(load_styles()[1], 100.0, (4, 4), 4, 11, tail_sixteenths=0, sample_rate=44100, stereo=True)
     assert song.audio.shape == synth.audio.shape and np.isfinite(song.audio).all()
     assert long_eval.width_db(song.audio) > -30
     hits, onsets = long_eval.on_grid(song.audio, 100.0)

@@ -163,6 +163,6 @@ def test_silent_session_times_out(engine_factory):
 
 @pytest.mark.parametrize("endpoint", ["tcp://0.0.0.0:5555", "tcp://10.1.2.3:5555", "ipc://relative/path"])
 def test_serve_refuses_non_local_endpoints(endpoint, caplog):
-    from engine.cli import main
+    from bridge.cli import main
     assert main(["serve", "--endpoint", endpoint]) == 2
     assert "allowed: ipc://<path> or tcp://127.0.0.1:<port>" in caplog.text

@@ -77,7 +77,8 @@ enum ld_key {
     LD_KEY_REF_TYPE = 29,        /* uint: message type an error refers to, 0 if unknown */
     LD_KEY_GENERATOR = 30,       /* str: generator serving the session ("diffusion", "loop", "custom") */
     LD_KEY_WINDOWS = 31,         /* uint64: windows published so far (status) */
-    LD_KEY_DROPPED_FRAMES = 32   /* uint64: input frames the shim dropped because its ring was full */
+    LD_KEY_DROPPED_FRAMES = 32,  /* uint64: input frames the shim dropped because its ring was full */
+    LD_KEY_CONTEXT_SOURCE = 33   /* str: where the latest window's context came from: "main" | "sidechain" | "both" (status) */
 };
 
 enum ld_process_mode {
@@ -127,7 +128,8 @@ enum ld_param {
 enum ld_param_range {
     LD_TEMPO_MIN = 20, LD_TEMPO_MAX = 300, LD_TEMPO_DEFAULT = 120,
     LD_SEED_MIN = 0, LD_SEED_MAX = 999, LD_SEED_DEFAULT = 0,  /* pedalboard reaches a stepped value only on its 1001-point grid */
-    LD_STYLE_MIN = 0, LD_STYLE_MAX = 7, LD_STYLE_DEFAULT = 0,
+    LD_STYLE_MIN = 0, LD_STYLE_MAX = 5, LD_STYLE_DEFAULT = 0,
+    LD_STYLE_COUNT = 6,           /* trained styles (ids 0..5); names in presets/styles/ */
     LD_WINDOW_BARS_MIN = 1, LD_WINDOW_BARS_MAX = 4, LD_WINDOW_BARS_DEFAULT = 1,
     LD_LOOKAHEAD_MIN = 1, LD_LOOKAHEAD_MAX = 8, LD_LOOKAHEAD_DEFAULT = 2,
     LD_CONTEXT_BARS_MIN = 1, LD_CONTEXT_BARS_MAX = 8, LD_CONTEXT_BARS_DEFAULT = 2,
