@@ -20,13 +20,16 @@ def generator():
 def test_a_24_bar_free_running_jam_keeps_level_grid_and_headroom(generator):
     songs = long_eval.heldout_songs(2, long_eval.INTRO_BARS + 24)
     rows = long_eval.free_running(generator, songs, 24)
+    blocks = [block for row in rows for block in row["blocks"]]
     for row in rows:
         for block in row["blocks"]:
             where = f"{row['meter']} bars {block['bars']}"
             assert abs(block["loudness_vs_intro_db"]) <= 3.0, where
             assert block["peak_dbfs"] <= -0.1, where
-            assert block["on_grid"] >= 0.85, where
+            assert block["on_grid"] >= 0.6, where       # today's pipeline: 0.3-0.5 by bar 30
             assert abs(block["width_vs_intro_db"]) <= 4.0, where
+    # a rollout is chaotic (BLAS summation order changes which block loses a few onsets): the mean
+    assert np.mean([block["on_grid"] for block in blocks]) >= 0.85
 
 
 def test_without_the_anchors_the_same_jam_loses_its_stereo_and_bandwidth(generator):
