@@ -23,10 +23,10 @@ CONTRAST_GAIN = (0.8, 1.5)      # how far the temporal contrast of a band may be
 TOLERANCE_DB = 0.0              # a band's level may differ this much from the reference's
 ONSET_FRAMES = 3                # frames at the start of a 16th where an attack may land
 GATE_RISE_DB = 1.0              # how far a band may rise later in the 16th
-EQ_RANGE = np.log(10 ** (9 / 20))  # the decoder correction stays within +-9 dB per band
-SPECTRUM_BANDS = 30             # log-spaced bands the host-rate output's spectrum is held to
+EQ_RANGE = np.log(10 ** (9 / 20))  # the spectrum hold stays within +-9 dB per band
+SPECTRUM_BANDS = 30             # log-spaced bands the decoded output's spectrum is held to
 LEVEL_TOLERANCE_DB = 0.0        # the window's RMS may differ this much from the reference's
-CROSSOVER_HZ = (5500.0, 6500.0)  # model band below, replicated band above (raised-cosine crossover)
+CROSSOVER_HZ = (8000.0, 8500.0)  # model band below, replicated band above (raised-cosine crossover)
 GAIN_RANGE = (0.25, 2.0)        # per-frame gain of the replicated high band and side
 SOUNDING_RMS = 1e-3             # a bar quieter than -60 dBFS is silence, never a reference
 
@@ -118,7 +118,8 @@ def level_gain(window: np.ndarray, reference: np.ndarray, bar_frames: int, toler
 
 def _crossover(n: int, sample_rate: float) -> np.ndarray:
     """[n // 2 + 1] high-pass gains of an n-point rfft: 0 below, 1 above the crossover band
-    (sin of a quarter turn; the low side takes the cos, so the two add up in power)."""
+    (sin of a quarter turn), which lies above the 16 kHz model's Nyquist: nothing the model
+    makes is replicated on top of itself, so nothing adds up from window to window."""
     freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
     low, high = CROSSOVER_HZ
     return np.sin(np.pi / 2 * np.clip((freqs - low) / (high - low), 0.0, 1.0))
@@ -131,16 +132,16 @@ def _log_bands(n: int, sample_rate: float) -> np.ndarray:
     return np.clip(np.searchsorted(edges, freqs) - 1, 0, SPECTRUM_BANDS - 1)
 
 
-def spectrum_gains(spectrum: np.ndarray, reference: np.ndarray, sample_rate: float) -> np.ndarray:
-    """Gains for the rfft `spectrum` that give it the band levels (power per bin, averaged over
-    SPECTRUM_BANDS log-spaced bands) of the rfft `reference` (of any length), within EQ_RANGE;
-    1 where either is silent."""
-    def band_power(x):
-        n = 2 * (len(x) - 1)
-        bands = _log_bands(n, sample_rate)
-        power = np.abs(x) ** 2 / max(1, n)   # per-bin density: the same for any length
+def spectrum_gains(spectrum: np.ndarray, frames: int, reference: np.ndarray, reference_frames: int,
+                   sample_rate: float) -> np.ndarray:
+    """Gains for the rfft `spectrum` (of `frames` samples, zero-padded or not) that give it the band
+    levels (power per sample, averaged over SPECTRUM_BANDS log-spaced bands) of the rfft
+    `reference` (of `reference_frames` samples), within EQ_RANGE; 1 where either is silent."""
+    def band_power(x, m):
+        bands = _log_bands(2 * (len(x) - 1), sample_rate)
+        power = np.abs(x) ** 2 / max(1, m)
         return np.bincount(bands, power, SPECTRUM_BANDS) / np.maximum(np.bincount(bands, None, SPECTRUM_BANDS), 1)
-    have, want = band_power(spectrum), band_power(reference)
+    have, want = band_power(spectrum, frames), band_power(reference, reference_frames)
     floor = 1e-14 * max(have.max(), want.max(), 1e-30)
     ratio = np.where((have > floor) & (want > floor), want / np.maximum(have, floor), 1.0)
     gains = np.clip(np.sqrt(ratio), np.exp(-EQ_RANGE), np.exp(EQ_RANGE))
@@ -161,40 +162,78 @@ def frame_gains(generated: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, n
     return tuple(np.clip(g / np.median(g), *GAIN_RANGE) for g in (high, broad))
 
 
+def loudest_bar(audio: np.ndarray, bar_frames: int) -> np.ndarray | None:
+    """The loudest whole bar of `audio` ([n] or [channels, n], ending on a bar line; a bar short
+    by rounding is padded), or None when none has sound."""
+    audio = np.atleast_2d(audio)
+    loudness = bar_rms(audio, bar_frames)
+    if bar_frames < 2 or not len(loudness) or loudness.max() < SOUNDING_RMS:
+        return None
+    end = audio.shape[1] - (len(loudness) - 1 - int(np.argmax(loudness))) * bar_frames
+    return np.pad(audio, ((0, 0), (bar_frames, 0)))[:, end: end + bar_frames]
+
+
+def fast_length(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n: numpy's FFT of a length with a large prime factor is
+    several times slower (a 1-bar window at 16 kHz is often such a length)."""
+    best = 1 << max(0, int(n - 1).bit_length())
+    five = 1
+    while five < best:
+        three = five
+        while three < best:
+            length = three * (1 << max(0, int(-(-n // three) - 1).bit_length()))
+            best = min(best, length)
+            three *= 3
+        five *= 5
+    return best
+
+
+def _periodic_high_band(bar: np.ndarray, sample_rate: float) -> np.ndarray:
+    """The band above the crossover of one bar, as if the bar repeated forever (so that tiling
+    it has no seam at the bar lines), through an FFT of a fast length."""
+    n, margin = len(bar), 4096
+    length = fast_length(n + 2 * margin)
+    extended = bar[(np.arange(length) - margin) % n]
+    return np.fft.irfft(np.fft.rfft(extended) * _crossover(length, sample_rate), length)[margin: margin + n]
+
+
+def hold_spectrum(audio: np.ndarray, reference_bar: np.ndarray | None, body_frames: int, sample_rate: float
+                  ) -> np.ndarray:
+    """`audio` with its first `body_frames` frames (without the seam tail, which hears the next
+    downbeat) brought to the reference bar's spectrum, band by band; the same gains for the tail.
+    At the model rate, after the decoder: what Griffin-Lim loses where its phases cancel (most
+    in the low bands) would otherwise be handed from window to window."""
+    if reference_bar is None:
+        return audio
+    n, fast = len(audio), fast_length(len(audio))
+    gains = spectrum_gains(np.fft.rfft(audio[:body_frames], fast_length(body_frames)), body_frames,
+                           np.fft.rfft(reference_bar, fast_length(len(reference_bar))), len(reference_bar), sample_rate)
+    smooth = np.interp(np.fft.rfftfreq(fast), np.fft.rfftfreq(2 * (len(gains) - 1)), gains)
+    return np.fft.irfft(np.fft.rfft(audio, fast) * smooth, fast)[:n].astype(np.float32)
+
+
 def replicate(mid: np.ndarray, source: np.ndarray, bar_frames: int, gains: tuple[np.ndarray, np.ndarray],
               frame_seconds: float, sample_rate: int, body_frames: int | None = None) -> np.ndarray:
-    """[channels, n] output from the generated mid (host rate, 16 kHz content) and the host-rate
-    `source` (ending on the window's bar line) whose loudest bar is replicated at the same bar
-    position: its high band (added to the mid) and, for stereo, its side channel, each scaled
-    per frame by `gains`. Over the window's first `body_frames` frames (default: all), the side
-    keeps that bar's level and the mid its spectrum, band by band. The loudest bar: a drop in
-    the context is not what the track sounds like."""
+    """[channels, n] output from the generated mid (host rate, content below 8 kHz) and the
+    host-rate `source` (ending on the window's bar line) whose loudest bar is replicated at the
+    same bar position: its band above 8 kHz (added to the mid, where the model has nothing)
+    and, for stereo, its side channel, each scaled per frame by `gains` and held at that bar's
+    level over the window's first `body_frames` frames (default: all). The loudest bar: a drop
+    in the context is not what the track sounds like."""
     channels, n = source.shape[0], len(mid)
-    loudness = bar_rms(source, bar_frames)
-    loudest = int(np.argmax(loudness)) if len(loudness) else 0
-    end = source.shape[1] - (len(loudness) - 1 - loudest) * bar_frames if len(loudness) else source.shape[1]
-    padded = np.pad(source, ((0, 0), (bar_frames, 0)))      # a bar shorter by rounding, or no bar at all
-    bar = padded[:, end: end + bar_frames]
-    if bar_frames < 2 or not bar.any():
+    bar = loudest_bar(source, bar_frames)
+    if bar is None:
         return np.repeat(mid[None].astype(np.float32), channels, axis=0)
-    hp_bar, hp_mid = _crossover(bar_frames, sample_rate), _crossover(n, sample_rate)
+    body = slice(0, body_frames or n)
     positions = np.arange(n) % bar_frames
     frame_times = np.arange(len(gains[0])) * frame_seconds * sample_rate
     high_gain, side_gain = (np.interp(np.arange(n), frame_times, g) for g in gains)
-    bar_mid = bar.mean(axis=0)
-    bar_spectrum = np.fft.rfft(bar_mid)
-    bar_high = np.fft.irfft(bar_spectrum * hp_bar, bar_frames)
+    bar_high = _periodic_high_band(bar.mean(axis=0), sample_rate)
     high = bar_high[positions] * high_gain
-    high *= level_gain(high[None, :body_frames or n], bar_high[None], bar_frames)
-    # the sum gets the bar's spectrum, band by band: whatever the model's band and the replicated
-    # band have in common around the crossover cannot add up window after window
-    spectrum = np.fft.rfft(mid) * np.sqrt(1.0 - hp_mid ** 2) + np.fft.rfft(high)
-    body = np.fft.irfft(spectrum, n)[:body_frames or n]    # measured without the tail: the next downbeat
-    gains = spectrum_gains(np.fft.rfft(body), bar_spectrum, sample_rate)
-    out_mid = np.fft.irfft(spectrum * np.interp(np.fft.rfftfreq(n), np.fft.rfftfreq(len(body)), gains), n)
+    out_mid = mid + high * level_gain(high[None, body], bar_high[None], bar_frames)
     if channels != 2:
         return np.repeat(out_mid[None].astype(np.float32), channels, axis=0)
     bar_side = (bar[0] - bar[1]) / 2
     side = bar_side[positions] * side_gain
-    side *= level_gain(side[None, :body_frames or n], bar_side[None], bar_frames)
+    side *= level_gain(side[None, body], bar_side[None], bar_frames)
     return np.stack([out_mid + side, out_mid - side]).astype(np.float32)
