@@ -8,7 +8,7 @@
 
 static const char *const underrun_labels[] = {"silence", "hold", "dry"};
 static const char *const sync_labels[] = {"auto", "host", "free"};
-static const char *const generator_labels[] = {"diffusion", "loop", "custom"};
+static const char *const generator_labels[] = {"diffusion", "loop", "custom", "sao_small"};
 
 const ld_param_info ld_param_table[LD_PARAM_COUNT] = {
     {LD_PARAM_TEMPO_BPM, "tempo_bpm", LD_TEMPO_MIN, LD_TEMPO_MAX, LD_TEMPO_DEFAULT, false, NULL},
@@ -19,7 +19,7 @@ const ld_param_info ld_param_table[LD_PARAM_COUNT] = {
     {LD_PARAM_CONTEXT_BARS, "context_bars", LD_CONTEXT_BARS_MIN, LD_CONTEXT_BARS_MAX, LD_CONTEXT_BARS_DEFAULT, true, NULL},
     {LD_PARAM_UNDERRUN_POLICY, "underrun_policy", LD_UNDERRUN_SILENCE, LD_UNDERRUN_DRY, LD_UNDERRUN_SILENCE, true, underrun_labels},
     {LD_PARAM_SYNC_MODE, "sync_mode", LD_SYNC_AUTO, LD_SYNC_FREE, LD_SYNC_AUTO, true, sync_labels},
-    {LD_PARAM_GENERATOR, "generator", LD_GENERATOR_DIFFUSION, LD_GENERATOR_CUSTOM, LD_GENERATOR_DIFFUSION, true, generator_labels},
+    {LD_PARAM_GENERATOR, "generator", LD_GENERATOR_DIFFUSION, LD_GENERATOR_SAO_SMALL, LD_GENERATOR_DIFFUSION, true, generator_labels},
     {LD_PARAM_MIX, "mix", LD_MIX_MIN, LD_MIX_MAX, LD_MIX_DEFAULT, true, NULL},
 };
 

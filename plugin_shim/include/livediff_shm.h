@@ -75,7 +75,7 @@ enum ld_key {
     LD_KEY_CODE = 27,            /* uint: ld_error (error, status) */
     LD_KEY_MESSAGE = 28,         /* str: human-readable text naming what was wrong and what is allowed */
     LD_KEY_REF_TYPE = 29,        /* uint: message type an error refers to, 0 if unknown */
-    LD_KEY_GENERATOR = 30,       /* str: generator serving the session ("diffusion", "loop", "custom") */
+    LD_KEY_GENERATOR = 30,       /* str: generator serving the session ("diffusion", "loop", "custom", "sao_small") */
     LD_KEY_WINDOWS = 31,         /* uint64: windows published so far (status) */
     LD_KEY_DROPPED_FRAMES = 32,  /* uint64: input frames the shim dropped because its ring was full */
     LD_KEY_CONTEXT_SOURCE = 33   /* str: where the latest window's context came from: "main" | "sidechain" | "both" (status) */
@@ -84,6 +84,16 @@ enum ld_key {
 enum ld_process_mode {
     LD_MODE_REALTIME = 0,
     LD_MODE_OFFLINE = 1
+};
+
+/* Wire ranges of positions (docs/protocol.md, "Fields"): the engine refuses a message with a
+ * value outside them (LD_ERR_TYPE) before it reaches a session; the shim's clock treats host
+ * positions outside them as garbage. |samples| <= 2^40 (66 days at 192 kHz); |beats| <= 2^30,
+ * which any sample position in range converts to at up to 1000 BPM and 22.05 kHz. Grid math
+ * on them stays exact to a sample (beats x samples per beat < 2^53). */
+enum ld_wire_range {
+    LD_POS_BEATS_BITS = 30,     /* POS_BEATS, BAR_START_BEATS, LOOP_START_BEATS, LOOP_END_BEATS */
+    LD_POS_SAMPLES_BITS = 40    /* POS_SAMPLES */
 };
 
 enum ld_transport_flags {
@@ -105,7 +115,9 @@ enum ld_error {
     LD_ERR_UNKNOWN_MESSAGE = 7,   /* LD_KEY_TYPE not a known plugin->engine type */
     LD_ERR_GENERATOR = 8,         /* the generator failed for a window */
     LD_ERR_ENGINE_GONE = 9,       /* shim side: no engine answered (status only) */
-    LD_ERR_OFFLINE_TIMEOUT = 10   /* shim side: an offline wait gave up (status only) */
+    LD_ERR_OFFLINE_TIMEOUT = 10,  /* shim side: an offline wait gave up (status only) */
+    LD_ERR_BUSY = 11,             /* HELLO refused: the engine serves its --max-sessions already */
+    LD_ERR_INTERNAL = 12          /* the engine failed handling this session's message; it closed the session */
 };
 
 /* Plugin parameters: ids are stable (they are saved in host projects). */
@@ -138,7 +150,7 @@ enum ld_param_range {
 
 enum ld_underrun_policy { LD_UNDERRUN_SILENCE = 0, LD_UNDERRUN_HOLD = 1, LD_UNDERRUN_DRY = 2 };
 enum ld_sync_mode { LD_SYNC_AUTO = 0, LD_SYNC_HOST = 1, LD_SYNC_FREE = 2 };
-enum ld_generator { LD_GENERATOR_DIFFUSION = 0, LD_GENERATOR_LOOP = 1, LD_GENERATOR_CUSTOM = 2 /* livediff serve --model DIR */ };
+enum ld_generator { LD_GENERATOR_DIFFUSION = 0, LD_GENERATOR_LOOP = 1, LD_GENERATOR_CUSTOM = 2, LD_GENERATOR_SAO_SMALL = 3 };
 
 /* ---------------------------------------------------------------------------------
  * Shared memory: a timeline store, one POSIX segment per plugin instance, mode 0600.
