@@ -106,7 +106,7 @@ def register_models(specs: list[str], t5: Path | None) -> None:
         elif not sep:
             custom.append(spec)
         else:
-            raise ValueError(f"--model {spec!r}: allowed: DIR (the custom generator) or sao-small=DIR")
+            raise ValueError(f"--model {spec!r}: allowed: sao-small=DIR, or a plain DIR (the custom generator)")
     if len(custom) > 1:
         raise ValueError(f"--model DIR was given {len(custom)} times ({', '.join(custom)}); the custom generator "
                          "is one model")

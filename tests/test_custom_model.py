@@ -78,7 +78,7 @@ def test_serve_refuses_a_model_folder_without_a_model(tmp_path, caplog):
     assert main(["serve", "--model", str(tmp_path)]) == 2
     assert "holds no model: expected livediff.npz" in caplog.text
     assert main(["serve", "--model", f"other={tmp_path}"]) == 2
-    assert "allowed: DIR (the custom generator) or sao-small=DIR" in caplog.text
+    assert "allowed: sao-small=DIR, or a plain DIR (the custom generator)" in caplog.text
 
 
 def test_choosing_custom_without_a_model_says_how_to_get_one():
