@@ -42,7 +42,10 @@ def generated_windows(log: Path) -> list[dict]:
 def start_bounce(tmp_path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "bridge.cli", "bounce", str(LOOP), "-o", str(tmp_path / "out.wav"),
                              "--bpm", "100", "--bars", str(BARS), "--seed", "3", *extra],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # A suite started in the background (`make test &`) ignores SIGINT, and
+                            # children inherit that: give the bounce the default a terminal gives.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def named_bars(stderr: str) -> set[int]:

@@ -62,11 +62,12 @@ def test_serve_model_dir_serves_the_custom_generator_to_the_plugin_parameter(eng
             client.transport(pos_samples=bar * 88200, tempo=120.0, offline=True)
             for pos in range(bar * 88200, (bar + 1) * 88200, 8820):
                 client.audio(pos_samples=pos, tempo=120.0, audio=audio[:, pos:pos + 8820])
-        while time.monotonic() < deadline and not any(s.bar_index >= 2 for s in reader.slots()):
+        custom = lambda: [e for e in engine.windows() if e.get("generator") == "custom" and e["bar_index"] >= 2]  # noqa: E731
+        while time.monotonic() < deadline and not custom():   # the log line can follow the slot: wait for it
             client.recv(0.05)
+        assert any(s.bar_index >= 2 for s in reader.slots())
         reader.close()
-        entries = engine.windows()
-        assert any(e.get("generator") == "custom" and e["bar_index"] >= 2 for e in entries), entries[-3:]
+        assert custom(), engine.windows()[-3:]
     finally:
         client.bye()
         client.close()
