@@ -113,9 +113,15 @@ def gather(job: Job) -> Callable[[], WindowRequest]:
     table = s.table(job.target.epoch)
     heard = context_source.source_at(s, horizon)         # main, sidechain or both: for the whole window
     context_source.in_use(s, heard, horizon)
-    sources = context_sources(first, horizon, context_bars, lambda b: generated_bar(s, table, b) is not None)
-    parts = [input_bar(s, heard, b) if source == "input" else generated_bar(s, table, b) for b, source in sources]
-    track = [input_bar(s, heard, b) for b in range(horizon - context_bars, horizon)]
+    epoch = job.target.epoch
+    # after a loop wrap, bars never heard before the loop start are those that played before the
+    # wrap, and the session's own bars come from this pass, else the pass before it
+    passes = [table] + ([s.windows] if epoch != s.epoch else []) + [s.history]
+    own = lambda b: next(filter(None, (generated_bar(s, t, s.heard_at(epoch, b)) for t in passes)), None)  # noqa: E731
+    track_bar = lambda b: input_bar(s, heard, s.heard_at(epoch, b))  # noqa: E731
+    sources = context_sources(first, horizon, context_bars, lambda b: own(b) is not None)
+    parts = [track_bar(b) if source == "input" else own(b) for b, source in sources]
+    track = [track_bar(b) for b in range(horizon - context_bars, horizon)]
     frames = grid.bar_start_sample(job.bar + span) - grid.bar_start_sample(first)
     steps = s.sound.steps
     return lambda: WindowRequest(

@@ -99,9 +99,13 @@ def lookahead(session: Session) -> int:
 
 def targets(s: Session) -> list[Target]:
     """The playhead's window and `lookahead` after it: clipped at the loop end, then on from
-    the loop start in the next epoch (the wrap is predicted, never what lies past the end)."""
+    the loop start in the next epoch (the wrap is predicted, never what lies past the end). A
+    loop the host never announced (a jump back it made, s.loop_inferred) may not come again:
+    its end is not clipped and the window after it is made too, so the playhead never waits
+    at a loop end that the host plays through."""
     grid, span = s.grid, s.setting("window_bars")
     loop = s.loop_samples()
+    clip = loop is not None and not s.loop_inferred
     out: list[Target] = []
     count = lookahead(s) + 1
     bar = window_bar(grid.bar_at_sample(s.playhead), span)
@@ -109,14 +113,16 @@ def targets(s: Session) -> list[Target]:
     playing = s.windows.get(bar)
     while len(out) < count:
         start, end = grid.bar_start_sample(bar), grid.bar_start_sample(bar + span)
-        if loop and start >= loop[1]:
+        if loop and start >= loop[1] and (clip or start - loop[1] >= end - start):
             break
         entry = 0
         if playing is not None and bar == playing.bar and playing.start <= s.playhead:
             start, entry = playing.start, playing.entry   # it is playing: only its end may move
-        end = min(end, loop[1]) if loop else end
+        end = min(end, loop[1]) if clip else end
         out.append(Target(s.epoch, bar, start, end - start, entry, seconds(start + entry)))
         bar += span
+        if loop and not clip and start >= loop[1]:
+            count += 1      # the window after an unannounced loop end is made besides the wrap's
     if loop and len(out) < count:
         bar = window_bar(grid.bar_at_sample(loop[0]), span)
         while len(out) < count:
@@ -160,7 +166,8 @@ def pending(s: Session, now: float, estimates: Estimates, generator_ready: Calla
         table = s.table(target.epoch)
         window = table.get(target.bar)
         horizon = horizon_bar(target.bar, look, span)
-        preroll = grid.bar_start_beat(horizon) <= 1e-9
+        heard_horizon = s.heard_at(target.epoch, horizon - 1) + 1      # where its track context ends
+        preroll = grid.bar_start_beat(heard_horizon) <= 1e-9
         crosses = not preroll and crossing(s, target.bar, horizon)
         estimate = estimate_key(s, estimates, crosses)
         urgent = target.deadline <= s.playhead_wall and target.epoch == s.epoch
@@ -171,11 +178,11 @@ def pending(s: Session, now: float, estimates: Estimates, generator_ready: Calla
             if not s.offline and ends < now + estimates.seconds(estimate):
                 continue    # it would be ready only after the playhead has left it: make a later one
             # Input before the epoch began (a seek) will not come again: what was stored is all there is.
-            needed = grid.bar_start_sample(horizon)
-            epoch_start = s.epoch_start if target.epoch == s.epoch else grid.sample_at_beat(s.loop[0])
-            heard = s.input_end.get(target.epoch, s.input_end.get(s.epoch, -math.inf))
-            missing = needed > epoch_start and heard < needed
-            missing = missing and not preroll and target.epoch == s.epoch
+            # A window after a predicted wrap hears this epoch's input; one whose context was
+            # heard in a pass before the wrap has it all.
+            needed = grid.bar_start_sample(heard_horizon)
+            missing = (needed > s.epoch_start and s.input_end.get(s.epoch, -math.inf) < needed
+                       and not preroll and (target.epoch != s.epoch or heard_horizon == horizon))
             job = Job(s, target, horizon, preroll, missing, s.version, urgent=urgent, crossing=crosses)
             # Offline always waits for the input; realtime gives up waiting when the deadline nears.
             earliest = (now if not missing else math.inf if s.offline

@@ -186,6 +186,10 @@ class Session:
     playhead: int = 0
     playhead_wall: float = 0.0
     loop: tuple[float, float] | None = None   # active loop (start, end) in beats
+    loop_inferred: bool = False   # the loop is a jump back the host made without loop points (not announced)
+    post_wrap: bool = False       # this epoch began with a jump back into the loop (a wrap)
+    history: dict = field(default_factory=dict)   # bar -> window of the passes before this one (after a wrap)
+    heard_from: float = math.inf  # first song sample any input was received for
     inputs: dict[str, InputStore] = field(default_factory=dict)   # "input" (main), "sidechain" -> what it played
     context_in_use: str = "main"  # source of the latest window's context (engine/context_source.py)
     input_end: dict[int, int] = field(default_factory=dict)   # epoch -> end sample of received input
@@ -236,6 +240,21 @@ class Session:
         if self.loop is not None and epoch == self.next_epoch:
             return self.ahead
         return None
+
+    def heard_at(self, epoch: int, bar: int) -> int:
+        """The song bar whose audio played `bar`'s part in the context of a window of `epoch`.
+        In a pass after a loop wrap, bars before the loop start that were never heard (before
+        the song start, or before playback began) are the bars that played before the wrap:
+        the end of the loop, so a loop from the song start is not silent preroll every pass.
+        Otherwise the bar itself (the context is by song position)."""
+        if self.loop is None or not (epoch != self.epoch or self.post_wrap):
+            return bar
+        grid = self.grid
+        first = grid.bar_at_sample(grid.sample_at_beat(self.loop[0]))
+        length = grid.bar_at_sample(grid.sample_at_beat(self.loop[1]) - 1) + 1 - first
+        while bar < first and length > 0 and (grid.bar_start_beat(bar) < 0 or grid.bar_start_sample(bar) < self.heard_from):
+            bar += length
+        return bar
 
     def loop_samples(self) -> tuple[int, int] | None:
         """The loop (start, end) in samples while the playhead is inside it."""

@@ -40,6 +40,14 @@ def on_transport(session: Session, t: TransportSnapshot, now: float, on_window: 
         pos_beats=t.pos_beats, bar_start_beats=t.bar_start_beats, tempo_valid=t.tempo_valid,
         tsig_valid=t.tsig_valid, reanchor=new_epoch)
     loop = t.loop if t.loop is not None and all(map(math.isfinite, t.loop)) and t.loop[1] > t.loop[0] else None
+    if loop is None and session.loop_inferred:
+        loop = session.loop         # a loop the host never announced holds until the playhead leaves it
+        if not new_epoch and t.pos_samples >= session.grid.sample_at_beat(loop[1]):
+            log.info("session %016x: the playhead went past the end of the loop it jumped back in; no longer "
+                     "predicting that jump", session.instance)
+            loop, session.loop_inferred = None, False
+    else:
+        session.loop_inferred = False
     if not new_epoch and session.playing and t.pos_samples < session.playhead - 1:
         warn_rarely(session, "backwards", now, log, "position went back from sample %d to %d within epoch %d "
                     "(a jump the shim should have made a new epoch); windows follow the position",
@@ -78,12 +86,36 @@ def _enter_epoch(session: Session, t: TransportSnapshot, grid: Grid, loop, now: 
                     now - session.epoch_changes[0])
     elif session.epoch is not None:
         log.info("session %016x: epoch %d: %s", session.instance, t.epoch, _epoch_cause(session, t, grid, wrapped))
+    if not wrapped and session.loop_inferred:
+        loop, session.loop_inferred = None, False     # a jump elsewhere: not that loop any more
+    jumped_back = not wrapped and loop is None and _jumped_back(session, t, grid)
+    previous = dict(session.windows)
     if wrapped:
         session.windows, session.ahead = session.ahead, {}
+    if jumped_back:
+        end = session.input_end.get(session.epoch, session.playhead)
+        loop = (grid.beat_at_sample(t.pos_samples), grid.beat_at_sample(end))
+        session.loop_inferred = True
+        log.info("session %016x: the position jumped back from bar %d to bar %d, into what was heard: a loop "
+                 "without loop points (beats %.6g-%.6g); its bars continue what played before the jump, and "
+                 "the next jump back is predicted", session.instance, grid.bar_at_sample(end - 1),
+                 grid.bar_at_sample(t.pos_samples), *loop)
+    session.post_wrap = wrapped or jumped_back
     session.epoch, session.epoch_start, session.grid, session.loop = t.epoch, t.pos_samples, grid, loop
     session.changed_at = t.pos_samples
     if not wrapped:
         restart_timeline(session, withdraw_from=None)
+    session.history = {**session.history, **previous} if session.post_wrap else {}
+
+
+def _jumped_back(session: Session, t: TransportSnapshot, grid: Grid) -> bool:
+    """The host jumped back, by a bar or more, to a place heard in this epoch, on the same grid:
+    a loop wrap of a host that sends no loop points (qtractor), or a seek back."""
+    if session.epoch is None or not session.playing or t.epoch != session.next_epoch or grid is not session.grid:
+        return False
+    end = session.input_end.get(session.epoch, session.playhead)
+    bar = grid.bar_start_sample(1) - grid.bar_start_sample(0)
+    return session.epoch_start <= t.pos_samples <= end - bar
 
 
 def _epoch_cause(session: Session, t: TransportSnapshot, grid: Grid, wrapped: bool) -> str:
@@ -101,6 +133,7 @@ def _epoch_cause(session: Session, t: TransportSnapshot, grid: Grid, wrapped: bo
 
 def on_audio(session: Session, block: InputBlock) -> None:
     session.input.write(block.pos_samples, block.input)
+    session.heard_from = min(session.heard_from, block.pos_samples)
     if block.sidechain is not None:
         session.inputs["sidechain"].write(block.pos_samples, block.sidechain)
     end = block.pos_samples + block.frames

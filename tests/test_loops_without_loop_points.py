@@ -1,0 +1,94 @@
+"""A host that sends no loop points (qtractor, ../shared/BRIEF.md §2b) loops by jumping back to
+the loop start, keeping the grid: the shim bumps the epoch by one per jump. The engine treats a
+jump back into what was heard as a loop: the first pass after it continues what played before
+the jump instead of starting over with silent preroll windows, and from then on the jump is
+predicted, so the audio after each wrap is made before it. Driven through the built CLAP
+plugin (tests/host/clap_host.py) with the loop generator, whose output says which bar it was
+made from (test_scripted_host's sine per bar)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from tests.host.clap_host import ClapHost
+from tests.test_scripted_host import (BLOCK, RATE, Block, Script, connect, freq, offline_script,  # noqa: F401
+                                      session_windows)
+
+PASSES = 4
+
+
+def bar_levels(script: Script, blocks: list[Block]) -> list[float]:
+    """RMS of each bar of a run of blocks that starts on a bar line."""
+    out = np.concatenate([b.output for b in blocks], axis=1)[0]
+    bar = script.bar_line(1) - script.bar_line(0)
+    return [float(np.sqrt(np.mean(out[k:k + bar] ** 2))) for k in range(0, len(out) - bar + 1, bar)]
+
+
+def dominant(audio: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
+    return spectrum.argmax() * RATE / len(audio)
+
+
+@pytest.mark.parametrize("loop_bars", [(0, 4), (2, 5)], ids=["from-the-song-start", "mid-song"])
+def test_a_loop_is_silent_only_on_its_first_pass(engine, offline_script, loop_bars):
+    script = offline_script()                                  # lookahead 1, context 1: bar b repeats bar b-1
+    first, end_bar = loop_bars
+    start, end = script.bar_line(first), script.bar_line(end_bar)
+    script.play(0, end)                                        # into the loop from the song start, no loop points
+    epochs = [script.blocks[-1].epoch]
+    for _ in range(PASSES - 1):
+        time.sleep(0.2)
+        played = len(script.blocks)
+        script.play(start, end)                                # the host jumps back to the loop start
+        epochs.append(script.blocks[-1].epoch)
+        levels = bar_levels(script, script.blocks[played:])
+        assert len(levels) == end_bar - first and min(levels) > 0.1, f"a silent bar after the first wrap: {levels}"
+        # the loop's first bar is made from the audio heard before it: the bar before the loop
+        # start where that was heard, else (a loop from the song start) the bar that played
+        # before the jump, the loop's last
+        lead = [b for b in script.blocks[played:] if b.pos + BLOCK <= script.bar_line(first + 1)]
+        heard = np.concatenate([b.output for b in lead], axis=1)[0, RATE // 20:-RATE // 20]
+        assert abs(dominant(heard) - freq(first - 1 if first else end_bar - 1)) <= 2 * RATE / len(heard)
+    assert epochs == [epochs[0] + k for k in range(PASSES)], "the shim bumps the epoch by one per jump"
+    windows = session_windows(engine, script)
+    for epoch in epochs[2:]:      # from the second wrap on the jump was predicted: made in the pass before it
+        entry = [w for w in windows if w["epoch"] == epoch and w["bar_index"] == first and w["kind"] == "generate"]
+        assert entry and entry[0]["session_epoch"] == epoch - 1, entry
+
+
+def test_playing_on_past_the_loop_end_drops_the_prediction(engine, offline_script):
+    script = offline_script()
+    script.play(0, script.bar_line(4))
+    script.play(script.bar_line(1), script.bar_line(8))        # back to bar 1 once, then on past bar 4
+    assert min(bar_levels(script, [b for b in script.blocks[-700:] if b.pos >= script.bar_line(4)])) > 0.1
+    for bar in range(5, 8):                                    # song order again: bar b repeats bar b-1
+        lo, hi = script.bar_line(bar) + RATE // 20, script.bar_line(bar + 1) - RATE // 20
+        out = np.concatenate([b.output for b in script.blocks if lo <= b.pos < hi], axis=1)[0]
+        assert abs(dominant(out) - freq(bar - 1)) <= 2 * RATE / len(out), bar
+
+
+def test_a_real_time_loop_without_loop_points_plays_every_bar_after_the_first_wrap(engine):
+    """Real time, default lookahead and context: a two-bar loop from the song start, four passes."""
+    with ClapHost(sample_rate=RATE, max_frames=BLOCK) as host:
+        connect(host)
+        script = Script(host)
+        end = script.bar_line(2)
+        started = time.monotonic()
+        played = 0
+        underruns = []
+        for k in range(PASSES):
+            pos, first_block = 0, len(script.blocks)
+            while pos < end:
+                frames = min(BLOCK, end - pos)
+                out = host.process(script.input(pos, frames), script.transport(pos), frames=frames)
+                script.blocks.append(Block(host.stats()["epoch"], pos, True, out))
+                pos += frames
+                played += frames
+                time.sleep(max(0.0, started + played / RATE - time.monotonic()))
+            underruns.append(host.stats()["underruns"])
+            if k:
+                levels = bar_levels(script, script.blocks[first_block:])
+                assert min(levels) > 0.1, f"pass {k + 1}: a silent bar {levels}"
+        assert underruns[-1] == underruns[1], "a predicted wrap still waited for its windows"
