@@ -181,6 +181,8 @@ def pending(s: Session, now: float, estimates: Estimates, generator_ready: Calla
             # A window after a predicted wrap hears this epoch's input; one whose context was
             # heard in a pass before the wrap has it all.
             needed = grid.bar_start_sample(heard_horizon)
+            if heard_horizon != horizon:    # heard up to the loop end (a loop may end off a bar line)
+                needed = min(needed, grid.sample_at_beat(s.loop[1]))
             missing = (needed > s.epoch_start and s.input_end.get(s.epoch, -math.inf) < needed
                        and not preroll and (target.epoch != s.epoch or heard_horizon == horizon))
             job = Job(s, target, horizon, preroll, missing, s.version, urgent=urgent, crossing=crosses)

@@ -76,8 +76,7 @@ def _enter_epoch(session: Session, t: TransportSnapshot, grid: Grid, loop, now: 
     """A loop wrap that was predicted keeps the windows made ahead for it; anything else
     (seek, restart, meter change, an unpredicted jump) starts the timeline over."""
     wrapped = (session.epoch is not None and session.loop is not None and t.epoch == session.next_epoch
-               and grid is session.grid and loop == session.loop
-               and abs(t.pos_samples - grid.sample_at_beat(loop[0])) <= 1)
+               and grid is session.grid and loop == session.loop and _at_loop_start(session, t, grid))
     session.epoch_changes.append(now)
     storm = len(session.epoch_changes) == EPOCH_STORM and now - session.epoch_changes[0] < 1.0
     if storm:
@@ -94,7 +93,11 @@ def _enter_epoch(session: Session, t: TransportSnapshot, grid: Grid, loop, now: 
         session.windows, session.ahead = session.ahead, {}
     if jumped_back:
         end = session.input_end.get(session.epoch, session.playhead)
-        loop = (grid.beat_at_sample(t.pos_samples), grid.beat_at_sample(end))
+        # a host without loop points wraps at block granularity, continuing as far past the loop
+        # start as it went past the end: the loop begins at the bar line just before the jump's target
+        line = grid.bar_start_sample(grid.bar_at_sample(t.pos_samples))
+        past = t.pos_samples - line if t.pos_samples - line <= _bar(grid) / 8 else 0
+        loop = (grid.beat_at_sample(t.pos_samples - past), grid.beat_at_sample(end - past))
         session.loop_inferred = True
         log.info("session %016x: the position jumped back from bar %d to bar %d, into what was heard: a loop "
                  "without loop points (beats %.6g-%.6g); its bars continue what played before the jump, and "
@@ -108,14 +111,28 @@ def _enter_epoch(session: Session, t: TransportSnapshot, grid: Grid, loop, now: 
     session.history = {**session.history, **previous} if session.post_wrap else {}
 
 
+def _bar(grid: Grid) -> int:
+    return grid.bar_start_sample(1) - grid.bar_start_sample(0)
+
+
+def _at_loop_start(session: Session, t: TransportSnapshot, grid: Grid) -> bool:
+    """The transport is where a wrap of the loop lands: at its start (a host that announces the
+    loop splits the block there), or, for a loop the host never announced, as far past its start
+    as the jump went past its end (a wrap at block granularity), within an eighth of a bar."""
+    start, end = (grid.sample_at_beat(b) for b in session.loop)
+    if not session.loop_inferred:
+        return abs(t.pos_samples - start) <= 1
+    beyond = session.input_end.get(session.epoch, session.playhead) - end
+    return 0 <= t.pos_samples - start <= _bar(grid) / 8 and abs(t.pos_samples - start - beyond) <= 1
+
+
 def _jumped_back(session: Session, t: TransportSnapshot, grid: Grid) -> bool:
     """The host jumped back, by a bar or more, to a place heard in this epoch, on the same grid:
     a loop wrap of a host that sends no loop points (qtractor), or a seek back."""
     if session.epoch is None or not session.playing or t.epoch != session.next_epoch or grid is not session.grid:
         return False
     end = session.input_end.get(session.epoch, session.playhead)
-    bar = grid.bar_start_sample(1) - grid.bar_start_sample(0)
-    return session.epoch_start <= t.pos_samples <= end - bar
+    return min(session.epoch_start, session.heard_from) - _bar(grid) / 8 <= t.pos_samples <= end - _bar(grid)
 
 
 def _epoch_cause(session: Session, t: TransportSnapshot, grid: Grid, wrapped: bool) -> str:

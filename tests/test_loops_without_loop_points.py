@@ -92,3 +92,32 @@ def test_a_real_time_loop_without_loop_points_plays_every_bar_after_the_first_wr
                 levels = bar_levels(script, script.blocks[first_block:])
                 assert min(levels) > 0.1, f"pass {k + 1}: a silent bar {levels}"
         assert underruns[-1] == underruns[1], "a predicted wrap still waited for its windows"
+
+
+def test_wraps_at_block_granularity_like_qtractor_are_predicted(engine, offline_script):
+    """qtractor wraps at block granularity: the block across the loop end plays on past it and
+    the next one starts as far past the loop start (the position minus the loop length). The
+    loop here ends off the block grid, so every wrap lands somewhere else after the start."""
+    script = offline_script()
+    length = script.bar_line(4) - 200                          # a loop end 200 samples before bar 4's line
+    pos, epochs, passes = 0, [], []
+    while len(passes) < PASSES:
+        first = len(script.blocks)
+        while pos < length:
+            out = script.host.process(script.input(pos, BLOCK), script.transport(pos), frames=BLOCK)
+            script.blocks.append(Block(script.host.stats()["epoch"], pos, True, out))
+            pos += BLOCK
+        passes.append(script.blocks[first:])
+        epochs.append(script.blocks[-1].epoch)
+        pos -= length                                          # the jump back, keeping what went past the end
+        time.sleep(0.2)     # offline runs far ahead of real time: give the engine the time a bar would
+    assert epochs == [epochs[0] + k for k in range(PASSES)]
+    for blocks in passes[1:]:
+        out = np.concatenate([b.output for b in blocks], axis=1)[0, BLOCK:]
+        bar = script.bar_line(1)
+        assert min(float(np.sqrt(np.mean(out[k:k + bar] ** 2))) for k in range(0, 3 * bar, bar)) > 0.1
+    windows = session_windows(engine, script)
+    for epoch in epochs[2:]:
+        entry = [w for w in windows if w["epoch"] == epoch and w["bar_index"] == 0 and w["kind"] == "generate"]
+        assert entry and entry[0]["session_epoch"] == epoch - 1 and entry[0]["start_sample"] == 0, str(\
+            [(w["epoch"], w["bar_index"], w["kind"], w["session_epoch"], w["playhead"]) for w in windows])
