@@ -72,10 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"received input all sessions together keep, in MB (default {DEFAULT_TOTAL_MB}); past it "
                              f"the session holding most drops its oldest first")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--model", action="append", default=[], metavar="KIND=DIR",
-                        help="serve a model folder as a generator: sao-small=DIR (Stable Audio Open Small or an "
-                             "LMDM fine-tune: model_config.json + model.safetensors/.ckpt, or `livediff export-sao` "
-                             "graphs) becomes the sao_small generator; repeatable")
+    parser.add_argument("--model", action="append", default=[], metavar="[KIND=]DIR",
+                        help="serve a model folder as a generator: DIR (a `livediff train --out` folder) becomes the "
+                             "custom generator; sao-small=DIR (Stable Audio Open Small or an LMDM fine-tune: "
+                             "model_config.json + model.safetensors/.ckpt, or `livediff export-sao` graphs) the "
+                             "sao_small generator; repeatable")
     parser.add_argument("--t5", type=Path, metavar="DIR",
                         help="local T5 encoder directory (transformers format) for prompt-conditioned models")
     parser.add_argument("--preset", help="a preset (name or .toml) whose engine part (sampler steps, FX chain, "
@@ -94,15 +95,25 @@ def slower_than_real_time(name: str, seconds: float | None, window_seconds: floa
 
 
 def register_models(specs: list[str], t5: Path | None) -> None:
-    """--model KIND=DIR: check each folder now and register its generator (ValueError/OSError
-    naming what is wrong and what is allowed)."""
+    """--model [KIND=]DIR: check each folder now and register its generator (ValueError/OSError
+    naming what is wrong and what is allowed). A plain DIR is the custom generator; without
+    one, choosing custom gives a status that says how to get one."""
+    from engine import custom_model, generators
+
+    custom = []
     for spec in specs:
         kind, sep, directory = spec.partition("=")
         if kind == "sao-small" and sep and directory:
             from engine.sao import register_sao_small
             register_sao_small(Path(directory), t5)
+        elif not sep:
+            custom.append(spec)
         else:
-            raise ValueError(f"--model {spec!r}: allowed: sao-small=DIR")
+            raise ValueError(f"--model {spec!r}: allowed: sao-small=DIR, or a plain DIR (the custom generator)")
+    if len(custom) > 1:
+        raise ValueError(f"--model DIR was given {len(custom)} times ({', '.join(custom)}); the custom generator "
+                         "is one model")
+    generators.register("custom", custom_model.loader(Path(custom[0])) if custom else custom_model.not_given)
 
 
 class WindowLog:
