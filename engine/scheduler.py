@@ -33,7 +33,7 @@ from engine.timeline import Grid, GridTracker, horizon_bar, window_bar
 log = logging.getLogger("livediff.scheduler")
 
 GENERATOR_NAMES = {value: name[len("LD_GENERATOR_"):].lower() for name, value in enum_members("ld_generator").items()}
-SEAM_SECONDS = 0.03            # seam crossfade length (Magenta RT uses 40 ms)
+SEAM_SECONDS = const("LD_SEAM_MS") / 1000   # seam crossfade length (Magenta RT uses 40 ms); the shim matches it
 INPUT_KEEP_SECONDS = 180       # received input kept around the playhead, by song position
 TEMPO_TOLERANCE = 0.015        # audio made within 1.5 % of the grid's tempo is re-placed, not remade
 ESTIMATE_SAFETY = 1.5          # a job is due `ESTIMATE_SAFETY * estimate + ESTIMATE_MARGIN` before its deadline

@@ -108,7 +108,7 @@ static bool snapshot(const ld_timeline *timeline, uint32_t index, uint32_t *epoc
     uint32_t state = slot->state;
     *epoch = slot->epoch;
     *view = (ld_slot_view){.index = index, .seq = seq, .start = slot->start_sample,
-                           .frames = slot->frames, .window_id = slot->window_id};
+                           .frames = slot->frames, .flags = slot->flags, .window_id = slot->window_id};
     atomic_thread_fence(memory_order_acquire);
     return load_seq(slot, memory_order_relaxed) == seq && state == LD_SLOT_READY
         && view->frames <= timeline->capacity;

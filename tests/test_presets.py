@@ -30,7 +30,7 @@ def write_variant(tmp_path, edit) -> object:
     (lambda t: t + "\nswing = 0.5\n", r"unknown keys \['swing'\]"),
     (lambda t: t.replace("hat_density = 1.0", "hat_density = 1.0\nreverb = 1"), r"unknown keys \['reverb'\].*allowed keys"),
     (lambda t: t.replace("style = 0", 'style = "zero"'), "style must be of type int"),
-    (lambda t: t.replace("style = 0", "style = 9"), "allowed: 0 to 7"),
+    (lambda t: t.replace("style = 0", "style = 9"), "allowed: 0 to 5"),
     (lambda t: t.replace("tempo = 124.0", "tempo = 250.0"), "allowed: 60.0 to 200.0"),
     (lambda t: t.replace('bass_wave = "saw"', 'bass_wave = "fm"'), "allowed: sine, square, saw"),
     (lambda t: t.replace("hat_rate = 8", "hat_rate = 12"), "allowed: 0, 8, 16"),

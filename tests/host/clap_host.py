@@ -32,17 +32,14 @@ import numpy as np
 from bridge.layout import _CDEF_BLOCK, const
 from tests.host.build import built_plugin
 
-CLAP_ABI = Path(__file__).resolve().parents[2] / "plugin_shim" / "clap_abi.h"
+SHIM = Path(__file__).resolve().parents[2] / "plugin_shim"
 FIXED_POINT = 1 << 31
 PLUGIN_ID = b"org.livediff.shim"
 
 ffi = cffi.FFI()
-ffi.cdef(_CDEF_BLOCK.search(CLAP_ABI.read_text()).group(1))
+ffi.cdef(_CDEF_BLOCK.search((SHIM / "clap_abi.h").read_text()).group(1))
+ffi.cdef(_CDEF_BLOCK.search((SHIM / "core.h").read_text()).group(1))
 ffi.cdef("""
-    typedef struct ld_core_stats {
-        uint64_t underruns, offline_timeouts, dropped_frames;
-        uint32_t engine_state, epoch;
-    } ld_core_stats;
     extern clap_plugin_entry clap_entry;
     void livediff_clap_stats(const clap_plugin *plugin, ld_core_stats *out);
 """)
