@@ -125,6 +125,9 @@ def set_parameters(plugin, args: argparse.Namespace) -> None:
     for name, value in values.items():
         if name not in plugin.parameters:
             raise BounceError(f"{PLUGIN} has no parameter {name!r}; it has {sorted(plugin.parameters)}")
+        names = plugin.parameters[name].valid_values
+        if isinstance(value, int) and names and isinstance(names[0], str):
+            value = names[value]        # a list parameter (style) takes the name of its id
         setattr(plugin, name, value)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import queue
 import signal
 import sys
@@ -21,7 +22,7 @@ import zmq
 
 from bridge import protocol
 from bridge.client import engine_answers
-from bridge.endpoint import EndpointError, default_endpoint, ipc_path, prepare
+from bridge.endpoint import EndpointError, default_endpoint, ipc_path, lock, prepare
 from bridge.layout import const
 from bridge.protocol import ERR, MSG, PARAM_NAME, ProtocolError
 from bridge.shm import TimelineStore, sweep_stale_segments
@@ -43,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session-timeout", type=float, default=10.0,
                         help="close a session after this many seconds without a message (default 10)")
     parser.add_argument("--window-log", metavar="PATH", help="append one JSON line per published window")
+    parser.add_argument("--idle-exit", type=float, default=0.0, metavar="SECONDS",
+                        help="exit after this many seconds without any session (0, the default: never); "
+                             "engines the plugin starts itself use 600")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
@@ -65,9 +69,12 @@ class WindowLog:
 
 
 class Engine:
-    def __init__(self, endpoint: str, session_timeout: float = 10.0, window_log: str | None = None):
+    def __init__(self, endpoint: str, session_timeout: float = 10.0, window_log: str | None = None,
+                 idle_exit: float = 0.0):
         self.endpoint = prepare(endpoint)
         self.session_timeout = session_timeout
+        self.idle_exit = idle_exit
+        self._lock: int | None = None
         self._window_log = WindowLog(window_log)
         self._problems: queue.SimpleQueue = queue.SimpleQueue()  # (instance, code, message) from the worker
         self.scheduler = Scheduler(on_window=lambda s, entry: self._window_log.write(entry),
@@ -85,6 +92,7 @@ class Engine:
 
     # [main-thread]
     def serve(self, stop: threading.Event) -> None:
+        self._lock = lock(self.endpoint)    # before anything else: engines started together leave one
         if engine_answers(self.endpoint):
             raise EndpointError(f"another engine already answers on {self.endpoint}; stop it or use --endpoint")
         for name in sweep_stale_segments():
@@ -94,12 +102,19 @@ class Engine:
         self._bound = True
         self.scheduler.start()
         log.info("serving on %s", self.endpoint)
+        busy_at = time.monotonic()
         try:
             while not stop.is_set():
                 if self.socket.poll(int(POLL_SECONDS * 1000)):
                     self._drain()
                 self._forward_problems()
-                self._housekeeping(time.monotonic())
+                now = time.monotonic()
+                self._housekeeping(now)
+                if self.sessions:
+                    busy_at = now
+                elif self.idle_exit and now - busy_at > self.idle_exit:
+                    log.info("no session for %g s: exiting (--idle-exit)", self.idle_exit)
+                    break
         finally:
             self.close()
 
@@ -216,13 +231,16 @@ class Engine:
         path = ipc_path(self.endpoint)
         if self._bound and path is not None:
             path.unlink(missing_ok=True)  # libzmq leaves the socket file behind
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
         self._window_log.close()
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        engine = Engine(args.endpoint or default_endpoint(), args.session_timeout, args.window_log)
+        engine = Engine(args.endpoint or default_endpoint(), args.session_timeout, args.window_log, args.idle_exit)
     except EndpointError as exc:
         log.error("%s", exc)
         return 2

@@ -31,7 +31,7 @@ extern char **environ;
 #define BYE_LINGER_MS 50
 #define LOG_INTERVAL_S 5.0
 #define ABSENT_ANSWER_S 0.25            /* ...when an engine was already found absent in this process */
-#define KEEPALIVE_S 1.0                 /* send something this often whatever the audio thread does */
+#define KEEPALIVE_S 0.25                /* send something this often whatever the audio thread does */
 #define LAUNCH_AFTER_S 0.5              /* no answer this long: start an engine (a running one answers in ms) */
 #define ENGINE_START_S 30.0             /* a started engine gets this long to answer before anyone retries */
 #define ENGINE_IDLE_EXIT_S 600          /* an auto-launched engine exits after this long without sessions */
