@@ -424,7 +424,8 @@ class Scheduler:
         wrapped = (session.epoch is not None and session.loop is not None and t.epoch == session.next_epoch
                    and grid is session.grid and loop == session.loop
                    and abs(t.pos_samples - grid.sample_at_beat(loop[0])) <= 1)
-        session.epoch_changes.append(now)
+        if not t.flags & const("LD_TRANSPORT_SYNC_SWITCH"):   # the sync_mode parameter, not the host
+            session.epoch_changes.append(now)
         if len(session.epoch_changes) == EPOCH_STORM and now - session.epoch_changes[0] < 1.0:
             warn_rarely(session, "storm", now, "%d epoch changes within %.2f s (the host position jumps, e.g. "
                         "backwards every block); generation restarts at each one", EPOCH_STORM,

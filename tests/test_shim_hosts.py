@@ -351,3 +351,20 @@ def test_a_deactivation_before_welcome_still_closes_the_session(private_endpoint
     finally:
         engine.close(0)
         context.term()
+
+
+def test_sync_mode_switches_are_not_taken_for_a_jumping_host(engine, capfd):
+    """pluginval automates sync_mode: switching onto the own clock continues from where the
+    position is (no new epoch); switching onto the host's moves it (a new epoch, marked as the
+    parameter's doing), so the engine does not warn about a host that jumps."""
+    with loop_host(max_frames=512) as host:
+        wait_connected(host)
+        epochs = []
+        for i in range(24):
+            host.set_param("sync_mode", const("LD_SYNC_FREE") if i % 2 else const("LD_SYNC_HOST"))
+            host.process(song(512), Transport(playing=False, tempo=TEMPO))    # a host that never played
+            epochs.append(host.stats()["epoch"])
+            time.sleep(0.02)
+    assert epochs[-1] - epochs[0] == 11, "one new epoch per switch onto the (stopped) host's position"
+    time.sleep(0.3)
+    assert "epoch changes within" not in capfd.readouterr().err

@@ -100,8 +100,10 @@ enum ld_transport_flags {
     LD_TRANSPORT_HOST_CLOCK = 4,     /* position came from the host; unset = the shim's own clock */
     LD_TRANSPORT_TEMPO_VALID = 8,
     LD_TRANSPORT_TSIG_VALID = 16,
-    LD_TRANSPORT_RENDER_INFERRED = 32 /* PROCESS_MODE offline because the host runs faster than real time
+    LD_TRANSPORT_RENDER_INFERRED = 32,/* PROCESS_MODE offline because the host runs faster than real time
                                          without saying it renders (e.g. no clap.render) */
+    LD_TRANSPORT_SYNC_SWITCH = 64     /* this epoch began because the sync_mode parameter moved the
+                                         position (onto the host's), not because the host jumped */
 };
 
 enum ld_error {
