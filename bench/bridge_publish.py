@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from bridge.shm import TimelineStore
+from engine.publisher import WindowKind
 
 RATE = 48000
 
@@ -24,7 +25,7 @@ def publish_cost(bars: int, runs: int = 200) -> float:
             store.set_playhead(0, n * frames)  # the previous window is behind the playhead: reusable
             started = time.perf_counter_ns()
             store.publish(epoch=0, start_sample=n * frames, bar_index=n * bars, start_beat=n * bars * 4.0,
-                          tempo_bpm=120.0, flags=4, audio=audio)
+                          tempo_bpm=120.0, kind=WindowKind.GENERATED, audio=audio)
             costs.append(time.perf_counter_ns() - started)
     finally:
         store.close()

@@ -36,7 +36,7 @@ GENERATORS = {"loop": const("LD_GENERATOR_LOOP"), "diffusion": const("LD_GENERAT
 def spawn_engine(window_log: Path) -> tuple[subprocess.Popen, str]:
     directory = tempfile.mkdtemp(prefix="ld-bench-", dir="/tmp")
     endpoint = f"ipc://{directory}/engine.sock"
-    process = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--endpoint", endpoint,
+    process = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--endpoint", endpoint,
                                 "--window-log", str(window_log), "--log-level", "WARNING"],
                                cwd=Path(__file__).resolve().parents[1])
     deadline = time.monotonic() + 30

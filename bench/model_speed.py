@@ -22,7 +22,7 @@ import numpy as np
 from engine.diffusion import DiffusionGenerator, SamplingOptions, load_builtin
 from engine.evaluate import window_request
 from engine.music import render_song
-from engine.presets import load_presets
+from engine.styles import load_styles
 
 REPO = Path(__file__).resolve().parent.parent
 RSS_PROBE = """
@@ -40,7 +40,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 def one_bar_request():
     """The bar after 2 bars of a held-out house song at 120 BPM, for a 48 kHz stereo host."""
-    song = render_song(load_presets()[0], 120.0, (4, 4), 2, 5_000_000)
+    song = render_song(load_styles()[0], 120.0, (4, 4), 2, 5_000_000)
     return window_request(song.audio, song, bars=1, seed=0, first_bar=2, sample_rate=48000)
 
 

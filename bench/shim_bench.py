@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 
 from bridge.bounce import engine_on  # noqa: E402
 from bridge.shm import TimelineStore  # noqa: E402
+from engine.publisher import WindowKind  # noqa: E402
 from tests.host.build import BUILD_DIR, built_plugin  # noqa: E402
 
 OUT = BUILD_DIR / "bench"
@@ -60,7 +61,7 @@ def publish_to_visible(visible: Path, count: int = 2000) -> tuple[list[float], l
             store.set_playhead(epoch, 0)             # older epochs are reclaimable
             started = time.monotonic()
             store.publish(epoch=epoch, start_sample=0, bar_index=0, start_beat=started, tempo_bpm=120.0,
-                          flags=4, audio=audio)
+                          kind=WindowKind.GENERATED, audio=audio)
             publish_us.append((time.monotonic() - started) * 1e6)
             visible_us.append(float(reader.stdout.readline()))   # lock-step: the slot stays until seen
         reader.wait(10)

@@ -1,18 +1,33 @@
 """`livediff build-plugin`: compile the C shim (plugin_shim/) into build/livediff.vst3 and
-build/livediff.clap with make, after checking the libraries it links are installed."""
+build/livediff.clap with make, after checking the libraries it links are installed.
+
+The shim's sources are package data, so this works from a checkout (build/ in it) and from an
+installed livediff (build/ in ~/.local/share/livediff/)."""
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from engine.styles import STYLES_DIR
+
 HELP = "Build the plugin: build/livediff.vst3 (VST3 bundle) and build/livediff.clap, from plugin_shim/."
 
-REPO = Path(__file__).resolve().parent.parent
-SHIM = REPO / "plugin_shim"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent   # the checkout, or site-packages
+SHIM = PACKAGE_ROOT / "plugin_shim"
+
+
+def default_build_dir() -> Path:
+    if (PACKAGE_ROOT / "pyproject.toml").is_file():   # a checkout
+        return PACKAGE_ROOT / "build"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "livediff" / "build"
+
+
+BUILD_DIR = default_build_dir()
 REQUIREMENTS = {  # header -> Debian 12 package that provides it
     "/usr/include/zmq.h": "libzmq3-dev",
     "/usr/include/msgpack.h": "libmsgpack-dev",
@@ -20,7 +35,7 @@ REQUIREMENTS = {  # header -> Debian 12 package that provides it
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--build-dir", default=str(REPO / "build"), help="output folder (default: build/)")
+    parser.add_argument("--build-dir", default=str(BUILD_DIR), help=f"output folder (default: {BUILD_DIR})")
     parser.add_argument("--clean", action="store_true", help="rebuild everything")
 
 
@@ -46,9 +61,10 @@ def engine_command() -> str:
 
 
 def build(build_dir: Path, clean: bool = False) -> subprocess.CompletedProcess:
-    """Run make; returns the completed process (stdout+stderr in .stdout)."""
+    """Run make; returns the completed process (stdout+stderr in .stdout). The style names come
+    from the trained styles (presets/styles/)."""
     command = ["make", "-C", str(SHIM), f"BUILD={build_dir.resolve()}", f"PYTHON={sys.executable}",
-               f"ENGINE_COMMAND={engine_command()}"]
+               f"PRESETS={STYLES_DIR}", f"ENGINE_COMMAND={engine_command()}"]
     if clean:
         subprocess.run([*command, "clean"], check=False, capture_output=True)
     return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -65,7 +65,8 @@ class Client:
         return self.wait_for("welcome")
 
     def transport(self, *, pos_samples: int, tempo: float, epoch: int = 0, playing: bool = True,
-                  tsig: tuple[int, int] = (4, 4), offline: bool = False, bar_start_beats: float | None = None) -> None:
+                  tsig: tuple[int, int] = (4, 4), offline: bool = False, bar_start_beats: float | None = None,
+                  underruns: int = 0) -> None:
         pos_beats = pos_samples * tempo / 60.0 / self.sample_rate
         bar_beats = tsig[0] * 4 / tsig[1]
         flags = const("LD_TRANSPORT_TEMPO_VALID") | const("LD_TRANSPORT_TSIG_VALID")
@@ -74,7 +75,7 @@ class Client:
                   bar_start_beats=(pos_beats // bar_beats) * bar_beats if bar_start_beats is None else bar_start_beats,
                   tsig_num=tsig[0], tsig_den=tsig[1], loop_start_beats=0.0, loop_end_beats=0.0,
                   process_mode=const("LD_MODE_OFFLINE" if offline else "LD_MODE_REALTIME"),
-                  underruns=0, offline_timeouts=0, dropped_frames=0)
+                  underruns=underruns, offline_timeouts=0, dropped_frames=0)
 
     def audio(self, *, pos_samples: int, tempo: float, audio: np.ndarray, epoch: int = 0) -> None:
         """Send planar float32 input [channels, frames] starting at pos_samples."""

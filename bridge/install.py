@@ -7,7 +7,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from bridge.build import REPO, build, missing_requirements, outputs
+from bridge.build import BUILD_DIR, build, missing_requirements, outputs
 
 HELP = "Install the plugin for hosts: the VST3 bundle into ~/.vst3 and the CLAP file into ~/.clap (or --prefix)."
 
@@ -15,7 +15,7 @@ HELP = "Install the plugin for hosts: the VST3 bundle into ~/.vst3 and the CLAP 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefix", metavar="DIR", help="install into DIR/vst3 and DIR/clap instead "
                                                         "(e.g. /usr/lib, which hosts search for every user)")
-    parser.add_argument("--build-dir", default=str(REPO / "build"), help="where the plugin was built (default: build/)")
+    parser.add_argument("--build-dir", default=str(BUILD_DIR), help=f"where the plugin is built (default: {BUILD_DIR})")
 
 
 def destinations(prefix: str | None) -> tuple[Path, Path]:

@@ -25,7 +25,6 @@ ERR = {name: value for name, value in enum_members("ld_error").items()}
 # Rates a host may run at; others get LD_ERR_SAMPLE_RATE (the generators resample nothing).
 SAMPLE_RATES = tuple(sorted(enum_members("ld_sample_rate").values()))
 FORMATS = ("vst3", "clap", "harness")
-TSIG_DENOMINATORS = (1, 2, 4, 8, 16, 32)
 MAX_BLOCK_LIMIT = 1 << 20
 UINT32_MAX = (1 << 32) - 1
 UINT64_MAX = (1 << 64) - 1
@@ -133,22 +132,22 @@ PARAM_NAME = {value: name for name, value in PARAM.items()}
 # Parameters whose range is a LD_<PREFIX>_MIN/MAX pair, and those whose values are an enum.
 _PARAM_RANGE_PREFIX = {"tempo_bpm": "TEMPO", "seed": "SEED", "style": "STYLE", "window_bars": "WINDOW_BARS",
                        "lookahead": "LOOKAHEAD", "context_bars": "CONTEXT_BARS", "mix": "MIX"}
-_PARAM_ENUM = {"underrun_policy": "ld_underrun_policy", "sync_mode": "ld_sync_mode", "generator": "ld_generator",
-               "bypass": "ld_bypass", "preroll": "ld_preroll"}
+PARAM_ENUM = {"underrun_policy": "ld_underrun_policy", "sync_mode": "ld_sync_mode", "generator": "ld_generator",
+              "bypass": "ld_bypass", "preroll": "ld_preroll"}
 
 
 def param_range(name: str) -> tuple[float, float]:
     if name in _PARAM_RANGE_PREFIX:
         prefix = _PARAM_RANGE_PREFIX[name]
         return const(f"LD_{prefix}_MIN"), const(f"LD_{prefix}_MAX")
-    values = enum_members(_PARAM_ENUM[name]).values()
+    values = enum_members(PARAM_ENUM[name]).values()
     return min(values), max(values)
 
 
 def param_default(name: str) -> float:
     if name in _PARAM_RANGE_PREFIX:
         return const(f"LD_{_PARAM_RANGE_PREFIX[name]}_DEFAULT")
-    return min(enum_members(_PARAM_ENUM[name]).values())
+    return min(enum_members(PARAM_ENUM[name]).values())
 
 
 def default_params() -> dict[str, float]:

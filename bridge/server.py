@@ -20,13 +20,18 @@ import time
 
 import zmq
 
-from bridge import protocol
+from bridge import convert, protocol
 from bridge.client import engine_answers
 from bridge.endpoint import EndpointError, default_endpoint, ipc_path, lock, prepare
 from bridge.layout import const
-from bridge.protocol import ERR, MSG, PARAM_NAME, ProtocolError
+from bridge.presets import find_preset
+from bridge.protocol import ERR, MSG, ProtocolError
 from bridge.shm import TimelineStore, sweep_stale_segments
-from engine.scheduler import Scheduler, Session
+from engine.publisher import WindowKind
+from engine.scheduler import Scheduler
+from engine.session import Session
+from engine.sound import Sound
+from engine.validate import PresetError
 
 HELP = "Run the engine in the foreground: serve plugin instances over ZeroMQ (Ctrl-C stops it)."
 HEARTBEAT_SECONDS = 0.2   # docs/protocol.md: at least every 250 ms per session
@@ -36,6 +41,7 @@ POLL_SECONDS = 0.02
 GIL_SWITCH_SECONDS = 0.0005
 LATENCY_SAMPLES = 0       # windows are generated ahead of the playhead; nothing to delay
 READY_TEXT = "ok"         # STATUS message of a healthy session whose generator is loaded
+UNDERRUN_LOG_SECONDS = 5.0   # at most one underrun line per session this often
 log = logging.getLogger("livediff.server")
 
 
@@ -48,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exit after this many seconds without any session (0, the default: never); "
                              "engines the plugin starts itself use 600")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--preset", help="a preset (name or .toml) whose engine part (sampler steps, FX chain, "
+                                         "output gain) every session gets; see `livediff presets`")
+    parser.add_argument("--exit-with-parent", action="store_true",
+                        help="stop when the process that started this one ends (livediff bounce uses it)")
 
 
 class WindowLog:
@@ -70,20 +80,25 @@ class WindowLog:
 
 class Engine:
     def __init__(self, endpoint: str, session_timeout: float = 10.0, window_log: str | None = None,
-                 idle_exit: float = 0.0):
+                 sound: Sound = Sound(), parent: int | None = None, idle_exit: float = 0.0):
         self.endpoint = prepare(endpoint)
         self.session_timeout = session_timeout
+        self.sound = sound          # what each session's windows get (a preset's engine part)
+        self._parent = parent       # stop once this process is gone (we are re-parented)
         self.idle_exit = idle_exit
         self._lock: int | None = None
         self._window_log = WindowLog(window_log)
         self._problems: queue.SimpleQueue = queue.SimpleQueue()  # (instance, code, message) from the worker
-        self.scheduler = Scheduler(on_window=lambda s, entry: self._window_log.write(entry),
-                                   on_problem=lambda s, code, message: self._problems.put((s.instance, code, message)))
+        self.scheduler = Scheduler(on_window=self._on_window,
+                                   on_problem=lambda s, kind, message: self._problems.put(
+                                       (s.instance, convert.PROBLEM_CODES[kind], message)))
         self.sessions: dict[int, Session] = {}
         self._bound = False
         self._routes: dict[int, bytes] = {}      # instance -> ROUTER identity
         self._last_seen: dict[int, float] = {}
         self._last_status: dict[int, float] = {}
+        self._unannounced: dict[int, str] = {}   # instance -> host format, until its first transport
+        self._underruns_told: dict[int, tuple[int, float]] = {}   # instance -> (count, when) last logged
         self._context = zmq.Context()
         self.socket = self._context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -105,6 +120,9 @@ class Engine:
         busy_at = time.monotonic()
         try:
             while not stop.is_set():
+                if self._parent is not None and os.getppid() != self._parent:
+                    log.info("the process that started this engine (pid %d) is gone; stopping", self._parent)
+                    break
                 if self.socket.poll(int(POLL_SECONDS * 1000)):
                     self._drain()
                 self._forward_problems()
@@ -152,14 +170,15 @@ class Engine:
         self._routes[message.instance] = identity
         self._last_seen[message.instance] = now
         if isinstance(message, protocol.Transport):
-            self.scheduler.on_transport(session, message, now)
+            self.scheduler.on_transport(session, convert.transport_snapshot(message), now)
+            self._log_underruns(session, now)
         elif isinstance(message, protocol.Audio):
             if message.channels != session.channels:
                 raise ProtocolError(ERR["LD_ERR_TYPE"], f"AUDIO has {message.channels} channels; allowed: "
                                                         f"{session.channels} (as in HELLO)", MSG["audio"])
-            self.scheduler.on_audio(session, message)
+            self.scheduler.on_audio(session, convert.input_block(message))
         elif isinstance(message, protocol.Params):
-            self.scheduler.on_params(session, message.params)
+            self.scheduler.on_params(session, convert.engine_params(message.params))
         elif isinstance(message, protocol.Bye):
             self._close_session(message.instance, "bye")
 
@@ -167,17 +186,21 @@ class Engine:
         if hello.instance in self.sessions:
             self._close_session(hello.instance, "replaced by a new hello")
         store = TimelineStore(hello.instance, hello.channels, hello.sample_rate)
-        session = Session(hello.instance, hello.sample_rate, hello.channels, store,
-                          offline=hello.process_mode == const("LD_MODE_OFFLINE"))
-        session.params.update({PARAM_NAME[pid]: value for pid, value in hello.params.items()})
+        session = convert.new_session(hello.instance, hello.sample_rate, hello.channels, store,
+                                      offline=hello.process_mode == const("LD_MODE_OFFLINE"),
+                                      **convert.engine_params(hello.params))
+        session.sound = self.sound
         self.sessions[hello.instance] = session
         self._routes[hello.instance] = identity
         self._last_seen[hello.instance] = now
         self._last_status[hello.instance] = now
         self.scheduler.add(session)
         store.set_status(const("LD_OK"), READY_TEXT)
-        log.info("session %016x opened (%s, %d Hz, %d ch, %s generator, segment %s)", hello.instance, hello.format,
-                 hello.sample_rate, hello.channels, session.generator_name, store.name)
+        # INFO waits for the session's first generated window, so instances a host opens and drops
+        # unused (pedalboard opens four while loading a plugin) stay out of it.
+        self._unannounced[hello.instance] = hello.format
+        log.debug("session %016x opened (%s, %d Hz, %d ch, %s generator, segment %s)", hello.instance, hello.format,
+                  hello.sample_rate, hello.channels, session.generator_name, store.name)
         self._send(identity, protocol.welcome(store.name, LATENCY_SAMPLES, session.generator_name))
 
     def _close_session(self, instance: int, why: str) -> None:
@@ -188,7 +211,30 @@ class Engine:
         self._last_status.pop(instance, None)
         if session:
             session.store.close()
-            log.info("session %016x closed (%s)", instance, why)
+            unused = self._unannounced.pop(instance, None) is not None
+            log.log(logging.DEBUG if unused else logging.INFO, "session %016x closed (%s)", instance, why)
+        self._underruns_told.pop(instance, None)
+
+    def _on_window(self, session: Session, entry: dict) -> None:
+        """[worker-thread] The window log; the session's INFO line comes with its first window that
+        is not preroll silence."""
+        host = self._unannounced.pop(session.instance, None) if entry["window"] is not WindowKind.PREROLL else None
+        if host is not None:
+            grid = session.grid
+            log.info("session %016x: %s host, %d Hz, %d ch, %.6g BPM %d/%d, %s generator, %s%s", session.instance,
+                     host, session.sample_rate, session.channels, grid.tempo_bpm, grid.tsig_num, grid.tsig_den,
+                     session.generator_name, "offline render" if session.offline else "realtime",
+                     "" if session.sound.neutral else f", {session.sound}")
+        self._window_log.write(convert.log_entry(entry))
+
+    def _log_underruns(self, session: Session, now: float) -> None:
+        """At most one line per session every UNDERRUN_LOG_SECONDS."""
+        told, when = self._underruns_told.get(session.instance, (0, -UNDERRUN_LOG_SECONDS))
+        if session.underruns > told and now - when >= UNDERRUN_LOG_SECONDS:
+            log.warning("session %016x: %d more block(s) played without generated audio (%d in all): the engine "
+                        "is not keeping up, or the host jumps", session.instance, session.underruns - told,
+                        session.underruns)
+            self._underruns_told[session.instance] = (session.underruns, now)
 
     def _forward_problems(self) -> None:
         while not self._problems.empty():
@@ -210,7 +256,8 @@ class Engine:
     def _send_status(self, instance: int, session: Session) -> None:
         name = session.generator_name
         ok = READY_TEXT if self.scheduler.generators.loaded(name) else f"loading the {name} generator"
-        code, message = session.problem or (const("LD_OK"), ok)
+        code, message = (convert.PROBLEM_CODES[session.problem[0]], session.problem[1]) if session.problem \
+            else (const("LD_OK"), ok)
         self._last_status[instance] = time.monotonic()
         self._send(self._routes[instance], protocol.status(code, message, session.published, session.underruns,
                                                            session.generator_name))
@@ -240,10 +287,14 @@ class Engine:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        engine = Engine(args.endpoint or default_endpoint(), args.session_timeout, args.window_log, args.idle_exit)
-    except EndpointError as exc:
+        sound = find_preset(args.preset).sound if args.preset else Sound()
+        engine = Engine(args.endpoint or default_endpoint(), args.session_timeout, args.window_log, sound,
+                        os.getppid() if args.exit_with_parent else None, args.idle_exit)
+    except (EndpointError, PresetError) as exc:
         log.error("%s", exc)
         return 2
+    if args.preset:
+        log.info("preset %s: every session gets %s", args.preset, sound)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -23,11 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from bridge.layout import HEADER_SIZE, const, ffi
+from engine.publisher import StoreFull, WindowKind
 
 SHM_DIR = Path("/dev/shm")
 SLOT_COUNT = 16
 SLOT_SECONDS = 4
 _SEGMENT_NAME = re.compile(r"^livediff-(\d+)-([0-9a-f]{16})$")
+WINDOW_FLAGS = {kind: const(f"LD_WINDOW_{kind.name}") for kind in WindowKind}
 _window_ids = itertools.count(1)  # engine-wide, increasing: a larger id replaces a smaller one
 
 
@@ -66,13 +68,10 @@ class SlotCopy:
         return self.start_sample + self.frames
 
 
-class StoreFull(RuntimeError):
-    """Every slot holds audio at or ahead of the playhead: the window must wait."""
-
-
 class TimelineStore:
-    """Engine side of one session's segment. Methods are [any-thread] but serialised by a lock;
-    the worker thread publishes, the socket thread writes status."""
+    """Engine side of one session's segment, the engine's Publisher (engine/publisher.py).
+    Methods are [any-thread] but serialised by a lock; the worker thread publishes, the socket
+    thread writes status."""
 
     def __init__(self, instance: int, channels: int, sample_rate: int,
                  slot_count: int = SLOT_COUNT, slot_seconds: float = SLOT_SECONDS):
@@ -144,9 +143,10 @@ class TimelineStore:
 
     # [any-thread]
     def publish(self, *, epoch: int, start_sample: int, bar_index: int, start_beat: float,
-                tempo_bpm: float, flags: int, audio: np.ndarray) -> int:
+                tempo_bpm: float, kind: WindowKind, audio: np.ndarray) -> int:
         """Publish one window as consecutive slots; older slots it covers are invalidated.
         Returns its window id. Raises StoreFull when no slot can be reclaimed."""
+        flags = WINDOW_FLAGS[kind]
         frames = audio.shape[1]
         beats_per_frame = tempo_bpm / 60.0 / self._header.sample_rate
         chunks = range(0, frames, self.capacity)

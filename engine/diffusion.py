@@ -14,14 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.layout import const
 from engine import representation as rep
 from engine import samplers
-from engine.backends import DENOISER_FILE, ENCODER_FILE
+from engine.backends import DENOISER_FILE, ENCODER_FILE, WEIGHTS_DIR, WEIGHTS_FILE
+from engine.dsp import limit
 from engine.generator import WindowRequest
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-WEIGHTS_FILE = "livediff.npz"
 BACKENDS = ("auto", "torch", "onnx")
 
 
@@ -81,7 +79,7 @@ class DiffusionGenerator:
                      prior_stft_phase)
 
     # --- sampling --------------------------------------------------------------------------
-    def _sample(self, plan: _Plan, seed: int) -> np.ndarray:
+    def _sample(self, plan: _Plan, seed: int, steps: int) -> np.ndarray:
         """Encode the context once, then `steps` denoiser calls; returns clean target tokens."""
         context, context_phase, prior, phase, cond = (array[None] for array in (  # the graphs take a batch axis
             plan.context, plan.context_phase, plan.prior, plan.phase, plan.cond))
@@ -96,7 +94,7 @@ class DiffusionGenerator:
             no_context = denoiser(np.full_like(context, rep.SILENCE), np.full_like(prior, rep.SILENCE))
             denoise = samplers.guided(denoise, no_context, self.options.guidance)
         noise = np.random.default_rng(seed).standard_normal(prior.shape, np.float32)
-        return samplers.euler(denoise, noise, samplers.noise_levels(self.options.steps))[0]
+        return samplers.euler(denoise, noise, samplers.noise_levels(steps))[0]
 
     def _render(self, request: WindowRequest, plan: _Plan, tokens: np.ndarray) -> np.ndarray:
         audio = rep.decode(tokens, request.tempo_bpm, plan.model_samples, _seed(request.seed),
@@ -110,7 +108,7 @@ class DiffusionGenerator:
     def generate(self, request: WindowRequest) -> np.ndarray:
         request = fold_tempo(request)
         plan = self._plan(request)
-        return self._render(request, plan, self._sample(plan, _seed(request.seed)))
+        return self._render(request, plan, self._sample(plan, _seed(request.seed), request.steps or self.options.steps))
 
     def generate_batch(self, requests: list[WindowRequest]) -> list[np.ndarray]:
         """One request at a time: a batched forward pass would round differently, and the same
@@ -122,10 +120,9 @@ def fold_tempo(request: WindowRequest) -> WindowRequest:
     """The plugin's tempos outside the model's 60-200 BPM, in double or half time: 45 BPM is
     generated as 90 BPM with twice the bars, 250 BPM as 125 BPM with half the bars (rounded up).
     The window keeps its samples, so it still starts and ends on the host's bar lines."""
-    low, high = const("LD_TEMPO_MIN"), const("LD_TEMPO_MAX")
     tempo = request.tempo_bpm
-    if not (math.isfinite(tempo) and low <= tempo <= high):
-        raise ValueError(f"tempo {tempo} BPM is outside the plugin's range; allowed: {low} to {high} BPM "
+    if not (math.isfinite(tempo) and tempo > 0):
+        raise ValueError(f"tempo {tempo} BPM cannot be generated; allowed: any finite tempo above 0 BPM "
                          f"({rep.TEMPO_MIN:g}-{rep.TEMPO_MAX:g} natively, others in double or half time)")
     factor = 1.0
     while tempo * factor < rep.TEMPO_MIN:
@@ -137,22 +134,6 @@ def fold_tempo(request: WindowRequest) -> WindowRequest:
     return replace(request, tempo_bpm=tempo * factor, bars=max(1, math.ceil(request.bars * factor)),
                    context_bars=max(1, math.ceil(request.context_bars * factor)),
                    bar_index=int(request.bar_index * factor))
-
-
-def limit(audio: np.ndarray, ceiling: float = 0.98, block: int = 256) -> np.ndarray:
-    """Peak limiter to <= ceiling (below 0 dBFS). Audio under the ceiling passes untouched;
-    otherwise the gain each block of samples needs is also applied to its neighbours and
-    interpolated between block centres, so it dips smoothly around a peak instead of clipping."""
-    if np.abs(audio).max() <= ceiling:
-        return audio.astype(np.float32)
-    n_blocks = -(-len(audio) // block)
-    peaks = np.abs(np.pad(audio, (0, n_blocks * block - len(audio)))).reshape(n_blocks, block).max(axis=1)
-    needed = np.minimum(1.0, ceiling / np.maximum(peaks, 1e-9))
-    padded = np.pad(needed, 1, constant_values=1.0)
-    held = np.minimum(np.minimum(padded[:-2], padded[1:-1]), padded[2:])
-    # between two block centres the gain is a mix of two held gains, each <= what both blocks need
-    gain = np.interp(np.arange(len(audio)), np.arange(n_blocks) * block + (block - 1) / 2, held)
-    return np.clip(audio * gain, -ceiling, ceiling).astype(np.float32)
 
 
 def _seed(seed: int) -> int:

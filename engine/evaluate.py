@@ -25,8 +25,8 @@ from engine import representation as rep
 from engine.diffusion import DiffusionGenerator, SamplingOptions, load_builtin
 from engine.generator import WindowRequest
 from engine.music import Song, random_song, render_song
-from engine.presets import load_presets
-from engine.scheduler import SEAM_SECONDS, equal_power_crossfade
+from engine.dsp import SEAM_SECONDS, equal_power_crossfade
+from engine.styles import load_styles
 
 HELP = "Evaluate the built-in model on held-out generated music; writes JSON and a PNG."
 HELDOUT_SEED = 900_000
@@ -87,19 +87,19 @@ def tempo_error(estimated: float, tempo_bpm: float) -> float:
 
 
 def heldout_songs(n: int, bars: int) -> list[Song]:
-    presets = load_presets()
-    return [random_song(presets, HELDOUT_SEED + i, bars) for i in range(n)]
+    styles = load_styles()
+    return [random_song(styles, HELDOUT_SEED + i, bars) for i in range(n)]
 
 
 def context_use(generator: DiffusionGenerator, songs: list[Song]) -> dict:
     """Distances of one generated bar to the true continuation, right vs shuffled context."""
-    presets = load_presets()
+    styles = load_styles()
     rows = {"right": [], "shuffled": [], "repeat_last_bar": [], "unrelated_song": [], "decoder_only": []}
     hits = total = 0
     for i, song in enumerate(songs):
         bar = _bar_samples(song)
         context, truth = song.audio[: CONTEXT_BARS * bar], song.audio[CONTEXT_BARS * bar: (CONTEXT_BARS + 1) * bar]
-        other = render_song(presets[(song.style + 1 + i) % len(presets)], song.tempo_bpm, song.tsig, CONTEXT_BARS + 1,
+        other = render_song(styles[(song.style + 1 + i) % len(styles)], song.tempo_bpm, song.tsig, CONTEXT_BARS + 1,
                             HELDOUT_SEED + 10_000 + i)
         for key, ctx in (("right", context), ("shuffled", other.audio[: CONTEXT_BARS * bar])):
             window = _model_rate(generator.generate(window_request(ctx, song, 1, i, CONTEXT_BARS)))[:bar]

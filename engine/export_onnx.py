@@ -12,17 +12,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.backends import DENOISER_FILE, ENCODER_FILE
+from engine.backends import DENOISER_FILE, ENCODER_FILE, WEIGHTS_DIR, WEIGHTS_FILE
 from engine.model import LiveDiffusion, load_weights
 from engine.representation import FRAMES_PER_TOKEN
 
 HELP = "Export the built-in model (or --weights) to ONNX: context_encoder.onnx and denoiser.onnx."
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 OPSET = 17
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR / "livediff.npz", help="weights .npz to export")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR / WEIGHTS_FILE, help="weights .npz to export")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="folder for the .onnx files")
 
 

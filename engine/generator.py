@@ -26,6 +26,16 @@ class WindowRequest:
     style: int
     seed: int                  # already mixed with the window's bar index by the scheduler
     bar_index: int = 0         # bar the window starts on (for logs and phase-aware models)
+    # The track alone: the last context_bars bars of the session's context source (input or
+    # sidechain; never the model's own output), ending at the horizon's bar line, each bar
+    # brought to this window's bar length. None (callers that have only input): the context.
+    input_context: np.ndarray | None = None
+    input_gap_bars: int = 0    # whole bars between the end of input_context and the window start
+    steps: int | None = None   # sampler steps a preset asks for; None: the generator's own
+
+    def __post_init__(self):
+        if self.input_context is None:
+            object.__setattr__(self, "input_context", self.context)
 
 
 class Generator(Protocol):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.presets import Preset
+from engine.styles import Style
 from engine.representation import BEAT_STARTS, SAMPLE_RATE, TIME_SIGNATURES, sixteenths_per_bar
 
 # 16th-note positions of snare backbeats in each meter
@@ -100,10 +100,10 @@ class _Track:
             self.buf[start:end] += gain * sound[: end - start]
 
 
-def render_song(preset: Preset, tempo_bpm: float, tsig: tuple[int, int], bars: int, seed: int,
+def render_song(style: Style, tempo_bpm: float, tsig: tuple[int, int], bars: int, seed: int,
                 tail_sixteenths: int = 2) -> Song:
-    """Render `bars` bars (+ a short tail) of `preset`'s style. Same arguments, same audio."""
-    p = preset.generator
+    """Render `bars` bars (+ a short tail) of the style. Same arguments, same audio."""
+    p = style.music
     rng = np.random.default_rng(seed)
     bar_len = sixteenths_per_bar(*tsig)
     sixteenth = SAMPLE_RATE * 15.0 / tempo_bpm
@@ -176,14 +176,14 @@ def render_song(preset: Preset, tempo_bpm: float, tsig: tuple[int, int], bars: i
     mix = drums.buf + bass.buf + chords.buf + lead.buf
     peak = np.abs(mix).max()
     mix = mix * (rng.uniform(0.5, 0.9) / peak) if peak > 0 else mix
-    return Song(audio=mix.astype(np.float32), tempo_bpm=tempo_bpm, tsig=tsig, bars=bars, style=preset.style)
+    return Song(audio=mix.astype(np.float32), tempo_bpm=tempo_bpm, tsig=tsig, bars=bars, style=style.id)
 
 
-def random_song(presets: list[Preset], seed: int, bars: int, tail_sixteenths: int = 2) -> Song:
-    """A song with style, tempo (60-200 BPM, usually near the preset's) and meter drawn from the seed."""
+def random_song(styles: list[Style], seed: int, bars: int, tail_sixteenths: int = 2) -> Song:
+    """A song with style, tempo (60-200 BPM, usually near the style's) and meter drawn from the seed."""
     rng = np.random.default_rng([seed, 7])
-    preset = presets[int(rng.integers(len(presets)))]
-    low, high = preset.generator["tempo_range"]
+    style = styles[int(rng.integers(len(styles)))]
+    low, high = style.music["tempo_range"]
     tempo = float(rng.uniform(low, high)) if rng.random() < 0.6 else float(np.exp(rng.uniform(np.log(60), np.log(200))))
     tsig = TIME_SIGNATURES[int(rng.choice(4, p=[0.5, 0.17, 0.17, 0.16]))]
-    return render_song(preset, round(tempo, 2), tsig, bars, int(rng.integers(2**31)), tail_sixteenths)
+    return render_song(style, round(tempo, 2), tsig, bars, int(rng.integers(2**31)), tail_sixteenths)

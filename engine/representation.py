@@ -12,21 +12,23 @@ estimate, log-mel), used by evaluation and by fine-tuning on user loops.
 from __future__ import annotations
 
 import numpy as np
-from pedalboard import Resample
-from pedalboard.io import StreamResampler
+
+from engine.dsp import resample  # noqa: F401 - callers use rep.resample for model-rate audio
 
 SAMPLE_RATE = 16000
 N_FFT = 1024
 N_BINS = N_FFT // 2 + 1
 FRAMES_PER_TOKEN = 8
 TEMPO_MIN, TEMPO_MAX = 60.0, 200.0
-STYLE_COUNT = 8                     # style ids 0..7 (the header's LD_STYLE_MAX + 1)
+# Width of the style one-hot the shipped weights were trained with: ids below the header's
+# LD_STYLE_COUNT (presets/styles/) are trained, the slots above it never were.
+STYLE_SLOTS = 8
 TIME_SIGNATURES = ((4, 4), (3, 4), (6, 8), (7, 8))
 # 16th-note positions where beats start in each supported meter
 BEAT_STARTS = {(4, 4): (0, 4, 8, 12), (3, 4): (0, 4, 8), (6, 8): (0, 6), (7, 8): (0, 4, 8)}
 CONTEXT_BARS = 2                    # bars of context the model is trained on and reads
 PHASE_FEATURES = 9
-CONDITION_FEATURES = STYLE_COUNT + 1 + len(TIME_SIGNATURES)
+CONDITION_FEATURES = STYLE_SLOTS + 1 + len(TIME_SIGNATURES)
 # log-magnitude normalisation: (log(mag + floor) - center) / scale puts speech-level audio near 0
 _LOG_FLOOR, _LOG_CENTER, _LOG_SCALE = 1e-4, -7.0, 1.5
 SILENCE = (np.log(_LOG_FLOOR) - _LOG_CENTER) / _LOG_SCALE
@@ -60,14 +62,14 @@ def phase_features(first_token: int, n_tokens: int, tsig: tuple[int, int], first
 
 def condition_vector(style: int, tempo_bpm: float, tsig: tuple[int, int]) -> np.ndarray:
     """[CONDITION_FEATURES]: style one-hot, log2 tempo relative to 120 BPM, meter one-hot."""
-    if not 0 <= style < STYLE_COUNT:
-        raise ValueError(f"style {style} is out of range; allowed: 0 to {STYLE_COUNT - 1}")
+    if not 0 <= style < STYLE_SLOTS:
+        raise ValueError(f"style {style} is out of range; allowed: 0 to {STYLE_SLOTS - 1}")
     check_tempo(tempo_bpm)
     sixteenths_per_bar(*tsig)
     vector = np.zeros(CONDITION_FEATURES, np.float32)
     vector[style] = 1.0
-    vector[STYLE_COUNT] = np.log2(tempo_bpm / 120.0)
-    vector[STYLE_COUNT + 1 + TIME_SIGNATURES.index(tuple(tsig))] = 1.0
+    vector[STYLE_SLOTS] = np.log2(tempo_bpm / 120.0)
+    vector[STYLE_SLOTS + 1 + TIME_SIGNATURES.index(tuple(tsig))] = 1.0
     return vector
 
 
@@ -176,18 +178,6 @@ def decode(tokens: np.ndarray, tempo_bpm: float, n_samples: int, seed: int, iter
         previous = rebuilt
         spectrum = accelerated * (magnitude / np.maximum(np.abs(accelerated), 1e-12))
     return overlap_add(spectrum)[pad: pad + n_samples].astype(np.float32)
-
-
-def resample(audio: np.ndarray, source_rate: float, target_rate: float) -> np.ndarray:
-    """[channels, n] float32 through pedalboard's 16-tap windowed-sinc resampler (latency
-    compensated; the model's content is band-limited well below the 16 kHz Nyquist)."""
-    audio = np.ascontiguousarray(audio, np.float32)
-    if source_rate == target_rate:
-        return audio
-    resampler = StreamResampler(source_rate, target_rate, audio.shape[0], Resample.Quality.WindowedSinc16)
-    out = np.concatenate([resampler.process(audio), resampler.process(None)], axis=1)
-    expected = int(round(audio.shape[1] * target_rate / source_rate))
-    return np.ascontiguousarray(out[:, :expected])
 
 
 # --- analysis on log spectra -------------------------------------------------------------

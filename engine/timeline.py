@@ -11,11 +11,9 @@ import logging
 import math
 from dataclasses import dataclass
 
-from bridge.layout import const
-from bridge.protocol import TSIG_DENOMINATORS
-
 log = logging.getLogger("livediff.timeline")
 MAX_TSIG_NUM = 64
+TSIG_DENOMINATORS = (1, 2, 4, 8, 16, 32)
 _EPS_BEATS = 1e-9
 
 
@@ -83,8 +81,8 @@ def horizon_bar(bar: int, lookahead: int, window_bars: int) -> int:
     return bar - (lookahead - 1) * window_bars
 
 
-def tempo_problem(tempo: float) -> str | None:
-    low, high = const("LD_TEMPO_MIN"), const("LD_TEMPO_MAX")
+def tempo_problem(tempo: float, tempo_range: tuple[float, float]) -> str | None:
+    low, high = tempo_range
     if not math.isfinite(tempo) or not low <= tempo <= high:
         return f"tempo {tempo!r} BPM ignored; allowed: {low}..{high} BPM"
     return None
@@ -107,8 +105,9 @@ class GridTracker:
     keeps its meter); the new meter counts from there until the next discontinuity, whatever
     phase the host reports meanwhile."""
 
-    def __init__(self, sample_rate: int, fallback_tempo: float):
+    def __init__(self, sample_rate: int, fallback_tempo: float, tempo_range: tuple[float, float]):
         self.sample_rate = sample_rate
+        self.tempo_range = tempo_range
         self.tempo = fallback_tempo
         self.tsig = (4, 4)
         self.grid: Grid | None = None
@@ -130,7 +129,7 @@ class GridTracker:
                reanchor: bool = False) -> Grid:
         """Feed one snapshot (reanchor: it starts a new epoch); returns the current grid (the
         same object if nothing changed)."""
-        if tempo_valid and not self._report("tempo", tempo_problem(tempo), f"{self.tempo:.6g} BPM"):
+        if tempo_valid and not self._report("tempo", tempo_problem(tempo, self.tempo_range), f"{self.tempo:.6g} BPM"):
             self.tempo = tempo
         if tsig_valid and not self._report("tsig", tsig_problem(tsig_num, tsig_den), "%d/%d" % self.tsig):
             self.tsig = (tsig_num, tsig_den)

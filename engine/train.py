@@ -19,12 +19,12 @@ import torch
 from tqdm import tqdm
 
 from engine import representation as rep
+from engine.backends import WEIGHTS_DIR, WEIGHTS_FILE
 from engine.model import LiveDiffusion, ModelConfig, load_weights, save_weights
 from engine.music import random_song
-from engine.presets import load_presets
+from engine.styles import load_styles
 
 HELP = "Train the built-in diffusion model (or fine-tune it on a folder of loops with --data)."
-BUILTIN_WEIGHTS = Path(__file__).resolve().parent / "weights" / "livediff.npz"
 SONG_BARS = 5                       # context + up to 2 target bars + room to shift the crop
 TAIL_TOKENS = 2                     # target tokens past the last bar (the seam crossfade tail)
 PROBE_POOL = 2**20                  # pool index of the fixed loss-probe songs (never a training pool)
@@ -71,10 +71,10 @@ class Clip:
 
 
 def song_pool(seed: int, pool_index: int, n_songs: int) -> list[Clip]:
-    presets = load_presets()
+    styles = load_styles()
     clips = []
     for i in tqdm(range(n_songs), desc=f"songs (pool {pool_index})", leave=False):
-        song = random_song(presets, int(np.random.SeedSequence([seed, pool_index, i]).generate_state(1)[0]),
+        song = random_song(styles, int(np.random.SeedSequence([seed, pool_index, i]).generate_state(1)[0]),
                            SONG_BARS, tail_sixteenths=TAIL_TOKENS)
         n_tokens = SONG_BARS * rep.sixteenths_per_bar(*song.tsig) + TAIL_TOKENS
         clips.append(Clip(song.audio, song.tempo_bpm, song.tsig, song.style, n_tokens))
@@ -197,7 +197,7 @@ def train(args: argparse.Namespace) -> dict:
     checkpoint_path, log_path = args.out / "checkpoint.pt", args.out / "log.jsonl"
     torch.manual_seed(args.seed)
     if args.init:
-        model = load_weights(BUILTIN_WEIGHTS if args.init == "builtin" else Path(args.init)).train()
+        model = load_weights(WEIGHTS_DIR / WEIGHTS_FILE if args.init == "builtin" else Path(args.init)).train()
     else:
         model = LiveDiffusion(ModelConfig())
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
@@ -243,13 +243,13 @@ def train(args: argparse.Namespace) -> dict:
             last_loss = float(np.mean(losses[-args.checkpoint_every:]))
             elapsed = time.monotonic() - started
             save_checkpoint(checkpoint_path, model, optimizer, step, elapsed, args_json)
-            save_weights(model, args.out / "livediff.npz")
+            save_weights(model, args.out / WEIGHTS_FILE)
             with log_path.open("a") as log:
                 log.write(json.dumps({"step": step, "loss": last_loss, "elapsed_s": round(elapsed, 1)}) + "\n")
     bar.close()
     return {"steps": step, "last_loss": last_loss, "probe_loss_start": probe_loss_start,
             "probe_loss_end": probe_loss(model, probe_batch, args.seed),
-            "elapsed_s": time.monotonic() - started, "weights": str(args.out / "livediff.npz")}
+            "elapsed_s": time.monotonic() - started, "weights": str(args.out / WEIGHTS_FILE)}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -472,6 +472,33 @@ static bool read_generated(ld_core *core, const ld_timeline *timeline, const ld_
     return missing;
 }
 
+/* Offline blocks played without (all of) their generated audio, process-wide: tools that host
+ * the plugin in their own process (livediff bounce) read them after rendering to name the bars
+ * (while blocks are still being processed, the count may run ahead of the entries). */
+#define MISS_LOG_ENTRIES 4096
+static _Atomic uint64_t miss_count;
+static struct { int64_t start; uint32_t frames; } miss_log[MISS_LOG_ENTRIES];
+
+/* [audio-thread], offline blocks only */
+static void record_offline_miss(int64_t start, uint32_t frames)
+{
+    uint64_t i = atomic_fetch_add(&miss_count, 1);
+    if (i < MISS_LOG_ENTRIES) {
+        miss_log[i].start = start;
+        miss_log[i].frames = frames;
+    }
+}
+
+LD_EXPORT uint64_t livediff_offline_misses(uint64_t first, int64_t *starts, uint32_t *frames, uint32_t capacity)
+{
+    uint64_t count = atomic_load(&miss_count);
+    for (uint64_t i = first; i < count && i < MISS_LOG_ENTRIES && i - first < capacity; i++) {
+        starts[i - first] = miss_log[i].start;
+        frames[i - first] = miss_log[i].frames;
+    }
+    return count;
+}
+
 /* dry + mix * (wet - dry), then towards the dry input by the bypass gain, which ramps over the
  * seam length so switching bypass does not click. Returns a bit per output channel that got a
  * non-zero sample. [audio-thread] */
@@ -534,8 +561,9 @@ static uint64_t process_piece(ld_core *core, const ld_audio_block *block, uint32
         position.flags |= LD_TRANSPORT_RENDER_INFERRED;
     push_record(core, &position, block, mode, offset, frames, advancing);
 
-    /* Bypassed, an offline block has nothing to wait for: it plays the dry input. */
-    bool wait = advancing && mode == LD_MODE_OFFLINE && !(bypass && core->bypass_gain == 1.0f);
+    /* Fully bypassed, the piece plays the dry input: nothing to wait for, nothing missed. */
+    bool heard = !(bypass && core->bypass_gain == 1.0f);
+    bool wait = advancing && mode == LD_MODE_OFFLINE && heard;
     bool covered = wait ? wait_for_coverage(core, &position, frames) : true;
     const ld_timeline *timeline = acquire_timeline(core);
     if (!advancing) {
@@ -544,8 +572,11 @@ static uint64_t process_piece(ld_core *core, const ld_audio_block *block, uint32
                  policy == LD_UNDERRUN_DRY ? LD_UNDERRUN_DRY : LD_UNDERRUN_SILENCE);
     } else if (!covered) {
         fill_gap(core, NULL, block, offset, position.pos_samples, 0, frames, LD_UNDERRUN_SILENCE);
-    } else if (read_generated(core, timeline, block, offset, &position, frames, policy, dry_preroll)) {
+        record_offline_miss(position.pos_samples, frames);
+    } else if (read_generated(core, timeline, block, offset, &position, frames, policy, dry_preroll) && heard) {
         atomic_fetch_add_explicit(&core->underruns, 1, memory_order_relaxed);
+        if (mode == LD_MODE_OFFLINE)
+            record_offline_miss(position.pos_samples, frames);
     }
     release_timeline(core);
     uint64_t loud = write_output(core, block, offset, frames, mix, bypass);

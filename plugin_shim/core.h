@@ -103,4 +103,12 @@ bool ld_core_load_state(ld_core *core, const uint8_t *in, size_t size);
 /* Counters for tests and tools. [any-thread] */
 void ld_core_get_stats(const ld_core *core, ld_core_stats *out);
 
+/* Exported from both plugin files for tools that load the plugin in-process (livediff bounce):
+ * offline blocks of any instance in this process that played without all their generated
+ * audio. Copies entries first.. (at most `capacity`; only the first 4096 ever are kept) into
+ * starts/frames (song position in samples, block length) and returns how many there were in
+ * all; call with capacity 0 to read the count. [any-thread] */
+#define LD_EXPORT __attribute__((visibility("default")))
+LD_EXPORT uint64_t livediff_offline_misses(uint64_t first, int64_t *starts, uint32_t *frames, uint32_t capacity);
+
 #endif

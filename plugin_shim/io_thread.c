@@ -53,6 +53,10 @@ extern char **environ;
  * wait FIRST_ANSWER_S each time. A loopback engine answers HELLO within milliseconds. */
 static _Atomic bool engine_absent;
 
+/* Whether "engine connected" was logged since an engine last went silent, so a host that opens
+ * throwaway instances (pedalboard opens four while loading) logs it once, not per instance. */
+static _Atomic bool connect_logged;
+
 /* ---------------------------------------------------------------- [main-thread] zmq context */
 
 static pthread_mutex_t context_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -452,7 +456,7 @@ static void on_welcome(io_state *io, const msgpack_object *map, double now)
     }
     atomic_store(&io->core->latency, (uint32_t)latency);
     atomic_fetch_add(&io->core->sessions, 1);
-    if (!io->welcomed)
+    if (!io->welcomed && !atomic_exchange(&connect_logged, true))
         log_line(io, "engine connected");
     io->welcomed = true;
     atomic_store(&engine_absent, false);
@@ -653,6 +657,7 @@ static void check_liveness(io_state *io, double now)
     ld_core *core = io->core;
     if (io->welcomed && now - io->last_heard > ENGINE_SILENT_S) {
         log_line(io, "engine silent for 2 s: treating it as dead, playing silence, retrying HELLO");
+        atomic_store(&connect_logged, false);
         io->welcomed = false;
         io->run_frames = 0;
         retire_timeline(io);

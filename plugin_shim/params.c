@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "style_names.h"         /* style_labels[], generated from presets/ at build time */
+#include "style_names.h"         /* style_labels[], generated from presets/styles/ at build time */
 
 static const char *const underrun_labels[] = {"silence", "hold", "dry"};
 static const char *const sync_labels[] = {"auto", "host", "free"};
@@ -15,7 +15,7 @@ static const char *const bypass_labels[] = {"off", "on"};
 static const char *const preroll_labels[] = {"dry", "silence"};
 
 _Static_assert(sizeof style_labels / sizeof *style_labels == LD_STYLE_COUNT && LD_STYLE_MAX == LD_STYLE_COUNT - 1,
-               "presets/ must name exactly LD_STYLE_COUNT styles, ids 0..LD_STYLE_MAX");
+               "presets/styles/ must name exactly LD_STYLE_COUNT styles, ids 0..LD_STYLE_MAX");
 
 const ld_param_info ld_param_table[LD_PARAM_DEFINED] = {
     {LD_PARAM_TEMPO_BPM, "tempo_bpm", LD_TEMPO_MIN, LD_TEMPO_MAX, LD_TEMPO_DEFAULT, false, NULL, false},

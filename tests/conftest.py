@@ -66,7 +66,7 @@ def private_endpoint(monkeypatch):
 
 def start_engine(endpoint: str, log_dir: Path, *extra: str) -> EngineProcess:
     window_log = log_dir / "windows.jsonl"
-    process = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--endpoint", endpoint,
+    process = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--endpoint", endpoint,
                                 "--window-log", str(window_log), *extra], cwd=REPO)
     deadline = time.monotonic() + 20
     while not engine_answers(endpoint, 0.2):

@@ -41,7 +41,7 @@ def stop(pid: int) -> None:
 
 
 def test_engines_started_together_leave_exactly_one(private_endpoint, tmp_path):
-    command = [sys.executable, "-m", "engine.cli", "serve", "--endpoint", private_endpoint]
+    command = [sys.executable, "-m", "bridge.cli", "serve", "--endpoint", private_endpoint]
     engines = [subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True) for _ in range(3)]
     try:
         assert wait_until(lambda: sum(e.poll() is not None for e in engines) == 2, 60), "two must give up"
@@ -65,7 +65,7 @@ def test_engines_started_together_leave_exactly_one(private_endpoint, tmp_path):
 
 
 def test_an_idle_engine_exits_when_asked(private_endpoint):
-    engine = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--endpoint", private_endpoint,
+    engine = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--endpoint", private_endpoint,
                                "--idle-exit", "1"], cwd=REPO)
     try:
         assert wait_until(lambda: engine_answers(private_endpoint, 0.2), 20)
@@ -128,7 +128,7 @@ def test_a_command_that_fails_is_reported_and_the_plugin_plays_on(private_endpoi
 
 
 def test_install_plugin_copies_both_formats_where_hosts_look(tmp_path, monkeypatch):
-    from engine.cli import main
+    from bridge.cli import main
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert main(["install-plugin"]) == 0
     built = built_plugin()

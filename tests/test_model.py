@@ -58,10 +58,10 @@ def test_context_changes_the_output_towards_the_true_continuation(generator):
     assert np.mean(right) < np.mean(wrong)
 
 
-@pytest.mark.parametrize("tempo", [19.9, 300.5, float("nan")])
-def test_tempo_out_of_range_says_what_is_allowed(generator, tempo):
+@pytest.mark.parametrize("tempo", [0.0, -5.0, float("nan"), float("inf")])
+def test_a_tempo_that_cannot_be_generated_says_what_is_allowed(generator, tempo):
     request, _ = song_request(5)
-    with pytest.raises(ValueError, match="allowed: 20 to 300 BPM"):
+    with pytest.raises(ValueError, match="allowed: any finite tempo above 0 BPM"):
         generator.generate(replace(request, tempo_bpm=tempo))
 
 
@@ -117,7 +117,7 @@ def test_limiter_keeps_peaks_below_full_scale_and_leaves_quiet_audio_alone():
 def test_eval_writes_metrics_json_and_png(tmp_path):
     import json
 
-    from engine.cli import main
+    from bridge.cli import main
 
     assert main(["eval", "--backend", "onnx", "--examples", "2", "--steps", "2", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "eval.json").read_text())

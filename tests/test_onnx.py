@@ -65,8 +65,8 @@ import sys
 from engine.diffusion import load_builtin
 from engine.evaluate import window_request
 from engine.music import render_song
-from engine.presets import load_presets
-song = render_song(load_presets()[0], 120.0, (4, 4), 2, 1)
+from engine.styles import load_styles
+song = render_song(load_styles()[0], 120.0, (4, 4), 2, 1)
 out = load_builtin("onnx").generate(window_request(song.audio, song, 1, 0, 2))
 print(out.shape[0], "torch" in sys.modules)
 """

@@ -10,12 +10,15 @@ import types
 import numpy as np
 import pytest
 
-from bridge.layout import const
-from bridge.protocol import Audio, Transport, default_params
+from bridge.convert import new_session
 from bridge.shm import TimelineReader, TimelineStore
-from engine.scheduler import (SEAM_SECONDS, InputStore, Scheduler, Session, context_sources,
-                              equal_power_crossfade, window_seed)
+from engine.context import context_sources, window_seed
+from engine.dsp import SEAM_SECONDS, equal_power_crossfade
+from engine.publisher import WindowKind
+from engine.scheduler import Scheduler
+from engine.session import InputStore
 from engine.timeline import Grid
+from engine.transport import InputBlock, TransportSnapshot
 from tests.conftest import closing_factory, wait_until
 
 SR = 8000  # small rate: quick, same math
@@ -27,10 +30,9 @@ class Rig:
     def __init__(self, offline=True, tempo=120.0, tsig=(4, 4), **params):
         self.windows, self.problems = [], []
         self.scheduler = Scheduler(on_window=lambda s, e: self.windows.append(e),
-                                   on_problem=lambda s, code, message: self.problems.append((code, message)))
+                                   on_problem=lambda s, kind, message: self.problems.append((kind, message)))
         self.store = TimelineStore(0x5c4ed, 2, SR)
-        self.session = Session(0x5c4ed, SR, 2, self.store, offline=offline)
-        self.session.params.update({"generator": const("LD_GENERATOR_LOOP"), **params})
+        self.session = new_session(0x5c4ed, SR, 2, self.store, offline=offline, **{"generator": "loop", **params})
         self.offline, self.tempo, self.tsig = offline, tempo, tsig
         self.grid = Grid(SR, tempo, *tsig, 0, 0.0)
         self.bar = lambda b: self.grid.bar_start_sample(b)
@@ -42,18 +44,13 @@ class Rig:
     def transport(self, pos, playing=True, epoch=0):
         beats = pos * self.tempo / 60 / SR
         bar_beats = self.grid.bar_beats
-        flags = const("LD_TRANSPORT_TEMPO_VALID") | const("LD_TRANSPORT_TSIG_VALID")
-        self.scheduler.on_transport(self.session, Transport(
-            instance=1, epoch=epoch, flags=flags | (const("LD_TRANSPORT_PLAYING") if playing else 0), tempo=self.tempo,
-            pos_samples=pos, pos_beats=beats, bar_start_beats=beats // bar_beats * bar_beats, tsig_num=self.tsig[0],
-            tsig_den=self.tsig[1], loop_start_beats=0.0, loop_end_beats=0.0,
-            process_mode=const("LD_MODE_OFFLINE" if self.offline else "LD_MODE_REALTIME"), underruns=0,
-            offline_timeouts=0, dropped_frames=0), time.monotonic())
+        self.scheduler.on_transport(self.session, TransportSnapshot(
+            epoch=epoch, playing=playing, tempo=self.tempo, pos_samples=pos, pos_beats=beats,
+            bar_start_beats=beats // bar_beats * bar_beats, tsig_num=self.tsig[0], tsig_den=self.tsig[1],
+            offline=self.offline), time.monotonic())
 
     def audio(self, start, end, epoch=0):
-        self.scheduler.on_audio(self.session, Audio(instance=1, epoch=epoch, pos_samples=start, pos_beats=0.0,
-                                                    tempo=self.tempo, frames=end - start, channels=2,
-                                                    input=self.input[:, start:end], sidechain=None))
+        self.scheduler.on_audio(self.session, InputBlock(epoch=epoch, pos_samples=start, input=self.input[:, start:end]))
 
     def play_bars(self, first, last):
         """Play bars [first, last) as an offline shim does: transport and the bar's input, then
@@ -61,7 +58,7 @@ class Rig:
         for b in range(first, last):
             self.transport(self.bar(b))
             self.audio(self.bar(b), self.bar(b + 1))
-            span = int(self.session.params["window_bars"])
+            span = self.session.setting("window_bars")
             assert wait_until(lambda: self.window(b - b % span) is not None), f"no window for bar {b}"
 
     def window(self, bar):
@@ -133,11 +130,11 @@ def test_offline_windows_preroll_context_seeds_and_seams(rig_factory):
     seam = round(SEAM_SECONDS * SR)
     turn = np.arange(seam) / seam * np.pi / 2
     for bar in (0, 1):
-        assert rig.window(bar)["flags"] == const("LD_WINDOW_PREROLL") and rig.window(bar)["seed"] is None
+        assert rig.window(bar)["window"] is WindowKind.PREROLL and rig.window(bar)["seed"] is None
         assert not rig.published(bar).any()
     for bar in range(2, 8):
         w = rig.window(bar)
-        assert w["flags"] == const("LD_WINDOW_GENERATED") and w["seed"] == window_seed(7, bar)
+        assert w["window"] is WindowKind.GENERATED and w["seed"] == window_seed(7, bar)
         assert w["start_sample"] == rig.bar(bar) and not w["input_missing"]
         expected = bar0.copy()
         # the first generated window fades in from the silent preroll, later ones from their predecessor
@@ -150,7 +147,7 @@ def test_lookahead_one_repeats_the_last_input_bar(rig_factory):
     rig = rig_factory(lookahead=1, context_bars=1)
     rig.play_bars(0, 4)
     assert wait_until(lambda: rig.window(4) is not None)
-    assert [rig.window(b)["flags"] for b in (0, 1)] == [const("LD_WINDOW_PREROLL"), const("LD_WINDOW_GENERATED")]
+    assert [rig.window(b)["window"] for b in (0, 1)] == [WindowKind.PREROLL, WindowKind.GENERATED]
     # window b's horizon is b: its context is input bar b-1
     np.testing.assert_array_equal(rig.published(3)[:, round(SEAM_SECONDS * SR):],
                                   rig.input[:, rig.bar(2) + round(SEAM_SECONDS * SR):rig.bar(3)])
@@ -174,7 +171,7 @@ def test_realtime_goes_ahead_at_the_deadline_with_missing_input(rig_factory):
     rig.transport(0)
     rig.transport(rig.bar(3) - 1)             # one sample before bar 3; no input was ever sent
     assert wait_until(lambda: rig.window(3) is not None)
-    assert rig.window(3)["input_missing"] and rig.window(3)["flags"] == const("LD_WINDOW_GENERATED")
+    assert rig.window(3)["input_missing"] and rig.window(3)["window"] is WindowKind.GENERATED
 
 
 def test_playback_starting_mid_song_uses_what_was_stored(rig_factory):
@@ -214,7 +211,7 @@ def test_a_seek_starts_a_new_epoch_from_stored_input(rig_factory):
     rig.transport(rig.bar(2), epoch=1)         # seek back to bar 2
     assert wait_until(lambda: any(w["epoch"] == 1 and w["bar_index"] == 2 for w in rig.windows))
     w = [w for w in rig.windows if w["epoch"] == 1 and w["bar_index"] == 2][0]
-    assert w["flags"] == const("LD_WINDOW_GENERATED") and not w["input_missing"]
+    assert w["window"] is WindowKind.GENERATED and not w["input_missing"]
     # no generated bars in the new epoch yet: the context is the input ending at the horizon
     # (bar 1), so the loop generator repeats input bar 0, faded in (nothing of this epoch played before)
     expected = rig.input[:, :rig.bar(1)].copy()
@@ -230,12 +227,71 @@ def test_a_generator_that_cannot_load_is_reported_not_replaced(rig_factory, monk
         raise FileNotFoundError("no weights here")
     broken.load_builtin = load_builtin
     monkeypatch.setitem(sys.modules, "engine.diffusion", broken)
-    rig = rig_factory(generator=const("LD_GENERATOR_DIFFUSION"))
+    rig = rig_factory(generator="diffusion")
     rig.transport(rig.bar(3))
     rig.audio(0, rig.bar(4))
     assert wait_until(lambda: rig.problems)
-    code, message = rig.problems[0]
-    assert code == const("LD_ERR_GENERATOR") and "diffusion generator is not available" in message
+    kind, message = rig.problems[0]
+    assert kind == "generator" and "diffusion generator is not available" in message
     assert "no weights here" in message
     time.sleep(0.2)
-    assert all(w["flags"] == const("LD_WINDOW_PREROLL") for w in rig.windows), "fell back to another generator"
+    assert all(w["window"] is WindowKind.PREROLL for w in rig.windows), "fell back to another generator"
+
+
+# --- the engine's seams to the rest ----------------------------------------------------------
+
+def test_engine_never_imports_bridge():
+    """The bridge drives the engine through engine types; nothing in engine/ reaches back."""
+    import ast
+    from pathlib import Path
+    offenders = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "engine").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.name}: {name}" for name in names if name.split(".")[0] == "bridge"]
+    assert offenders == []
+
+
+class Recorder:
+    """A generator that records its requests and plays the loop generator's answer."""
+    name = "recorder"
+
+    def __init__(self):
+        from engine.loop_generator import LoopGenerator
+        self.requests, self._loop = [], LoopGenerator()
+
+    def generate(self, request):
+        self.requests.append(request)
+        return self._loop.generate(request)
+
+    def generate_batch(self, requests):
+        return [self.generate(r) for r in requests]
+
+
+def test_registered_generators_serve_sessions_and_get_the_track_as_input_context(rig_factory, monkeypatch):
+    from engine import generators
+    recorder = Recorder()
+    monkeypatch.setattr(generators, "_LOADERS", dict(generators._LOADERS))
+    generators.register("recorder", lambda: recorder)
+    assert "recorder" in generators.registered()
+    rig = rig_factory(generator="recorder", lookahead=3, context_bars=2)
+    rig.play_bars(0, 6)
+    assert wait_until(lambda: rig.window(7) is not None)
+    bar_frames = rig.bar(1)
+    for request in recorder.requests:
+        # horizon h = b - 2: input_context is input bars h-2, h-1 (zeros before the song), 2 bars before b
+        horizon = request.bar_index - 2
+        assert request.input_gap_bars == 2 and request.input_context.shape == (2, 2 * bar_frames)
+        heard = rig.input[:, max(0, rig.bar(horizon - 2)):rig.bar(horizon)]
+        np.testing.assert_array_equal(request.input_context[:, -heard.shape[1]:], heard)
+    assert {r.bar_index for r in recorder.requests} >= set(range(3, 8))
+    generated = [w for w in rig.windows if w["window"] is WindowKind.GENERATED]
+    assert generated and all(w["generator"] == "recorder" for w in generated)
+
+
+def test_an_unknown_generator_is_reported_by_name(rig_factory):
+    rig = rig_factory(generator="banjo")
+    rig.transport(rig.bar(3))
+    assert wait_until(lambda: rig.problems)
+    assert "the banjo generator is not available" in rig.problems[0][1] and "registered: " in rig.problems[0][1]

@@ -6,10 +6,10 @@ import time
 
 import numpy as np
 
-from bridge.layout import const
-from bridge.protocol import Audio, Transport
+from bridge.convert import new_session
 from bridge.shm import TimelineStore
-from engine.scheduler import Scheduler, Session
+from engine.scheduler import Scheduler
+from engine.transport import InputBlock, TransportSnapshot
 from tests.test_scheduling_tempo import SR, slow_model, wait_until  # noqa: F401 - slow_model is a fixture
 
 
@@ -19,8 +19,7 @@ class Player:
     def __init__(self, scheduler: Scheduler, instance: int, tempo: float, tsig=(4, 4), **params):
         self.scheduler, self.tempo, self.tsig = scheduler, tempo, tsig
         self.store = TimelineStore(instance, 1, SR)
-        self.session = Session(instance, SR, 1, self.store, offline=False)
-        self.session.params.update(params)
+        self.session = new_session(instance, SR, 1, self.store, **params)
         scheduler.add(self.session)
         self.epoch, self.origin, self.started, self.sent = 0, 0, time.monotonic(), 0
         self.input = np.random.default_rng(instance).uniform(-0.5, 0.5, (1, 120 * SR)).astype(np.float32)
@@ -35,17 +34,13 @@ class Player:
         pos = self.origin + int((time.monotonic() - self.started) * SR)
         beats = pos * self.tempo / 60 / SR
         bar_beats = self.tsig[0] * 4 / self.tsig[1]
-        flags = const("LD_TRANSPORT_TEMPO_VALID") | const("LD_TRANSPORT_TSIG_VALID") | const("LD_TRANSPORT_PLAYING")
-        self.scheduler.on_transport(self.session, Transport(
-            instance=1, epoch=self.epoch, flags=flags, tempo=self.tempo, pos_samples=pos, pos_beats=beats,
-            bar_start_beats=beats // bar_beats * bar_beats, tsig_num=self.tsig[0], tsig_den=self.tsig[1],
-            loop_start_beats=0.0, loop_end_beats=0.0, process_mode=const("LD_MODE_REALTIME"), underruns=0,
-            offline_timeouts=0, dropped_frames=0), time.monotonic())
+        self.scheduler.on_transport(self.session, TransportSnapshot(
+            epoch=self.epoch, playing=True, tempo=self.tempo, pos_samples=pos, pos_beats=beats,
+            bar_start_beats=beats // bar_beats * bar_beats, tsig_num=self.tsig[0], tsig_den=self.tsig[1]),
+            time.monotonic())
         if pos > self.sent:
-            self.scheduler.on_audio(self.session, Audio(instance=1, epoch=self.epoch, pos_samples=self.sent,
-                                                        pos_beats=0.0, tempo=self.tempo, frames=pos - self.sent,
-                                                        channels=1, input=self.input[:, self.sent:pos],
-                                                        sidechain=None))
+            self.scheduler.on_audio(self.session, InputBlock(epoch=self.epoch, pos_samples=self.sent,
+                                                             input=self.input[:, self.sent:pos]))
             self.sent = pos
         return pos
 
@@ -65,8 +60,8 @@ def test_a_seek_is_generated_next_ahead_of_other_sessions_work(slow_model):
     slow_model.delay = 0.05
     entries = []
     scheduler = Scheduler(on_window=lambda s, e: entries.append((time.monotonic(), e)))
-    busy = Player(scheduler, 0xB0, 240.0, generator=const("LD_GENERATOR_DIFFUSION"), lookahead=6)
-    seeker = Player(scheduler, 0x5E, 240.0, generator=const("LD_GENERATOR_DIFFUSION"))
+    busy = Player(scheduler, 0xB0, 240.0, generator="diffusion", lookahead=6)
+    seeker = Player(scheduler, 0x5E, 240.0, generator="diffusion")
     scheduler.start()
     try:
         busy.seek(20 * SR)                       # mid-song: 7 windows to make, 0.05 s each
@@ -92,9 +87,9 @@ def test_a_seek_is_generated_next_ahead_of_other_sessions_work(slow_model):
 def test_an_overloaded_session_does_not_starve_the_others(slow_model):
     slow_model.delay = 0.3                        # the slow session needs 0.3 s per 0.2 s window
     scheduler = Scheduler()
-    slow = Player(scheduler, 0x51, 300.0, tsig=(1, 4), generator=const("LD_GENERATOR_DIFFUSION"))
+    slow = Player(scheduler, 0x51, 300.0, tsig=(1, 4), generator="diffusion")
     # A job that runs is not preempted, so the others' lookahead (3 x 0.2 s) must cover one slow job (0.3 s).
-    fast = [Player(scheduler, 0xF0 + i, 300.0, tsig=(1, 4), generator=const("LD_GENERATOR_LOOP"), lookahead=3)
+    fast = [Player(scheduler, 0xF0 + i, 300.0, tsig=(1, 4), generator="loop", lookahead=3)
             for i in range(3)]
     scheduler.start()
     try:

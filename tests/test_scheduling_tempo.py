@@ -11,12 +11,16 @@ import types
 import numpy as np
 import pytest
 
+from bridge.convert import TEMPO_RANGE, new_session
 from bridge.layout import const
-from bridge.protocol import Audio, Transport
 from bridge.shm import TimelineReader, TimelineStore
 from engine.loop_generator import LoopGenerator
-from engine.scheduler import TEMPO_TOLERANCE, Estimates, Scheduler, Session
+from engine.planner import Estimates
+from engine.publisher import WindowKind
+from engine.scheduler import Scheduler
+from engine.session import TEMPO_TOLERANCE
 from engine.timeline import GridTracker
+from engine.transport import InputBlock, TransportSnapshot
 from tests.conftest import closing_factory, wait_until
 
 SR = 8000
@@ -50,8 +54,7 @@ class Live:
         self.entries: list[dict] = []
         self.scheduler = Scheduler(on_window=lambda s, e: self.entries.append(e))
         self.store = TimelineStore(0x7e3f0, 1, SR)
-        self.session = Session(0x7e3f0, SR, 1, self.store, offline=offline)
-        self.session.params.update({"generator": const("LD_GENERATOR_LOOP"), **params})
+        self.session = new_session(0x7e3f0, SR, 1, self.store, offline=offline, **{"generator": "loop", **params})
         self.offline = offline
         self.scheduler.add(self.session)
         self.scheduler.start()
@@ -59,21 +62,14 @@ class Live:
 
     def transport(self, pos, beats, tempo, tsig=(4, 4), epoch=0, bar_start=None, loop=None):
         bar_beats = tsig[0] * 4 / tsig[1]
-        flags = const("LD_TRANSPORT_TEMPO_VALID") | const("LD_TRANSPORT_TSIG_VALID") | const("LD_TRANSPORT_PLAYING")
-        flags |= const("LD_TRANSPORT_LOOP_ACTIVE") if loop else 0
-        self.scheduler.on_transport(self.session, Transport(
-            instance=1, epoch=epoch, flags=flags, tempo=tempo, pos_samples=pos, pos_beats=beats,
+        self.scheduler.on_transport(self.session, TransportSnapshot(
+            epoch=epoch, playing=True, tempo=tempo, pos_samples=pos, pos_beats=beats,
             bar_start_beats=beats // bar_beats * bar_beats if bar_start is None else bar_start,
-            tsig_num=tsig[0], tsig_den=tsig[1], loop_start_beats=loop[0] if loop else 0.0,
-            loop_end_beats=loop[1] if loop else 0.0,
-            process_mode=const("LD_MODE_OFFLINE" if self.offline else "LD_MODE_REALTIME"),
-            underruns=0, offline_timeouts=0, dropped_frames=0), time.monotonic())
+            tsig_num=tsig[0], tsig_den=tsig[1], loop=loop, offline=self.offline), time.monotonic())
 
     def audio(self, start, frames, epoch=0):
         ramp = np.linspace(-0.5, 0.5, frames, dtype=np.float32)[None]
-        self.scheduler.on_audio(self.session, Audio(instance=1, epoch=epoch, pos_samples=start, pos_beats=0.0,
-                                                    tempo=120.0, frames=frames, channels=1, input=ramp,
-                                                    sidechain=None))
+        self.scheduler.on_audio(self.session, InputBlock(epoch=epoch, pos_samples=start, input=ramp))
 
     def last(self, bar, **match):
         found = [e for e in self.entries if e["bar_index"] == bar and all(e[k] == v for k, v in match.items())]
@@ -126,10 +122,10 @@ def test_a_small_tempo_change_moves_windows_without_remaking_them(live_factory):
 
 def test_a_large_tempo_change_stretches_what_cannot_be_remade_in_time(live_factory, slow_model):
     slow_model.delay = 0.5                               # a window takes 0.5 s to make
-    live = live_factory(lookahead=2, generator=const("LD_GENERATOR_DIFFUSION"))
+    live = live_factory(lookahead=2, generator="diffusion")
     live.audio(0, 4 * SR)
     live.transport(0, 0.0, 240.0)
-    assert wait_until(lambda: live.last(2, flags=const("LD_WINDOW_GENERATED")) is not None, timeout=10)
+    assert wait_until(lambda: live.last(2, window=WindowKind.GENERATED) is not None, timeout=10)
     # 0.4 s before bar 2 the tempo drops to 200 BPM: bar 2 starts in 0.48 s, too soon to remake
     # it (0.5 s) but not to stretch it; bar 3 (1.68 s away) is remade at the new tempo.
     pos = 2 * SR - 2 * SR // 5
@@ -137,7 +133,7 @@ def test_a_large_tempo_change_stretches_what_cannot_be_remade_in_time(live_facto
     new_line = lambda bar: bar_line(bar, 200.0, 6.4, pos)  # noqa: E731
     assert wait_until(lambda: live.last(2, kind="stretch") is not None, timeout=3)
     stretched = live.last(2, kind="stretch")
-    assert stretched["flags"] == const("LD_WINDOW_STRETCHED") and stretched["tempo"] == 200.0
+    assert stretched["window"] is WindowKind.STRETCHED and stretched["tempo"] == 200.0
     assert stretched["start_sample"] == new_line(2) and stretched["frames"] == new_line(3) - new_line(2)
     covering = [s for s in live.reader.slots() if s.start_sample == new_line(2)]
     assert covering and covering[-1].flags == const("LD_WINDOW_STRETCHED") and covering[-1].tempo_bpm == 200.0
@@ -150,12 +146,12 @@ def test_a_large_tempo_change_stretches_what_cannot_be_remade_in_time(live_facto
         return live.last(3, kind="generate", tempo=200.0) is not None
     assert wait_until(play_on, timeout=3)
     remade = live.last(3, kind="generate", tempo=200.0)
-    assert remade["flags"] == const("LD_WINDOW_GENERATED") and remade["lead_seconds"] > 0
+    assert remade["window"] is WindowKind.GENERATED and remade["lead_seconds"] > 0
     assert remade["start_sample"] == new_line(3)
 
 
 def test_meter_changes_take_effect_at_the_next_bar_line():
-    tracker = GridTracker(48000, 120.0)
+    tracker = GridTracker(48000, 120.0, TEMPO_RANGE)
     tracker.update(tempo=120, tsig_num=4, tsig_den=4, pos_samples=0, pos_beats=0.0, bar_start_beats=0.0)
     # at beat 9 (in the bar 8..12) the host switches to 3/4 and says the bar started at 9
     grid = tracker.update(tempo=120, tsig_num=3, tsig_den=4, pos_samples=9 * 24000, pos_beats=9.0,

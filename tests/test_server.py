@@ -15,7 +15,7 @@ from bridge.client import Client
 from bridge.layout import const
 from bridge.protocol import ERR, KEY, MSG
 from bridge.shm import SHM_DIR, TimelineReader
-from engine.scheduler import SEAM_SECONDS
+from engine.dsp import SEAM_SECONDS
 
 SR, TEMPO = 44100, 120.0
 BAR = SR * 2  # one 4/4 bar at 120 BPM
@@ -163,6 +163,6 @@ def test_silent_session_times_out(engine_factory):
 
 @pytest.mark.parametrize("endpoint", ["tcp://0.0.0.0:5555", "tcp://10.1.2.3:5555", "ipc://relative/path"])
 def test_serve_refuses_non_local_endpoints(endpoint, caplog):
-    from engine.cli import main
+    from bridge.cli import main
     assert main(["serve", "--endpoint", endpoint]) == 2
     assert "allowed: ipc://<path> or tcp://127.0.0.1:<port>" in caplog.text

@@ -22,7 +22,7 @@ import pytest
 from bridge.layout import const
 from bridge.protocol import PARAM
 from conftest import segments_of, wait_until
-from engine.presets import load_presets
+from engine.styles import load_styles
 from tests.host.build import built_plugin
 from tests.host.clap_host import ClapHost, Transport
 
@@ -93,7 +93,7 @@ def vst3_plugin():
 # --- parameters ------------------------------------------------------------------------------
 
 def test_style_is_a_list_of_the_trained_styles_by_name_in_both_formats(private_endpoint):
-    names = [p.name for p in load_presets()]
+    names = [s.name for s in load_styles()]
     assert len(names) == const("LD_STYLE_COUNT") == const("LD_STYLE_MAX") + 1
     with ClapHost(sample_rate=RATE) as host:
         style = next(i for i in host.param_infos() if i["name"] == "style")

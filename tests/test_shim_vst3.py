@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bridge.protocol import PARAM
-from engine.scheduler import window_seed
+from engine.context import window_seed
 from tests.host.build import built_plugin
 
 import pedalboard

@@ -14,6 +14,7 @@ import pytest
 from bridge.layout import const
 from bridge.shm import SHM_DIR, StoreFull, TimelineReader, TimelineStore, sweep_stale_segments
 from conftest import REPO
+from engine.publisher import WindowKind
 
 SR = 1000  # a tiny rate keeps slots small: capacity = 4 s = 4000 frames
 
@@ -32,7 +33,7 @@ def window(value: float, frames: int) -> np.ndarray:
 
 def publish(store, start, frames, value, epoch=0):
     return store.publish(epoch=epoch, start_sample=start, bar_index=start // 1000, start_beat=start / 500,
-                         tempo_bpm=120.0, flags=const("LD_WINDOW_GENERATED"), audio=window(value, frames))
+                         tempo_bpm=120.0, kind=WindowKind.GENERATED, audio=window(value, frames))
 
 
 def test_segment_is_0600_whatever_the_umask_and_has_the_header():
@@ -59,7 +60,8 @@ def test_segment_is_0600_whatever_the_umask_and_has_the_header():
 def test_long_window_spans_slots_and_replacement_wins(store):
     reader = TimelineReader(store.name)
     audio = np.arange(2 * 9000, dtype=np.float32).reshape(2, 9000)
-    first = store.publish(epoch=0, start_sample=100, bar_index=0, start_beat=0.2, tempo_bpm=120.0, flags=4, audio=audio)
+    first = store.publish(epoch=0, start_sample=100, bar_index=0, start_beat=0.2, tempo_bpm=120.0,
+                          kind=WindowKind.GENERATED, audio=audio)
     slots = sorted(reader.slots(), key=lambda s: s.start_sample)
     assert [(s.start_sample, s.frames, s.window_id) for s in slots] == [(100, 4000, first), (4100, 4000, first),
                                                                          (8100, 1000, first)]
@@ -120,6 +122,7 @@ def test_status_text(store):
 WRITER = """
 import sys, time, numpy as np
 from bridge.shm import TimelineStore
+from engine.publisher import WindowKind
 store = TimelineStore(0x5eed, 2, 44100, slot_seconds=0.5)
 print(store.name, flush=True)
 n, end = 0, time.monotonic() + float(sys.argv[1])
@@ -127,8 +130,8 @@ while time.monotonic() < end:
     n += 1
     frames = 5000 + (n * 7919) % 17000       # lengths vary so a torn copy shows as a length mismatch too
     store.set_playhead(0, (n - 4) * 44100)
-    store.publish(epoch=0, start_sample=n * 44100, bar_index=n, start_beat=float(n), tempo_bpm=60.0, flags=4,
-                  audio=np.full((2, frames), float(n), np.float32))
+    store.publish(epoch=0, start_sample=n * 44100, bar_index=n, start_beat=float(n), tempo_bpm=60.0,
+                  kind=WindowKind.GENERATED, audio=np.full((2, frames), float(n), np.float32))
 print(n, flush=True)
 sys.stdin.read()
 store.close()

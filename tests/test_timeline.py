@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import pytest
 
+from bridge.convert import TEMPO_RANGE
 from engine.timeline import Grid, GridTracker, horizon_bar, window_bar
 
 TEMPOS = [20.0, 87.3, 99.99, 133.333, 173.2, 300.0]
@@ -52,7 +53,7 @@ def test_windows_and_horizon():
 
 
 def test_tracker_keeps_last_good_values_and_logs(caplog):
-    tracker = GridTracker(48000, fallback_tempo=120)
+    tracker = GridTracker(48000, fallback_tempo=120, tempo_range=TEMPO_RANGE)
     good = tracker.update(tempo=90, tsig_num=3, tsig_den=4, pos_samples=0, pos_beats=0.0, bar_start_beats=0.0)
     with caplog.at_level(logging.WARNING):
         for bad_tempo in [0.0, -10.0, math.nan, 10_000.0, math.inf]:
@@ -69,7 +70,7 @@ def test_tracker_keeps_last_good_values_and_logs(caplog):
 
 
 def test_tracker_anchor_and_bar_position():
-    tracker = GridTracker(44100, 120)
+    tracker = GridTracker(44100, 120, TEMPO_RANGE)
     first = tracker.update(tempo=120, tsig_num=4, tsig_den=4, pos_samples=0, pos_beats=0.0, bar_start_beats=0.0)
     # a later block that agrees with the anchor keeps the grid object (no wobble)
     assert tracker.update(tempo=120, tsig_num=4, tsig_den=4, pos_samples=22050, pos_beats=1.0,

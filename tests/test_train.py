@@ -10,7 +10,7 @@ from pedalboard.io import AudioFile
 from engine import train
 from engine.model import load_weights
 from engine.music import render_song
-from engine.presets import load_presets
+from engine.styles import load_styles
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -50,7 +50,7 @@ def test_tempo_from_filename():
 def test_fine_tune_on_loops_skips_bad_files(tmp_path, capsys):
     loops = tmp_path / "loops"
     loops.mkdir()
-    song = render_song(load_presets()[5], 100.0, (4, 4), 2, 11)
+    song = render_song(load_styles()[5], 100.0, (4, 4), 2, 11)
     with AudioFile(str(loops / "rock_100bpm.wav"), "w", 16000, 1) as f:
         f.write(song.audio[None])
     with AudioFile(str(loops / "blip_120bpm.wav"), "w", 16000, 1) as f:

@@ -7,5 +7,9 @@ on float32 numpy arrays with a leading batch axis. onnx_backend needs only onnxr
 (no torch import), so an ORT-only engine stays small.
 """
 
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"   # the shipped model (package data)
+WEIGHTS_FILE = "livediff.npz"
 ENCODER_FILE = "context_encoder.onnx"
 DENOISER_FILE = "denoiser.onnx"

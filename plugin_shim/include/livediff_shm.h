@@ -143,7 +143,8 @@ enum ld_param {
 enum ld_param_range {
     LD_TEMPO_MIN = 20, LD_TEMPO_MAX = 300, LD_TEMPO_DEFAULT = 120,
     LD_SEED_MIN = 0, LD_SEED_MAX = 999, LD_SEED_DEFAULT = 0,  /* pedalboard reaches a stepped value only on its 1001-point grid */
-    LD_STYLE_MIN = 0, LD_STYLE_MAX = 5, LD_STYLE_COUNT = 6, LD_STYLE_DEFAULT = 0,  /* names: the presets (presets/) */
+    LD_STYLE_MIN = 0, LD_STYLE_MAX = 5, LD_STYLE_DEFAULT = 0,
+    LD_STYLE_COUNT = 6,           /* trained styles (ids 0..5); names in presets/styles/ */
     LD_WINDOW_BARS_MIN = 1, LD_WINDOW_BARS_MAX = 4, LD_WINDOW_BARS_DEFAULT = 1,
     LD_LOOKAHEAD_MIN = 1, LD_LOOKAHEAD_MAX = 8, LD_LOOKAHEAD_DEFAULT = 2,
     LD_CONTEXT_BARS_MIN = 1, LD_CONTEXT_BARS_MAX = 8, LD_CONTEXT_BARS_DEFAULT = 2,

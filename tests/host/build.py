@@ -5,9 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from bridge.build import REPO, build, outputs
-
-BUILD_DIR = REPO / "build"
+from bridge.build import BUILD_DIR, build, outputs
 
 
 @functools.cache

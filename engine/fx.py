@@ -1,0 +1,97 @@
+"""The FX chain of a preset: pedalboard effects applied to each generated window, in the engine.
+
+A chain is validated once, when its preset loads (`parse_chain`), and built fresh for every
+window (`apply`), so windows share no effect state: a window sounds the same whenever and in
+whatever order it is made. Reverb and delay are warmed up on the audio that precedes the
+window (its context), so their tails do not restart at every window.
+
+In a preset:
+    [[fx]]
+    plugin = "HighpassFilter"
+    cutoff_frequency_hz = 40.0
+Parameters left out keep pedalboard's defaults.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.validate import Number, PresetError, check_keys
+
+MAX_EFFECTS = 8
+_HZ = Number(20.0, 20000.0)
+_DB = Number(-60.0, 24.0)
+_MS = Number(0.1, 2000.0)
+_UNIT = Number(0.0, 1.0)
+_SHELF = {"cutoff_frequency_hz": _HZ, "gain_db": Number(-24.0, 24.0), "q": Number(0.1, 10.0)}
+# pedalboard class name -> its parameters we allow, with ranges
+FX_PLUGINS: dict[str, dict[str, Number]] = {
+    "HighpassFilter": {"cutoff_frequency_hz": _HZ},
+    "LowpassFilter": {"cutoff_frequency_hz": _HZ},
+    "HighShelfFilter": _SHELF,
+    "LowShelfFilter": _SHELF,
+    "PeakFilter": _SHELF,
+    "Compressor": {"threshold_db": _DB, "ratio": Number(1.0, 30.0), "attack_ms": _MS, "release_ms": _MS},
+    "Limiter": {"threshold_db": _DB, "release_ms": _MS},
+    "Gain": {"gain_db": Number(-60.0, 24.0)},
+    "Distortion": {"drive_db": Number(0.0, 60.0)},
+    "Reverb": {"room_size": _UNIT, "damping": _UNIT, "wet_level": _UNIT, "dry_level": _UNIT, "width": _UNIT},
+    "Delay": {"delay_seconds": Number(0.001, 2.0), "feedback": Number(0.0, 0.95), "mix": _UNIT},
+    "Chorus": {"rate_hz": Number(0.01, 20.0), "depth": _UNIT, "centre_delay_ms": Number(0.5, 50.0),
+               "feedback": Number(0.0, 0.95), "mix": _UNIT},
+    "Phaser": {"rate_hz": Number(0.01, 20.0), "depth": _UNIT, "centre_frequency_hz": _HZ,
+               "feedback": Number(0.0, 0.95), "mix": _UNIT},
+}
+NYQUIST_FRACTION = 0.45   # cutoffs above this fraction of the host rate are lowered to it
+WARMUP_SECONDS = 1.0     # of the audio before a window; longer tails than this fade early (bench/fx_cost.py)
+
+
+@dataclass(frozen=True)
+class Effect:
+    plugin: str
+    params: tuple[tuple[str, float], ...]
+
+
+def parse_chain(items: Any, where: str) -> tuple[Effect, ...]:
+    """The `fx` array of a preset, validated: each entry names a plugin of FX_PLUGINS and only its parameters."""
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise PresetError(f"{where}: fx = {items!r} is not allowed; allowed: an array of tables ([[fx]] entries)")
+    if len(items) > MAX_EFFECTS:
+        raise PresetError(f"{where}: fx has {len(items)} effects; allowed: at most {MAX_EFFECTS}")
+    chain = []
+    for index, item in enumerate(items):
+        at = f"{where} [[fx]] #{index + 1}"
+        plugin = item.get("plugin")
+        if plugin not in FX_PLUGINS:
+            raise PresetError(f"{at}: plugin = {plugin!r} is not allowed; allowed: {', '.join(FX_PLUGINS)}")
+        rules = FX_PLUGINS[plugin]
+        check_keys(f"{at} ({plugin})", item, ("plugin",), tuple(rules))
+        params = tuple((key, rules[key].check(f"{at} ({plugin})", key, value))
+                       for key, value in item.items() if key != "plugin")
+        chain.append(Effect(plugin, params))
+    return tuple(chain)
+
+
+def build(chain: tuple[Effect, ...], sample_rate: float):
+    """A pedalboard.Pedalboard for the chain at this rate."""
+    import pedalboard
+    plugins = []
+    for effect in chain:
+        params = {key: (min(value, NYQUIST_FRACTION * sample_rate) if key.endswith("frequency_hz") else value)
+                  for key, value in effect.params}
+        plugins.append(getattr(pedalboard, effect.plugin)(**params))
+    return pedalboard.Pedalboard(plugins)
+
+
+def apply(chain: tuple[Effect, ...], audio: np.ndarray, sample_rate: float,
+          warmup: np.ndarray | None = None) -> np.ndarray:
+    """float32 [channels, n] through the chain; `warmup` (audio that plays before, [channels, m])
+    is run through first and dropped, so time-based effects start from their steady state."""
+    if not chain:
+        return audio
+    before = np.zeros((audio.shape[0], 0), np.float32) if warmup is None else warmup[:, -int(WARMUP_SECONDS * sample_rate):]
+    signal = np.ascontiguousarray(np.concatenate([before, audio], axis=1), dtype=np.float32)
+    out = build(chain, sample_rate)(signal, sample_rate, reset=True)
+    return np.ascontiguousarray(out[:, before.shape[1]:], dtype=np.float32)

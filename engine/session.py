@@ -1,0 +1,178 @@
+"""One plugin session's state: what was heard (input by song position), the windows made and
+where they are placed, the transport as last reported. Plain data; the transport state machine
+(engine/transport_state.py), the planner, placement and the worker read and change it with the
+scheduler's lock held."""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.dsp import fit
+from engine.publisher import Publisher, WindowKind
+from engine.sound import Sound
+from engine.timeline import Grid, GridTracker
+
+INPUT_KEEP_SECONDS = 180       # received input kept around the playhead, by song position
+TEMPO_TOLERANCE = 0.015        # audio made within 1.5 % of the grid's tempo is re-placed, not remade
+EPOCH_STORM = 8                # epoch changes within a second that get a log line (a host jumping every block)
+EPOCH_MASK = 0xFFFFFFFF
+
+
+class InputStore:
+    """Received input by song position (samples), in fixed chunks; never-heard audio reads as 0."""
+    CHUNK = 8192
+
+    def __init__(self, channels: int, keep_frames: int):
+        self.channels = channels
+        self.keep_chunks = keep_frames // self.CHUNK + 1
+        self._chunks: dict[int, np.ndarray] = {}
+
+    def write(self, start: int, audio: np.ndarray) -> None:
+        pos, end = start, start + audio.shape[1]
+        while pos < end:
+            index, offset = divmod(pos, self.CHUNK)
+            n = min(self.CHUNK - offset, end - pos)
+            chunk = self._chunks.get(index)
+            if chunk is None:
+                chunk = self._chunks[index] = np.zeros((self.channels, self.CHUNK), np.float32)
+            chunk[:, offset:offset + n] = audio[:, pos - start:pos - start + n]
+            pos += n
+        newest = (end - 1) // self.CHUNK
+        for index in [i for i in self._chunks if abs(i - newest) > self.keep_chunks]:
+            del self._chunks[index]
+
+    def read(self, start: int, frames: int) -> np.ndarray:
+        out = np.zeros((self.channels, frames), np.float32)
+        pos, end = start, start + frames
+        while pos < end:
+            index, offset = divmod(pos, self.CHUNK)
+            n = min(self.CHUNK - offset, end - pos)
+            chunk = self._chunks.get(index)
+            if chunk is not None:
+                out[:, pos - start:pos - start + n] = chunk[:, offset:offset + n]
+            pos += n
+        return out
+
+
+@dataclass
+class Window:
+    """One window as made and as placed. audio[:, 0] plays at `start`; the shim plays
+    [start, start + frames); `entry` is where playback comes in (the loop start inside the
+    first window after a wrap), where the seam crossfade goes."""
+    bar: int
+    kind: WindowKind
+    audio: np.ndarray         # generator output: the window and its continuation (seam source)
+    tempo: float              # tempo the audio was made (or stretched) for
+    meter: tuple[int, int]    # time signature it was made for
+    start: int = 0
+    frames: int = 0
+    entry: int = 0
+    window_id: int = 0
+    regenerate: bool = False  # a stand-in (moved or stretched for a new grid): remake it if time allows
+    shaped: np.ndarray | None = None  # audio through the session's Sound (FX, gain), as published; None: audio
+
+    def fits(self, grid: Grid) -> bool:
+        """Made for this grid's meter and, within TEMPO_TOLERANCE, its tempo."""
+        return self.meter == (grid.tsig_num, grid.tsig_den) and abs(grid.tempo_bpm / self.tempo - 1) <= TEMPO_TOLERANCE
+
+    def continuation(self, seam: int) -> np.ndarray:
+        """What this window would have played after its end (the next window fades in from it)."""
+        return fit(self.published_audio, self.frames + seam)[:, self.frames:]
+
+    @property
+    def published_audio(self) -> np.ndarray:
+        """What plays: the generator's audio through the preset's FX and gain (context reads `audio`,
+        so effects never feed back into generation)."""
+        return self.audio if self.shaped is None else self.shaped
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a window must be: epoch, first bar, placement and the wall time it starts playing."""
+    epoch: int
+    bar: int
+    start: int
+    frames: int
+    entry: int
+    deadline: float
+
+
+@dataclass
+class Session:
+    instance: int
+    sample_rate: int
+    channels: int
+    store: Publisher
+    params: dict[str, float | str]            # by parameter name; enum parameters by value name
+    tempo_range: tuple[float, float]          # host tempos accepted (others keep the last good one)
+    offline: bool = False
+    tracker: GridTracker | None = None
+    grid: Grid | None = None
+    epoch: int | None = None      # None until the first transport
+    epoch_start: int = 0          # song position where the current epoch began
+    playing: bool = False
+    playhead: int = 0
+    playhead_wall: float = 0.0
+    loop: tuple[float, float] | None = None   # active loop (start, end) in beats
+    inputs: dict[str, InputStore] = field(default_factory=dict)   # context source -> what it played
+    input_end: dict[int, int] = field(default_factory=dict)   # epoch -> end sample of received input
+    windows: dict[int, Window] = field(default_factory=dict)  # bar -> window of the current epoch
+    ahead: dict[int, Window] = field(default_factory=dict)    # bar -> window of the next epoch (after a loop wrap)
+    in_flight: set[tuple[int, int]] = field(default_factory=set)  # (epoch, bar)
+    version: int = 0              # bumped when the timeline restarts: in-flight results are dropped
+    moved: bool = False           # grid or loop changed: windows must be re-placed
+    in_loop: bool = False         # the playhead is inside the active loop
+    problem: tuple[str, str] | None = None    # (kind, message) of the last problem reported
+    blocked_until: float = 0.0    # store full or generator failed: retry after this time
+    published: int = 0
+    late: int = 0                 # windows published after the playhead reached them (not counting starts/seeks)
+    underruns: int = 0
+    closed: bool = False
+    epoch_changes: deque = field(default_factory=lambda: deque(maxlen=EPOCH_STORM))
+    warned: dict[str, float] = field(default_factory=dict)    # kind -> when last logged
+    sound: Sound = field(default_factory=Sound)               # a preset's steps, FX chain and gain
+
+    def __post_init__(self):
+        self.tracker = GridTracker(self.sample_rate, float(self.params["tempo_bpm"]), self.tempo_range)
+        keep = INPUT_KEEP_SECONDS * self.sample_rate
+        self.inputs = {"input": InputStore(self.channels, keep), "sidechain": InputStore(self.channels, keep)}
+
+    @property
+    def input(self) -> InputStore:
+        return self.inputs["input"]
+
+    def setting(self, name: str) -> int:
+        return int(self.params[name])
+
+    @property
+    def generator_name(self) -> str:
+        return str(self.params["generator"])
+
+    @property
+    def next_epoch(self) -> int:
+        return (self.epoch + 1) & EPOCH_MASK
+
+    def table(self, epoch: int) -> dict[int, Window] | None:
+        """The windows of `epoch` if it is the current or the predicted next one."""
+        if epoch == self.epoch:
+            return self.windows
+        if self.loop is not None and epoch == self.next_epoch:
+            return self.ahead
+        return None
+
+    def loop_samples(self) -> tuple[int, int] | None:
+        """The loop (start, end) in samples while the playhead is inside it."""
+        if self.loop is None:
+            return None
+        start, end = (self.grid.sample_at_beat(b) for b in self.loop)
+        return (start, end) if start <= self.playhead < end else None
+
+
+def warn_rarely(session: Session, kind: str, now: float, log, text: str, *args) -> None:
+    """One log line per kind of host trouble per session every 5 s, not one per block."""
+    if now - session.warned.get(kind, -math.inf) >= 5.0:
+        session.warned[kind] = now
+        log.warning("session %016x: " + text, session.instance, *args)

@@ -1,0 +1,120 @@
+"""The transport state machine of a session: what a transport snapshot, a block of input or a
+parameter change does to the session's timeline (epochs, loop wraps, grid changes, restarts).
+[socket-thread, scheduler lock held]: everything here is quick; nothing generates."""
+from __future__ import annotations
+
+import logging
+import math
+
+from engine.session import EPOCH_STORM, Session, warn_rarely
+from engine.timeline import Grid
+from engine.transport import InputBlock, TransportSnapshot
+
+log = logging.getLogger("livediff.scheduler")
+
+# Parameters that change what a window sounds like: a change restarts the timeline.
+SHAPING_PARAMS = ("seed", "style", "window_bars", "lookahead", "context_bars", "generator")
+
+
+def on_params(session: Session, params: dict[str, float | str]) -> None:
+    before = dict(session.params)
+    session.params.update(params)
+    if any(before[n] != session.params[n] for n in SHAPING_PARAMS):
+        session.problem, session.blocked_until = None, 0.0
+        restart_timeline(session, withdraw_from=session.playhead)
+
+
+def on_transport(session: Session, t: TransportSnapshot, now: float) -> None:
+    new_epoch = t.epoch != session.epoch
+    grid = session.tracker.update(
+        tempo=t.tempo, tsig_num=t.tsig_num, tsig_den=t.tsig_den, pos_samples=t.pos_samples,
+        pos_beats=t.pos_beats, bar_start_beats=t.bar_start_beats, tempo_valid=t.tempo_valid,
+        tsig_valid=t.tsig_valid, reanchor=new_epoch)
+    loop = t.loop if t.loop is not None and all(map(math.isfinite, t.loop)) and t.loop[1] > t.loop[0] else None
+    if not new_epoch and session.playing and t.pos_samples < session.playhead - 1:
+        warn_rarely(session, "backwards", now, log, "position went back from sample %d to %d within epoch %d "
+                    "(a jump the shim should have made a new epoch); windows follow the position",
+                    session.playhead, t.pos_samples, t.epoch)
+    if new_epoch:
+        _enter_epoch(session, t, grid, loop, now)
+    elif grid is not session.grid or loop != session.loop:
+        if grid is not session.grid:
+            log.info("session %016x: grid now %.6g BPM %d/%d; re-placing windows from the playhead",
+                     session.instance, grid.tempo_bpm, grid.tsig_num, grid.tsig_den)
+        if loop != session.loop and session.ahead:
+            withdraw_ahead(session)
+        session.grid, session.loop, session.moved = grid, loop, True
+    session.offline = t.offline
+    session.playing = t.playing
+    session.playhead, session.playhead_wall = t.pos_samples, now
+    in_loop = session.grid is not None and session.loop_samples() is not None
+    session.moved |= in_loop != session.in_loop    # entering the loop clips the window at its end
+    session.in_loop = in_loop
+    session.underruns = t.underruns
+    session.store.set_playhead(session.epoch, t.pos_samples)
+
+
+def _enter_epoch(session: Session, t: TransportSnapshot, grid: Grid, loop, now: float) -> None:
+    """A loop wrap that was predicted keeps the windows made ahead for it; anything else
+    (seek, restart, meter change, an unpredicted jump) starts the timeline over."""
+    wrapped = (session.epoch is not None and session.loop is not None and t.epoch == session.next_epoch
+               and grid is session.grid and loop == session.loop
+               and abs(t.pos_samples - grid.sample_at_beat(loop[0])) <= 1)
+    if not t.sync_switch:               # the plugin's parameter did it, not a jumping host
+        session.epoch_changes.append(now)
+    storm = len(session.epoch_changes) == EPOCH_STORM and now - session.epoch_changes[0] < 1.0
+    if storm:
+        warn_rarely(session, "storm", now, log, "%d epoch changes within %.2f s (the host position jumps, e.g. "
+                    "backwards every block); generation restarts at each one", EPOCH_STORM,
+                    now - session.epoch_changes[0])
+    elif session.epoch is not None:
+        log.info("session %016x: epoch %d: %s", session.instance, t.epoch, _epoch_cause(session, t, grid, wrapped))
+    if wrapped:
+        session.windows, session.ahead = session.ahead, {}
+    session.epoch, session.epoch_start, session.grid, session.loop = t.epoch, t.pos_samples, grid, loop
+    if not wrapped:
+        restart_timeline(session, withdraw_from=None)
+
+
+def _epoch_cause(session: Session, t: TransportSnapshot, grid: Grid, wrapped: bool) -> str:
+    """Why the shim started a new epoch, in words (for the log)."""
+    to_bar = grid.bar_at_sample(t.pos_samples)
+    if wrapped:
+        return f"loop wrap back to bar {to_bar} (windows made ahead for it are kept)"
+    if t.sync_switch:
+        return f"the plugin's sync_mode moved the position onto the host's (bar {to_bar}); windows start over"
+    moved = "" if grid is session.grid else f"; grid now {grid.tempo_bpm:.6g} BPM {grid.tsig_num}/{grid.tsig_den}"
+    if not session.playing:
+        return f"transport started at bar {to_bar}{moved}"
+    from_bar = session.grid.bar_at_sample(session.playhead)
+    direction = "back" if t.pos_samples < session.playhead else "ahead"
+    return f"jumped {direction} from bar {from_bar} to bar {to_bar} (a seek or a loop){moved}; windows start over"
+
+
+def on_audio(session: Session, block: InputBlock) -> None:
+    session.input.write(block.pos_samples, block.input)
+    if block.sidechain is not None:
+        session.inputs["sidechain"].write(block.pos_samples, block.sidechain)
+    end = block.pos_samples + block.frames
+    session.input_end[block.epoch] = max(end, session.input_end.get(block.epoch, end))
+    for old in [e for e in session.input_end if e not in (session.epoch, block.epoch)]:
+        del session.input_end[old]
+
+
+def restart_timeline(session: Session, withdraw_from: int | None) -> None:
+    """Forget every window (a new epoch, or a parameter that shapes the audio changed). Slots
+    of the current epoch are withdrawn from `withdraw_from` on, or all of them when it is None
+    (a new epoch number may have been used by windows made ahead of a loop wrap)."""
+    session.windows.clear()
+    withdraw_ahead(session)
+    session.in_flight.clear()
+    session.version += 1
+    session.moved = False
+    if session.epoch is not None:
+        session.store.invalidate(session.epoch, -(1 << 62) if withdraw_from is None else withdraw_from)
+
+
+def withdraw_ahead(session: Session) -> None:
+    if session.epoch is not None:
+        session.store.invalidate(session.next_epoch, -(1 << 62))
+    session.ahead = {}

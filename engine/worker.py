@@ -1,0 +1,197 @@
+"""The worker thread: takes the planner's next job, generates (or time-stretches) with the lock
+released, then places the result where the grid wants it now. One worker serves every
+session. [worker-thread]"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+from engine import context, placement, planner
+from engine.dsp import stretch
+from engine.generators import GeneratorPool, GeneratorUnavailable
+from engine.planner import Estimates, Job
+from engine.publisher import WindowKind
+from engine.session import Session, Window, warn_rarely
+from engine.timeline import window_bar
+
+log = logging.getLogger("livediff.scheduler")
+OnProblem = Callable[[Session, str, str], None]
+
+
+class Worker:
+    """Runs jobs for the sessions in `sessions` (shared with the scheduler, guarded by `cond`)."""
+
+    def __init__(self, cond: threading.Condition, sessions: dict[int, Session], generators: GeneratorPool,
+                 estimates: Estimates, on_window: placement.OnWindow, on_problem: OnProblem):
+        self._cond = cond
+        self._sessions = sessions
+        self.generators = generators
+        self.estimates = estimates
+        self._on_window = on_window
+        self._on_problem = on_problem
+        self.stopped = False
+        self._thread = threading.Thread(target=self._serve, name="livediff-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self) -> None:
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def generator_ready(self, name: str) -> bool:
+        """[any-thread] Loaded (or failed); starts loading it otherwise."""
+        return self.generators.ready(name, self._loaded)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                with self._cond:
+                    work = self._take_work()
+                    if work is None:
+                        return
+                self._run(*work)
+            except Exception:  # a bug here must not silently end all generation
+                log.exception("worker: unexpected error; continuing")
+                time.sleep(0.1)
+
+    def _plans(self, now: float):
+        for session in self._sessions.values():
+            if session.moved and session.grid is not None and session.playing:
+                placement.replace(session, planner.targets(session), self._on_window)
+            yield from planner.pending(session, now, self.estimates, self.generator_ready)
+
+    def _take_work(self):
+        """[_cond held] (job, request or stretch input, generator name) for the job to run
+        next; None once stopped."""
+        while not self.stopped:
+            job, wait = planner.next_job(self._plans(time.monotonic()), time.monotonic(), self.estimates)
+            if job:
+                session = job.session
+                session.in_flight.add((job.target.epoch, job.bar))
+                name = session.generator_name
+                if job.kind == "stretch":
+                    window = session.table(job.target.epoch)[job.bar]
+                    return job, (window, session.grid.tempo_bpm), name
+                request = None if job.preroll else context.request(job)
+                if job.input_missing and request is not None:
+                    log.warning("session %016x: window at bar %d generated before its input up to bar %d arrived "
+                                "(deadline near); the missing input is silence", session.instance, job.bar, job.horizon)
+                return job, request, name
+            self._cond.wait(wait)
+        return None
+
+    def _loaded(self, name: str, failure: str | None) -> None:
+        """[loader-thread] A generator finished loading: report a failure to its sessions, wake the worker."""
+        with self._cond:
+            for session in self._sessions.values():
+                if failure and session.generator_name == name:
+                    self._report(session, failure, retry_after=1.0)
+            self._cond.notify_all()
+
+    def _run(self, job: Job, work, name: str) -> None:
+        """[_cond not held] Generate or stretch, then publish under the lock."""
+        session = job.session
+        started = time.monotonic()
+        problem = None
+        try:
+            if job.kind == "stretch":
+                window, tempo = work
+                audio = stretch(window.audio, session.sample_rate, window.tempo, tempo)
+            else:
+                audio = None if work is None else self.generators.get(name).generate(work)
+        except GeneratorUnavailable as exc:
+            audio, problem = None, str(exc)
+        except Exception as exc:  # a failing model must not take the engine down
+            audio, problem = None, f"the {name} generator failed at bar {job.bar}: {type(exc).__name__}: {exc}"
+        elapsed = time.monotonic() - started
+        shaped = self._shape(session, audio, None if job.kind == "stretch" else work, job.bar)
+        with self._cond:
+            session.in_flight.discard((job.target.epoch, job.bar))
+            if job.kind == "stretch":
+                self.estimates.add(planner.stretch_key(session), elapsed)
+            elif work is not None and problem is None:
+                self.estimates.add(planner.generation_key(session), elapsed)
+            table = session.table(job.target.epoch)
+            if session.closed or session.version != job.version or table is None:
+                return
+            if problem:
+                self._report(session, problem, retry_after=1.0)
+                return
+            self._finish(job, work, audio, shaped, name, table)
+
+    @staticmethod
+    def _shape(session: Session, audio: np.ndarray | None, request, bar: int) -> np.ndarray | None:
+        """[_cond not held] The window through the session's Sound (a preset's FX chain and gain),
+        warmed up on its context; None when there is nothing to do or the chain failed (the
+        window then plays as generated: nothing is lost)."""
+        if audio is None or session.sound.neutral:
+            return None
+        try:
+            return session.sound.process(audio, session.sample_rate, None if request is None else request.context)
+        except Exception as exc:  # a chain pedalboard refuses at this rate must not stop the music
+            warn_rarely(session, "fx", time.monotonic(), log, "the preset's FX chain failed at bar %d (%s: %s); "
+                        "windows play without it", bar, type(exc).__name__, exc)
+            return None
+
+    def _report(self, session: Session, message: str, retry_after: float) -> None:
+        """A generator problem: logged and reported once while it lasts; the session retries later."""
+        if session.problem != ("generator", message):
+            log.error("session %016x: %s", session.instance, message)
+            self._on_problem(session, "generator", message)
+        session.problem = ("generator", message)
+        session.blocked_until = time.monotonic() + retry_after
+
+    def _finish(self, job: Job, work, audio: np.ndarray | None, shaped: np.ndarray | None, name: str,
+                table: dict[int, Window]) -> None:
+        """Place the result where the current grid wants it now (the grid may have moved while
+        it was made) and log it."""
+        s, grid = job.session, job.session.grid
+        if s.moved:     # the grid moved while this was made: place the others first (seams)
+            placement.replace(s, planner.targets(s), self._on_window)
+        target = next((t for t in planner.targets(s) if (t.epoch, t.bar) == (job.target.epoch, job.bar)), None)
+        if target is None:
+            return          # the playhead or the loop moved on meanwhile
+        old = table.get(job.bar)
+        if job.kind == "stretch":
+            stood_in, tempo = work
+            if old is not stood_in or old.meter != (grid.tsig_num, grid.tsig_den):
+                return      # remade or dropped meanwhile
+            old.audio, old.shaped, old.tempo, old.kind = audio, shaped, tempo, WindowKind.STRETCHED
+            window = old
+        else:
+            request = work
+            if old is not None and old.window_id and old.start <= s.playhead and target.epoch == s.epoch:
+                return      # too late to replace the stand-in: it is playing
+            if audio is None:
+                window = Window(job.bar, WindowKind.PREROLL, np.zeros((s.channels, target.frames), np.float32),
+                                grid.tempo_bpm, (grid.tsig_num, grid.tsig_den))
+            elif audio.shape != (s.channels, request.frames + request.tail_frames):
+                self._report(s, f"the {name} generator returned shape {audio.shape}; "
+                             f"expected ({s.channels}, {request.frames + request.tail_frames})", retry_after=1.0)
+                return
+            else:
+                window = Window(job.bar, WindowKind.GENERATED, audio, request.tempo_bpm,
+                                (request.tsig_num, request.tsig_den), shaped=shaped)
+            if old is not None:
+                window.window_id = old.window_id
+        window.regenerate = not window.fits(grid)   # made for a grid that has moved on meanwhile
+        now = time.monotonic()
+        late = now > target.deadline and not job.urgent and not s.offline
+        if not placement.place(s, window, target, job.kind, self._on_window, generator=name,
+                               input_missing=job.input_missing, late=late,
+                               seed=None if job.kind == "stretch" or work is None else work.seed,
+                               lead_seconds=round(target.deadline - now, 4)):
+            return
+        table[job.bar] = window
+        placement.republish_next(s, target.epoch, window, self._on_window)
+        s.late += late
+        s.published += 1
+        span = s.setting("window_bars")
+        oldest_needed = window_bar(grid.bar_at_sample(s.playhead), span) - s.setting("context_bars") - span
+        for bar in [b for b in s.windows if b < oldest_needed]:
+            del s.windows[bar]
