@@ -89,6 +89,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window-log", metavar="PATH", help="JSON line per window (from the engine started here)")
     parser.add_argument("--endpoint", help="use the engine already running there instead of starting one")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (there is none off a terminal)")
+    parser.add_argument("--sidechain", metavar="SC", help="an audio file the plugin hears as the track's sidechain "
+                                                          "(looped or cut like the input); the input stays the main "
+                                                          "input. pedalboard has no aux bus: the engine started here "
+                                                          "reads the file itself (README, Sidechain)")
 
 
 # --- checking what was asked, before any work ------------------------------------------------
@@ -110,6 +114,7 @@ class Plan:
     window_log: Path | None
     endpoint: str | None
     progress: bool
+    sidechain: Path | None = None    # heard as the sidechain, through the engine (pedalboard has no aux bus)
     notes: list[str] = field(default_factory=list)
 
 
@@ -163,6 +168,12 @@ def plan(args: argparse.Namespace) -> Plan:
         raise usage(f"input file {source} does not exist")
     if not source.is_file():
         raise usage(f"input {source} is not a file; allowed: an audio file (WAV, FLAC, MP3, OGG, AIFF)")
+    sidechain = Path(args.sidechain) if args.sidechain else None
+    if sidechain and not sidechain.is_file():
+        raise usage(f"--sidechain {sidechain} {'is not a file' if sidechain.exists() else 'does not exist'}; "
+                    f"allowed: an audio file (WAV, FLAC, MP3, OGG, AIFF)")
+    if sidechain and args.endpoint:
+        raise usage("--sidechain needs the engine started by bounce (it reads the file); leave out --endpoint")
     output = _writable_file("-o", Path(args.output), OUTPUT_SUFFIXES)
     if output.exists() and output.resolve() == source.resolve():
         raise usage(f"-o {output} is the input file; allowed: another path")
@@ -200,7 +211,7 @@ def plan(args: argparse.Namespace) -> Plan:
     return Plan(input=source, output=output, reports=reports, bpm=args.bpm, bars=args.bars,
                 seed=0 if seed is None else seed, generator=generator, params=params, preset=preset,
                 buffer_size=args.buffer_size, stems=args.stems, window_log=window_log, endpoint=endpoint,
-                progress=not args.no_progress and sys.stderr.isatty(), notes=notes)
+                progress=not args.no_progress and sys.stderr.isatty(), sidechain=sidechain, notes=notes)
 
 
 def read_input(path: Path) -> tuple[np.ndarray, int]:
@@ -225,9 +236,12 @@ def read_input(path: Path) -> tuple[np.ndarray, int]:
 
 
 def estimate_input_tempo(audio: np.ndarray, rate: int) -> float | None:
-    """The engine's tempo estimate of (up to a minute of) the input; None when it is too short."""
+    """The engine's tempo estimate of (up to a minute of) the input; None when it is too short or
+    has no beat to go by (fewer than 4 onsets: silence, a drone)."""
     from engine import representation as rep
     mono = rep.resample(audio[:, :60 * rate].mean(axis=0, keepdims=True), rate, rep.SAMPLE_RATE)[0]
+    if len(rep.onset_times(mono)) < 4:
+        return None
     try:
         return rep.estimate_tempo(mono)
     except ValueError:
@@ -258,22 +272,32 @@ class Engine:
     endpoint: str
     process: subprocess.Popen | None = None     # None: someone else's engine
     window_log: Path | None = None
+    _entries: list[dict] = field(default_factory=list)
+    _read_to: int = 0                           # bytes of the window log parsed so far
 
     def died(self) -> int | None:
         return None if self.process is None else self.process.poll()
 
     def windows(self) -> list[dict]:
-        """Window-log entries of the instance that rendered (pedalboard opens throwaway instances first)."""
+        """Window-log entries of the instance that rendered last (pedalboard opens throwaway
+        instances first); the log is read on from where the last call stopped."""
         if self.window_log is None or not self.window_log.exists():
             return []
-        entries = [json.loads(line) for line in self.window_log.read_text().splitlines() if line.strip()]
-        return [e for e in entries if e["instance"] == entries[-1]["instance"]] if entries else []
+        with open(self.window_log, "rb") as f:
+            f.seek(self._read_to)
+            chunk = f.read()
+        complete = chunk[:chunk.rfind(b"\n") + 1]      # a line being written is read next time
+        self._read_to += len(complete)
+        self._entries += [json.loads(line) for line in complete.splitlines() if line.strip()]
+        last = self._entries[-1]["instance"] if self._entries else None
+        return [e for e in self._entries if e["instance"] == last]
 
 
 @contextmanager
-def engine_for(plan: Plan):
+def engine_for(plan: Plan, sidechain: np.ndarray | None = None, rate: int = 0):
     """The engine at --endpoint, or one started here on a private endpoint and stopped (with its
-    directory) whatever ends the block; it also exits by itself if this process dies."""
+    directory) whatever ends the block; it also exits by itself if this process dies. `sidechain`
+    (at `rate`) becomes every session's sidechain there (serve --sidechain-file)."""
     if plan.endpoint:
         if not engine_answers(plan.endpoint):
             raise BounceError(f"no engine answers on {plan.endpoint}; start one with `livediff serve --endpoint "
@@ -287,6 +311,9 @@ def engine_for(plan: Plan):
                "--window-log", str(window_log), "--exit-with-parent"]
     if plan.preset:
         command += ["--preset", str(plan.preset.path)]
+    if sidechain is not None:
+        write_wav(directory / "sidechain.wav", sidechain, rate)
+        command += ["--sidechain-file", str(directory / "sidechain.wav")]
     process = subprocess.Popen(command)
     try:
         deadline = time.monotonic() + ENGINE_START_SECONDS
@@ -429,13 +456,16 @@ def render(plan: Plan, engine: Engine, audio: np.ndarray, rate: int, bpm: float,
     out = np.zeros_like(audio)
     started = time.monotonic()
     stopped_at = None
-    for start in range(0, audio.shape[1], chunk):
-        piece = plugin.process(audio[:, start:start + chunk], rate, buffer_size=plan.buffer_size, reset=start == 0)
-        out[:, start:start + piece.shape[1]] = piece
-        progress.update(start + piece.shape[1], generated_count(engine.windows()) if engine.window_log else None)
-        if engine.died() is not None and start + chunk < audio.shape[1]:
-            stopped_at = start + chunk
-            break
+    try:
+        for start in range(0, audio.shape[1], chunk):
+            piece = plugin.process(audio[:, start:start + chunk], rate, buffer_size=plan.buffer_size, reset=start == 0)
+            out[:, start:start + piece.shape[1]] = piece
+            progress.update(start + piece.shape[1], generated_count(engine.windows()) if engine.window_log else None)
+            if engine.died() is not None and start + chunk < audio.shape[1]:
+                stopped_at = start + chunk
+                break
+    finally:
+        progress.close()
     seconds = time.monotonic() - started
     latency = int(plugin.reported_latency_samples)
     del plugin  # says bye before the engine stops
@@ -478,7 +508,7 @@ def bounce(plan: Plan) -> dict:
     estimate = estimate_input_tempo(source, rate)
     if plan.bpm is None:
         if estimate is None:
-            raise usage(f"{plan.input} is too short to estimate its tempo; give it with --bpm")
+            raise usage(f"cannot estimate the tempo of {plan.input} (too short, or no clear beat); give it with --bpm")
         plan.bpm = round(estimate, 2)
         plan.notes.append(f"tempo {plan.bpm:g} BPM, estimated from the input (give --bpm to set it)")
     elif (warning := tempo_warning(plan.bpm, estimate)):
@@ -487,21 +517,23 @@ def bounce(plan: Plan) -> dict:
     bars = plan.bars or max(1, round(source.shape[1] / bar_frames))
     _check_length(bars, plan.bpm)
     audio = fit_to_bars(source, bars, plan.bpm, rate)
+    sidechain = None
+    if plan.sidechain:
+        from engine.dsp import resample
+        heard, sidechain_rate = read_input(plan.sidechain)
+        sidechain = fit_to_bars(resample(heard, sidechain_rate, rate), bars, plan.bpm, rate)
     for note in plan.notes:
         print(f"livediff bounce: {note}", file=sys.stderr)
     if not (PLUGIN / "Contents" / "x86_64-linux" / "livediff.so").is_file():
         raise BounceError(f"the plugin is not built ({PLUGIN} is missing); run `livediff build-plugin`")
 
-    with engine_for(plan) as engine:
+    with engine_for(plan, sidechain, rate) as engine:
         os.environ[ENV_VAR] = engine.endpoint  # the plugin computes its endpoint from the same rule
         check_generator(engine.endpoint, plan.generator, rate)
-        progress = Progress(plan.progress, audio.shape[1], bar_frames, rate)
-        try:
-            result = render(plan, engine, audio, rate, plan.bpm, progress)
-            windows = engine.windows() if engine.window_log else None
-            generated = render(plan, engine, audio, rate, plan.bpm, progress, mix=100) if plan.stems else None
-        finally:
-            progress.close()
+        result = render(plan, engine, audio, rate, plan.bpm, Progress(plan.progress, audio.shape[1], bar_frames, rate))
+        windows = engine.windows() if engine.window_log else None
+        generated = render(plan, engine, audio, rate, plan.bpm, Progress(plan.progress, audio.shape[1], bar_frames, rate),
+                           mix=100) if plan.stems else None
         died = engine.died()
 
     lost = missed_bars(result, bar_frames, audio.shape[1])
@@ -536,7 +568,8 @@ def run_numbers(plan: Plan, result: Render, windows: list[dict] | None, bars: in
     for entry in windows or []:               # the last placement of each window is what played
         placed[(entry["epoch"], entry["bar_index"])] = entry
     return {
-        "input": str(plan.input), "output": str(plan.output), "sample_rate": rate, "bpm": plan.bpm, "bars": bars,
+        "input": str(plan.input), "sidechain": str(plan.sidechain) if plan.sidechain else None,
+        "output": str(plan.output), "sample_rate": rate, "bpm": plan.bpm, "bars": bars,
         "bar_frames": bar_frames, "seed": plan.seed, "generator": plan.generator,
         "preset": plan.preset.name if plan.preset else None, "buffer_size": plan.buffer_size,
         "audio_seconds": audio_seconds, "render_seconds": result.seconds,

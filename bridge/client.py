@@ -77,11 +77,13 @@ class Client:
                   process_mode=const("LD_MODE_OFFLINE" if offline else "LD_MODE_REALTIME"),
                   underruns=underruns, offline_timeouts=0, dropped_frames=0)
 
-    def audio(self, *, pos_samples: int, tempo: float, audio: np.ndarray, epoch: int = 0) -> None:
-        """Send planar float32 input [channels, frames] starting at pos_samples."""
+    def audio(self, *, pos_samples: int, tempo: float, audio: np.ndarray, epoch: int = 0,
+              sidechain: np.ndarray | None = None) -> None:
+        """Send planar float32 input [channels, frames] (and sidechain, same shape) starting at pos_samples."""
+        planar = lambda a: None if a is None else np.ascontiguousarray(a, dtype="<f4").tobytes()  # noqa: E731
         self.send("audio", epoch=epoch, pos_samples=pos_samples, pos_beats=pos_samples * tempo / 60.0 / self.sample_rate,
-                  tempo=tempo, frames=audio.shape[1], channels=audio.shape[0],
-                  input=np.ascontiguousarray(audio, dtype="<f4").tobytes(), sidechain=None)
+                  tempo=tempo, frames=audio.shape[1], channels=audio.shape[0], input=planar(audio),
+                  sidechain=planar(sidechain))
 
     def bye(self) -> None:
         self.send("bye")

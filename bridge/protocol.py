@@ -307,8 +307,9 @@ def welcome(shm_name: str, latency_samples: int, generator: str) -> bytes:
                   generator=generator)
 
 
-def status(code: int, message: str, windows: int, underruns: int, generator: str) -> bytes:
-    return encode("status", code=code, message=message, windows=windows, underruns=underruns, generator=generator)
+def status(code: int, message: str, windows: int, underruns: int, generator: str, context_source: str) -> bytes:
+    return encode("status", code=code, message=message, windows=windows, underruns=underruns, generator=generator,
+                  context_source=context_source)
 
 
 def error(code: int, message: str, ref_type: int = 0) -> bytes:

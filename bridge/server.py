@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import zmq
 
@@ -27,6 +28,7 @@ from bridge.layout import const
 from bridge.presets import find_preset
 from bridge.protocol import ERR, MSG, ProtocolError
 from bridge.shm import TimelineStore, sweep_stale_segments
+from bridge.sidechain_file import SidechainFile, SidechainFileError, open_audio
 from engine.publisher import WindowKind
 from engine.scheduler import Scheduler
 from engine.session import Session
@@ -49,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint", help="ipc://PATH or tcp://127.0.0.1:PORT (default: the rule of docs/protocol.md)")
     parser.add_argument("--session-timeout", type=float, default=10.0,
                         help="close a session after this many seconds without a message (default 10)")
+    parser.add_argument("--sidechain-file", metavar="PATH",
+                        help="every session hears this audio file as its sidechain, file start = song start "
+                             "(for hosts without an aux bus, e.g. pedalboard; `livediff bounce --sidechain` uses it)")
     parser.add_argument("--window-log", metavar="PATH", help="append one JSON line per published window")
     parser.add_argument("--idle-exit", type=float, default=0.0, metavar="SECONDS",
                         help="exit after this many seconds without any session (0, the default: never); "
@@ -80,11 +85,13 @@ class WindowLog:
 
 class Engine:
     def __init__(self, endpoint: str, session_timeout: float = 10.0, window_log: str | None = None,
-                 sound: Sound = Sound(), parent: int | None = None, idle_exit: float = 0.0):
+                 sound: Sound = Sound(), parent: int | None = None, sidechain_file: Path | None = None,
+                 idle_exit: float = 0.0):
         self.endpoint = prepare(endpoint)
         self.session_timeout = session_timeout
         self.sound = sound          # what each session's windows get (a preset's engine part)
         self._parent = parent       # stop once this process is gone (we are re-parented)
+        self.sidechain_file = sidechain_file    # --sidechain-file: every session's sidechain
         self.idle_exit = idle_exit
         self._lock: int | None = None
         self._window_log = WindowLog(window_log)
@@ -190,6 +197,12 @@ class Engine:
                                       offline=hello.process_mode == const("LD_MODE_OFFLINE"),
                                       **convert.engine_params(hello.params))
         session.sound = self.sound
+        if self.sidechain_file is not None:
+            try:
+                session.inputs["sidechain"] = SidechainFile(self.sidechain_file, hello.sample_rate, hello.channels)
+            except SidechainFileError as exc:
+                store.close()
+                raise ProtocolError(ERR["LD_ERR_TYPE"], str(exc), MSG["hello"]) from None
         self.sessions[hello.instance] = session
         self._routes[hello.instance] = identity
         self._last_seen[hello.instance] = now
@@ -260,7 +273,7 @@ class Engine:
             else (const("LD_OK"), ok)
         self._last_status[instance] = time.monotonic()
         self._send(self._routes[instance], protocol.status(code, message, session.published, session.underruns,
-                                                           session.generator_name))
+                                                           session.generator_name, session.context_in_use))
 
     def _send(self, identity: bytes, frame: bytes) -> None:
         try:
@@ -288,13 +301,18 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         sound = find_preset(args.preset).sound if args.preset else Sound()
+        sidechain_file = Path(args.sidechain_file) if args.sidechain_file else None
+        if sidechain_file:
+            open_audio(sidechain_file)
         engine = Engine(args.endpoint or default_endpoint(), args.session_timeout, args.window_log, sound,
-                        os.getppid() if args.exit_with_parent else None, args.idle_exit)
-    except (EndpointError, PresetError) as exc:
+                        os.getppid() if args.exit_with_parent else None, sidechain_file, args.idle_exit)
+    except (EndpointError, PresetError, SidechainFileError) as exc:
         log.error("%s", exc)
         return 2
     if args.preset:
         log.info("preset %s: every session gets %s", args.preset, sound)
+    if sidechain_file:
+        log.info("every session hears %s as its sidechain (file start = song start)", sidechain_file)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -7,6 +7,7 @@ from typing import Callable
 
 import numpy as np
 
+from engine import context_source
 from engine.dsp import SEAM_SECONDS, fit
 from engine.generator import WindowRequest
 from engine.planner import Job
@@ -38,19 +39,6 @@ def context_sources(bar: int, horizon: int, context_bars: int, has_generated: Ca
     return [(b, "input") for b in range(horizon - context_bars, horizon)]
 
 
-def context_source(session: Session) -> str:
-    """Which of the track's inputs the context is taken from ("input" or "sidechain"; the
-    sidechain's parameter sets it)."""
-    return str(session.params.get("context_source", "input"))
-
-
-def input_bar(session: Session, bar: int) -> np.ndarray:
-    """What the context source played in `bar`, between its bar lines."""
-    grid = session.grid
-    start = grid.bar_start_sample(bar)
-    return session.inputs[context_source(session)].read(start, grid.bar_start_sample(bar + 1) - start)
-
-
 def generated_bar(session: Session, table: dict[int, Window], bar: int) -> np.ndarray | None:
     """The generator's own audio of `bar` (not the baked seam), cut at this grid's bar lines."""
     window = table.get(window_bar(bar, session.setting("window_bars")))
@@ -66,9 +54,12 @@ def request(job: Job) -> WindowRequest:
     span, context_bars = s.setting("window_bars"), s.setting("context_bars")
     table = s.table(job.target.epoch)
     generated = lambda b: generated_bar(s, table, b)  # noqa: E731
+    heard = context_source.source_at(s, job.horizon)     # main, sidechain or both: for the whole window
+    context_source.in_use(s, heard, job.horizon)
+    track_bar = lambda b: context_source.read_bar(s, heard, b)  # noqa: E731
     sources = context_sources(job.bar, job.horizon, context_bars, lambda b: generated(b) is not None)
-    parts = [input_bar(s, b) if source == "input" else generated(b) for b, source in sources]
-    track = [input_bar(s, b) for b in range(job.horizon - context_bars, job.horizon)]
+    parts = [track_bar(b) if source == "input" else generated(b) for b, source in sources]
+    track = [track_bar(b) for b in range(job.horizon - context_bars, job.horizon)]
     frames = grid.bar_start_sample(job.bar + span) - grid.bar_start_sample(job.bar)
     return WindowRequest(context=np.concatenate(parts, axis=1), sample_rate=s.sample_rate,
                          tempo_bpm=grid.tempo_bpm, tsig_num=grid.tsig_num, tsig_den=grid.tsig_den,

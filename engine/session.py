@@ -117,7 +117,8 @@ class Session:
     playhead: int = 0
     playhead_wall: float = 0.0
     loop: tuple[float, float] | None = None   # active loop (start, end) in beats
-    inputs: dict[str, InputStore] = field(default_factory=dict)   # context source -> what it played
+    inputs: dict[str, InputStore] = field(default_factory=dict)   # "input" (main), "sidechain" -> what it played
+    context_in_use: str = "main"  # source of the latest window's context (engine/context_source.py)
     input_end: dict[int, int] = field(default_factory=dict)   # epoch -> end sample of received input
     windows: dict[int, Window] = field(default_factory=dict)  # bar -> window of the current epoch
     ahead: dict[int, Window] = field(default_factory=dict)    # bar -> window of the next epoch (after a loop wrap)

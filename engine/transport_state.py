@@ -14,14 +14,19 @@ log = logging.getLogger("livediff.scheduler")
 
 # Parameters that change what a window sounds like: a change restarts the timeline.
 SHAPING_PARAMS = ("seed", "style", "window_bars", "lookahead", "context_bars", "generator")
+# Parameters whose change takes effect at the next window: the one playing plays to its end.
+NEXT_WINDOW_PARAMS = ("context_source",)
 
 
 def on_params(session: Session, params: dict[str, float | str]) -> None:
     before = dict(session.params)
     session.params.update(params)
-    if any(before[n] != session.params[n] for n in SHAPING_PARAMS):
+    changed = lambda names: any(before.get(n) != session.params.get(n) for n in names)  # noqa: E731
+    if changed(SHAPING_PARAMS):
         session.problem, session.blocked_until = None, 0.0
         restart_timeline(session, withdraw_from=session.playhead)
+    elif changed(NEXT_WINDOW_PARAMS):
+        restart_after_playhead(session)
 
 
 def on_transport(session: Session, t: TransportSnapshot, now: float) -> None:
@@ -112,6 +117,18 @@ def restart_timeline(session: Session, withdraw_from: int | None) -> None:
     session.moved = False
     if session.epoch is not None:
         session.store.invalidate(session.epoch, -(1 << 62) if withdraw_from is None else withdraw_from)
+
+
+def restart_after_playhead(session: Session) -> None:
+    """Forget the windows that have not started playing (and those made ahead of a loop wrap);
+    the ones played and playing stay, as published and as context."""
+    for bar, window in list(session.windows.items()):
+        if window.start > session.playhead:
+            session.store.withdraw(window.window_id)
+            del session.windows[bar]
+    withdraw_ahead(session)
+    session.in_flight.clear()
+    session.version += 1
 
 
 def withdraw_ahead(session: Session) -> None:

@@ -91,3 +91,24 @@ def test_bounce_is_complete_bar_aligned_repeatable_and_correct(built_plugin, pri
     assert not [p for p in SHM_DIR.glob("livediff-*") if p.name.split("-")[-1] in instances], "segments left behind"
 
 
+
+
+def test_bounce_with_a_sidechain_continues_the_sidechain_file(built_plugin, private_endpoint, tmp_path):
+    """IN is silent, the loop plays as the sidechain: lookahead 1, context 1, so bar b of the output
+    is bar b-1 of the sidechain (looped to the bounce's length like IN), after its 30 ms seam."""
+    from pedalboard.io import AudioFile
+    silent = tmp_path / "silent.wav"
+    with AudioFile(str(silent), "w", SR, 2, bit_depth=32) as f:
+        f.write(np.zeros((2, BAR), np.float32))
+    out = tmp_path / "out.wav"
+    result = subprocess.run([sys.executable, "-m", "bridge.cli", "bounce", str(silent), "-o", str(out), "--bpm",
+                             str(BPM), "--bars", "6", "--generator", "loop", "--lookahead", "1", "--context-bars", "1",
+                             "--sidechain", str(LOOP)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rendered, _ = read(out)
+    loop, _ = read(LOOP)
+    sidechain = np.tile(loop, (1, -(-6 * BAR // loop.shape[1])))[:, :6 * BAR]
+    assert not rendered[:, :BAR].any(), "bar 0 has nothing to continue (preroll)"
+    for bar in range(1, 6):
+        np.testing.assert_array_equal(rendered[:, bar * BAR + SEAM:(bar + 1) * BAR],
+                                      sidechain[:, (bar - 1) * BAR + SEAM:bar * BAR], err_msg=f"bar {bar}")

@@ -37,6 +37,7 @@ def test_the_engines_estimate_finds_the_loops_tempo():
     audio = read(LOOP)
     assert estimate_input_tempo(audio, SR) == pytest.approx(100.0, abs=0.5)
     assert estimate_input_tempo(audio[:, :SR // 4], SR) is None     # a quarter second: too short
+    assert estimate_input_tempo(np.zeros((2, 10 * SR), np.float32), SR) is None     # no beat to go by
 
 
 def test_progress_line_names_bars_windows_speed_and_eta(monkeypatch):

@@ -29,6 +29,7 @@ def files(tmp_path):
     (tmp_path / "empty.wav").write_bytes(b"")
     write_wav(tmp_path / "zero.wav", 0)
     write_wav(tmp_path / "odd.wav", 100, rate=11025)
+    write_wav(tmp_path / "silence.wav", 44100 * 4)
     (tmp_path / "adir").mkdir()
     (tmp_path / "binary.toml").write_bytes(bytes(range(256)) * 8)
     return tmp_path
@@ -42,6 +43,8 @@ CASES = [
     ("{t}/missing.wav", 2, r"input file .*missing.wav does not exist"),
     ("{t}/adir", 2, r"input .*adir is not a file; allowed: an audio file"),
     ("{t}/odd.wav", 2, r"odd.wav is at 11025 Hz; supported rates: 22050, 32000, 44100"),
+    ("{t}/silence.wav --bpm auto", 2, r"cannot estimate the tempo of .*silence.wav \(too short, or no clear beat\); "
+                                      r"give it with --bpm"),
     ("LOOP --bpm 0", 2, r"--bpm 0 is out of range; " + BPM_RANGE),
     ("LOOP --bpm nan", 2, r"--bpm nan is out of range; " + BPM_RANGE),
     ("LOOP --bpm inf", 2, r"--bpm inf is out of range; " + BPM_RANGE),
@@ -67,6 +70,9 @@ CASES = [
     ("LOOP --preset {t}/binary.toml", 2, r"binary.toml: not a text file \(not UTF-8\); a preset is a TOML text file"),
     ("LOOP --preset polka", 2, r"preset 'polka' is not allowed; allowed: ambient, drum_and_bass, hiphop, house"),
     ("LOOP --endpoint tcp://10.1.2.3:5555", 2, r"is not local; allowed: ipc://<path> or tcp://127.0.0.1:<port>"),
+    ("LOOP --sidechain {t}/missing.wav", 2, r"--sidechain .*missing.wav does not exist; allowed: an audio file"),
+    ("LOOP --sidechain {t}/adir", 2, r"--sidechain .*adir is not a file; allowed: an audio file"),
+    ("LOOP --sidechain LOOP --endpoint ipc:///tmp/x.sock", 2, r"--sidechain needs the engine started by bounce"),
 ]
 
 
@@ -74,7 +80,9 @@ def arguments(case: str, folder) -> list[str]:
     args = case.replace("{t}", str(folder)).replace("LOOP", str(LOOP)).split()
     if "-o" not in args:
         args += ["-o", str(folder / "out.wav")]
-    if "--bpm" not in args:
+    if "auto" in args:                  # leave --bpm out: the input's tempo is estimated
+        args.remove("--bpm"), args.remove("auto")
+    elif "--bpm" not in args:
         args += ["--bpm", "100"]
     if "--bars" not in args:
         args += ["--bars", "2"]

@@ -86,7 +86,8 @@ enum ld_key {
     LD_KEY_REF_TYPE = 29,        /* uint: message type an error refers to, 0 if unknown */
     LD_KEY_GENERATOR = 30,       /* str: generator serving the session ("diffusion", "loop") */
     LD_KEY_WINDOWS = 31,         /* uint64: windows published so far (status) */
-    LD_KEY_DROPPED_FRAMES = 32   /* uint64: input frames the shim dropped because its ring was full */
+    LD_KEY_DROPPED_FRAMES = 32,  /* uint64: input frames the shim dropped because its ring was full */
+    LD_KEY_CONTEXT_SOURCE = 33   /* str: where the latest window's context came from: "main" | "sidechain" | "both" (status) */
 };
 
 enum ld_process_mode {

@@ -20,6 +20,7 @@ API (all on the calling thread, which plays main thread and audio thread in turn
     .stats() -> dict               livediff_clap_stats: underruns, offline_timeouts, dropped_frames,
                                    engine_state (0 connecting, 1 alive, 2 dead), epoch
     .latency() -> int, .save_state() -> bytes, .load_state(bytes) -> bool
+    .audio_ports(is_input) -> [(name, flags, channel_count)]
     .reset()                       clap_plugin.reset (own clock back to 0, new epoch)
     .close()                       stop_processing, deactivate, destroy (also on context exit)
 Transport(...).advanced(frames, sample_rate) gives the transport of the next block.
@@ -238,6 +239,16 @@ class ClapHost:
         self.plugin.reset(self.plugin)
 
     # -- the rest --------------------------------------------------------------------------
+    def audio_ports(self, is_input: bool) -> list[tuple[str, int, int]]:
+        """(name, flags, channel_count) of each port (clap.audio-ports)."""
+        ports = ffi.cast("const clap_plugin_audio_ports *", self.plugin.get_extension(self.plugin, b"clap.audio-ports"))
+        info = ffi.new("clap_audio_port_info *")
+        out = []
+        for index in range(ports.count(self.plugin, is_input)):
+            assert ports.get(self.plugin, index, is_input, info)
+            out.append((ffi.string(info.name).decode(), info.flags, info.channel_count))
+        return out
+
     def stats(self) -> dict[str, int]:
         out = ffi.new("ld_core_stats *")
         self.lib.livediff_clap_stats(self.plugin, out)

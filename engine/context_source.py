@@ -1,0 +1,57 @@
+"""Which of the track's audio a window's context is taken from: the main input, the sidechain,
+or both summed (the context_source parameter). "auto" takes the sidechain while the host feeds
+it sound and the main input otherwise.
+
+The choice is made per context horizon (a bar line) from the audio heard before that line, not
+from when a message arrived, so it is the same in realtime and offline, it only ever changes at
+bar lines, and a window remade later gets the same context. Auto's hysteresis: the sidechain is
+taken from the first bar line after a bar in which it sounded, and given up only after
+HOLD_BARS silent bars in a row, so one quiet bar does not flip the source.
+[worker-thread, scheduler lock held]"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from engine.session import Session
+
+log = logging.getLogger("livediff.scheduler")
+
+SOURCES = ("main", "sidechain", "both")     # what a context can be read from ("auto" picks one)
+SILENT_RMS = 10 ** (-60 / 20)               # a bar under -60 dBFS RMS (all channels) counts as silent
+HOLD_BARS = 2
+_STORES = {"main": "input", "sidechain": "sidechain"}   # source -> Session.inputs key
+
+
+def sounds(audio: np.ndarray) -> bool:
+    return audio.size > 0 and float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) >= SILENT_RMS
+
+
+def read_bar(session: Session, source: str, bar: int) -> np.ndarray:
+    """What `source` played in `bar`, between this grid's bar lines; "both" is the two summed at
+    unity gain, as a mix bus would."""
+    grid = session.grid
+    start = grid.bar_start_sample(bar)
+    frames = grid.bar_start_sample(bar + 1) - start
+    if source == "both":
+        return session.inputs["input"].read(start, frames) + session.inputs["sidechain"].read(start, frames)
+    return session.inputs[_STORES[source]].read(start, frames)
+
+
+def source_at(session: Session, line: int) -> str:
+    """The source of the context that ends at bar line `line` (a window's horizon)."""
+    choice = str(session.params.get("context_source", "auto"))
+    if choice != "auto":
+        return choice
+    heard = any(sounds(read_bar(session, "sidechain", bar)) for bar in range(line - HOLD_BARS, line))
+    return "sidechain" if heard else "main"
+
+
+def in_use(session: Session, source: str, line: int) -> None:
+    """Record the source a window's context came from (shown in STATUS); a change is one log line."""
+    if source != session.context_in_use:
+        log.info("session %016x: context from the %s from bar %d on (context_source %s)", session.instance,
+                 "main input" if source == "main" else "sidechain" if source == "sidechain"
+                 else "main input and sidechain summed", line, session.params.get("context_source", "auto"))
+        session.context_in_use = source
