@@ -207,6 +207,9 @@ def plan(args: argparse.Namespace) -> Plan:
         seed = random.randrange(int(param_range("seed")[1]) + 1) if preset.seed == RANDOM_SEED else preset.seed
         if preset.seed == RANDOM_SEED:
             notes.append(f"seed {seed} (preset {preset.name}: a new seed per bounce; --seed {seed} repeats this one)")
+    if preset and endpoint and not preset.sound.neutral:
+        notes.append(f"the engine at {endpoint} applies its own preset's steps, FX and gain, not {preset.name}'s "
+                     f"(start it with `livediff serve --preset {preset.name}`, or leave out --endpoint)")
     generator = args.generator or (preset.generator if preset and preset.generator else "diffusion")
     return Plan(input=source, output=output, reports=reports, bpm=args.bpm, bars=args.bars,
                 seed=0 if seed is None else seed, generator=generator, params=params, preset=preset,
@@ -278,19 +281,18 @@ class Engine:
     def died(self) -> int | None:
         return None if self.process is None else self.process.poll()
 
-    def windows(self) -> list[dict]:
-        """Window-log entries of the instance that rendered last (pedalboard opens throwaway
-        instances first); the log is read on from where the last call stopped."""
-        if self.window_log is None or not self.window_log.exists():
-            return []
-        with open(self.window_log, "rb") as f:
-            f.seek(self._read_to)
-            chunk = f.read()
-        complete = chunk[:chunk.rfind(b"\n") + 1]      # a line being written is read next time
-        self._read_to += len(complete)
-        self._entries += [json.loads(line) for line in complete.splitlines() if line.strip()]
-        last = self._entries[-1]["instance"] if self._entries else None
-        return [e for e in self._entries if e["instance"] == last]
+    def windows(self, instance: str | None = None) -> list[dict]:
+        """Window-log entries of `instance`, by default of the one that rendered last (pedalboard
+        opens throwaway instances first); the log is read on from where the last call stopped."""
+        if self.window_log is not None and self.window_log.exists():
+            with open(self.window_log, "rb") as f:
+                f.seek(self._read_to)
+                chunk = f.read()
+            complete = chunk[:chunk.rfind(b"\n") + 1]      # a line being written is read next time
+            self._read_to += len(complete)
+            self._entries += [json.loads(line) for line in complete.splitlines() if line.strip()]
+        instance = instance or (self._entries[-1]["instance"] if self._entries else None)
+        return [e for e in self._entries if e["instance"] == instance]
 
 
 @contextmanager
@@ -315,12 +317,13 @@ def engine_for(plan: Plan, sidechain: np.ndarray | None = None, rate: int = 0):
         write_wav(directory / "sidechain.wav", sidechain, rate)
         command += ["--sidechain-file", str(directory / "sidechain.wav")]
     process = subprocess.Popen(command)
+    engine = Engine(endpoint, process, window_log)
     try:
         deadline = time.monotonic() + ENGINE_START_SECONDS
         while not engine_answers(endpoint, 0.2):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise BounceError(f"the engine did not start on {endpoint} (exit status {process.poll()})")
-        yield Engine(endpoint, process, window_log)
+        yield engine
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -330,6 +333,7 @@ def engine_for(plan: Plan, sidechain: np.ndarray | None = None, rate: int = 0):
             process.kill()
             process.wait()
         sweep_stale_segments()      # an engine that was killed could not remove its own
+        engine.windows()            # the log's last lines (a window can be played before it is logged)
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -531,10 +535,11 @@ def bounce(plan: Plan) -> dict:
         os.environ[ENV_VAR] = engine.endpoint  # the plugin computes its endpoint from the same rule
         check_generator(engine.endpoint, plan.generator, rate)
         result = render(plan, engine, audio, rate, plan.bpm, Progress(plan.progress, audio.shape[1], bar_frames, rate))
-        windows = engine.windows() if engine.window_log else None
+        rendered_by = (engine.windows() or [{}])[-1].get("instance")
         generated = render(plan, engine, audio, rate, plan.bpm, Progress(plan.progress, audio.shape[1], bar_frames, rate),
                            mix=100) if plan.stems else None
         died = engine.died()
+    windows = engine.windows(rendered_by) if engine.window_log else None
 
     lost = missed_bars(result, bar_frames, audio.shape[1])
     if generated is not None:
