@@ -533,6 +533,7 @@ def bounce(plan: Plan) -> dict:
 
     with engine_for(plan, sidechain, rate) as engine:
         os.environ[ENV_VAR] = engine.endpoint  # the plugin computes its endpoint from the same rule
+        os.environ["LIVEDIFF_AUTO_LAUNCH"] = "0"  # this engine or none: a dead one fails the bounce
         check_generator(engine.endpoint, plan.generator, rate)
         result = render(plan, engine, audio, rate, plan.bpm, Progress(plan.progress, audio.shape[1], bar_frames, rate))
         rendered_by = (engine.windows() or [{}])[-1].get("instance")
