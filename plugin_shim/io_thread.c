@@ -40,12 +40,12 @@ extern char **environ;
  * faster than real time (the time the audio thread spent waiting for us left out); a realtime host
  * cannot do that for long, a freewheeling export does it at once. Back to realtime after
  * INFER_LEAVE_S of wall time at under INFER_LEAVE_RATIO (a stopped host counts). */
-#define INFER_SAMPLE_S 0.01
-#define INFER_HISTORY 128
+#define INFER_SAMPLE_S 0.002            /* fine: a fast export passes 1 s of audio in a few ms */
+#define INFER_HISTORY 1024              /* > INFER_LEAVE_S / INFER_SAMPLE_S */
 #define INFER_ENTER_AUDIO_S 1.0
 #define INFER_WINDOW_S 0.5
 #define INFER_RATIO 2.0
-#define INFER_LEAVE_S 1.0
+#define INFER_LEAVE_S 2.0               /* long: leaving too early costs an export its windows */
 #define INFER_LEAVE_RATIO 1.5
 
 /* Whether the last I/O thread (of any instance) found no engine: then the next one gives a

@@ -273,10 +273,11 @@ def test_a_host_without_clap_render_exports_completely(engine, capfd):
     frames = 8 * BAR
     with loop_host(max_frames=1024, render=False) as host:
         wait_connected(host)
-        exported = render(host, frames, 1024)
-        assert host.stats()["render_inferred"] == 1
+        inferred = {}
+        exported = render(host, frames, 1024, events=lambda pos: inferred.update({pos: host.stats()["render_inferred"]}))
+        assert all(inferred[pos] for pos in inferred if pos >= 2 * BAR), "inferred within the preroll, and kept"
         assert host.stats()["offline_timeouts"] == 0
-        assert wait_until(lambda: host.stats()["render_inferred"] == 0, 3.0), "a stopped host is not a render"
+        assert wait_until(lambda: host.stats()["render_inferred"] == 0, 5.0), "a stopped host is not a render"
     with loop_host(max_frames=1024, offline=True) as host:
         wait_connected(host)
         offline = render(host, frames, 1024)
