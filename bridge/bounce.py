@@ -51,6 +51,8 @@ TEMPO_TOLERANCE = 0.02            # --bpm may differ this much from the estimate
 OUTPUT_SUFFIXES = (".wav",)
 REPORT_SUFFIXES = (".png", ".json")
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+ENGINE_DIR_PREFIX = "livediff-bounce-"    # a bounce's private endpoint directory, in the temp dir
+STALE_DIR_SECONDS = 120
 
 
 class BounceError(RuntimeError):
@@ -74,7 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help="a preset name (`livediff presets`) or a .toml file: sets the plugin's "
                                          "parameters and the engine's steps, FX chain and gain; never the tempo")
     parser.add_argument("--generator", choices=list(GENERATORS),
-                        help="diffusion: the built-in model (default); loop: hold/loop the last bar (no model)")
+                        help="diffusion: the built-in model (default); loop: hold/loop the last bar (no model); "
+                             "sao_small: Stable Audio Open Small from --model sao-small=DIR")
+    parser.add_argument("--model", action="append", default=[], metavar="KIND=DIR",
+                        help="a model folder for the engine started here, as in `livediff serve --model` (repeatable)")
+    parser.add_argument("--t5", metavar="DIR", help="local T5 directory for the engine started here (`serve --t5`)")
     parser.add_argument("--style", help="a trained style by name or id (`livediff styles`; default: the preset's, else 0)")
     for name in PLUGIN_PARAMS:
         low, high = param_range(name)
@@ -113,6 +119,7 @@ class Plan:
     stems: bool
     window_log: Path | None
     endpoint: str | None
+    serve_args: list[str]            # --model / --t5 for the engine started here
     progress: bool
     sidechain: Path | None = None    # heard as the sidechain, through the engine (pedalboard has no aux bus)
     notes: list[str] = field(default_factory=list)
@@ -186,6 +193,9 @@ def plan(args: argparse.Namespace) -> Plan:
     window_log = Path(args.window_log) if args.window_log else None
     if window_log and args.endpoint:
         raise usage("--window-log needs the engine started by bounce; leave out --endpoint")
+    serve_args = [arg for spec in args.model for arg in ("--model", spec)] + (["--t5", args.t5] if args.t5 else [])
+    if serve_args and args.endpoint:
+        raise usage("--model and --t5 need the engine started by bounce; leave out --endpoint")
     endpoint = None
     if args.endpoint:
         try:
@@ -214,7 +224,8 @@ def plan(args: argparse.Namespace) -> Plan:
     return Plan(input=source, output=output, reports=reports, bpm=args.bpm, bars=args.bars,
                 seed=0 if seed is None else seed, generator=generator, params=params, preset=preset,
                 buffer_size=args.buffer_size, stems=args.stems, window_log=window_log, endpoint=endpoint,
-                progress=not args.no_progress and sys.stderr.isatty(), sidechain=sidechain, notes=notes)
+                serve_args=serve_args, progress=not args.no_progress and sys.stderr.isatty(), sidechain=sidechain,
+                notes=notes)
 
 
 def read_input(path: Path) -> tuple[np.ndarray, int]:
@@ -295,6 +306,23 @@ class Engine:
         return [e for e in self._entries if e["instance"] == instance]
 
 
+def sweep_stale_engine_dirs(older_than: float = STALE_DIR_SECONDS) -> list[Path]:
+    """Remove private endpoint directories of bounces that were killed (SIGKILL leaves no chance to
+    clean up): ours, without a live engine's socket, and older than a bounce takes to start one."""
+    removed = []
+    for directory in Path(tempfile.gettempdir()).glob(f"{ENGINE_DIR_PREFIX}*"):
+        try:
+            info = directory.lstat()
+            if info.st_uid != os.getuid() or time.time() - info.st_mtime < older_than \
+                    or (directory / "engine.sock").exists():
+                continue
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory)
+    return removed
+
+
 @contextmanager
 def engine_for(plan: Plan, sidechain: np.ndarray | None = None, rate: int = 0):
     """The engine at --endpoint, or one started here on a private endpoint and stopped (with its
@@ -306,11 +334,12 @@ def engine_for(plan: Plan, sidechain: np.ndarray | None = None, rate: int = 0):
                               f"{plan.endpoint}` or leave out --endpoint")
         yield Engine(plan.endpoint)
         return
-    directory = Path(tempfile.mkdtemp(prefix="livediff-bounce-"))
+    sweep_stale_engine_dirs()
+    directory = Path(tempfile.mkdtemp(prefix=ENGINE_DIR_PREFIX))
     endpoint = f"ipc://{directory}/engine.sock"
     window_log = plan.window_log or directory / "windows.jsonl"
     command = [sys.executable, "-m", "bridge.cli", "serve", "--endpoint", endpoint, "--log-level", "WARNING",
-               "--window-log", str(window_log), "--exit-with-parent"]
+               "--window-log", str(window_log), "--exit-with-parent", *plan.serve_args]
     if plan.preset:
         command += ["--preset", str(plan.preset.path)]
     if sidechain is not None:

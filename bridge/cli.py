@@ -26,6 +26,8 @@ COMMANDS = {
     "train": "engine.train",
     "export-onnx": "engine.export_onnx",
     "eval": "engine.evaluate",
+    "export-sao": "engine.sao.export",
+    "embed-prompts": "engine.sao.prompts",
 }
 
 

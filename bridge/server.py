@@ -29,11 +29,11 @@ from bridge.presets import find_preset
 from bridge.protocol import ERR, MSG, ProtocolError
 from bridge.shm import TimelineStore, sweep_stale_segments
 from bridge.sidechain_file import SidechainFile, SidechainFileError, open_audio
+from engine.planner import generation_key
 from engine.publisher import WindowKind
 from engine.scheduler import Scheduler
 from engine.session import Session
 from engine.sound import Sound
-from engine.validate import PresetError
 
 HELP = "Run the engine in the foreground: serve plugin instances over ZeroMQ (Ctrl-C stops it)."
 HEARTBEAT_SECONDS = 0.2   # docs/protocol.md: at least every 250 ms per session
@@ -59,10 +59,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exit after this many seconds without any session (0, the default: never); "
                              "engines the plugin starts itself use 600")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--model", action="append", default=[], metavar="KIND=DIR",
+                        help="serve a model folder as a generator: sao-small=DIR (Stable Audio Open Small or an "
+                             "LMDM fine-tune: model_config.json + model.safetensors/.ckpt, or `livediff export-sao` "
+                             "graphs) becomes the sao_small generator; repeatable")
+    parser.add_argument("--t5", type=Path, metavar="DIR",
+                        help="local T5 encoder directory (transformers format) for prompt-conditioned models")
     parser.add_argument("--preset", help="a preset (name or .toml) whose engine part (sampler steps, FX chain, "
                                          "output gain) every session gets; see `livediff presets`")
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="stop when the process that started this one ends (livediff bounce uses it)")
+
+
+def slower_than_real_time(name: str, seconds: float | None, window_seconds: float) -> str | None:
+    """The status text of a realtime session whose generator, as measured, makes a window more
+    slowly than it plays (None while it keeps up or was not measured yet)."""
+    if seconds is None or seconds <= window_seconds:
+        return None
+    return (f"the {name} generator makes a {window_seconds:.1f} s window in {seconds:.1f} s here "
+            f"({window_seconds / seconds:.2f}x real time): it serves offline bounces; realtime playback will miss windows")
+
+
+def register_models(specs: list[str], t5: Path | None) -> None:
+    """--model KIND=DIR: check each folder now and register its generator (ValueError/OSError
+    naming what is wrong and what is allowed)."""
+    for spec in specs:
+        kind, sep, directory = spec.partition("=")
+        if kind == "sao-small" and sep and directory:
+            from engine.sao import register_sao_small
+            register_sao_small(Path(directory), t5)
+        else:
+            raise ValueError(f"--model {spec!r}: allowed: sao-small=DIR")
 
 
 class WindowLog:
@@ -269,6 +296,10 @@ class Engine:
     def _send_status(self, instance: int, session: Session) -> None:
         name = session.generator_name
         ok = READY_TEXT if self.scheduler.generators.loaded(name) else f"loading the {name} generator"
+        if ok == READY_TEXT and not session.offline and session.grid is not None:
+            grid = session.grid
+            window = session.setting("window_bars") * grid.bar_beats * 60.0 / grid.tempo_bpm
+            ok = slower_than_real_time(name, self.scheduler.estimates.measured(generation_key(session)), window) or ok
         code, message = (convert.PROBLEM_CODES[session.problem[0]], session.problem[1]) if session.problem \
             else (const("LD_OK"), ok)
         self._last_status[instance] = time.monotonic()
@@ -300,13 +331,14 @@ class Engine:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
+        register_models(args.model, args.t5)
         sound = find_preset(args.preset).sound if args.preset else Sound()
         sidechain_file = Path(args.sidechain_file) if args.sidechain_file else None
         if sidechain_file:
             open_audio(sidechain_file)
         engine = Engine(args.endpoint or default_endpoint(), args.session_timeout, args.window_log, sound,
                         os.getppid() if args.exit_with_parent else None, sidechain_file, args.idle_exit)
-    except (EndpointError, PresetError, SidechainFileError) as exc:
+    except (ValueError, OSError) as exc:     # a bad endpoint, preset, sidechain file or --model folder
         log.error("%s", exc)
         return 2
     if args.preset:

@@ -40,3 +40,23 @@ def guided(conditional: Denoiser, unconditional: Denoiser, scale: float) -> Deno
         baseline = unconditional(x, t)
         return baseline + scale * (x0 - baseline)
     return denoise
+
+
+def log_snr_levels(steps: int, low: float = -6.0, high: float = 2.0) -> np.ndarray:
+    """steps + 1 noise levels evenly spaced in log-SNR over [low, high] (LMDM's and SAO-Small's
+    schedule for few-step sampling), with the ends pinned to 1 and 0."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    levels = 1.0 / (1.0 + np.exp(np.linspace(low, high, steps + 1)))
+    levels[0], levels[-1] = 1.0, 0.0
+    return levels
+
+
+def pingpong(denoise: Denoiser, noise: np.ndarray, levels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Ping-pong sampling for few-step (adversarially post-trained) models: denoise fully at each
+    level, then re-noise the prediction to the next level with fresh noise."""
+    x = noise
+    for t, t_next in zip(levels[:-1], levels[1:]):
+        x0 = denoise(x, float(t))
+        x = (1.0 - t_next) * x0 + t_next * rng.standard_normal(x.shape, np.float32)
+    return x0

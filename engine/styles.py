@@ -1,8 +1,9 @@
 """The trained styles: presets/styles/<name>.toml, one per style id.
 
 A style file names the style, its id (what the model is conditioned on, and the plugin's
-`style` parameter), a line describing it, a typical tempo, and the parameters engine/music.py
-uses to generate its procedural training music. These files are for training and demos;
+`style` parameter), a line describing it, a typical tempo, the parameters engine/music.py
+uses to generate its procedural training music, and optionally the text prompt that
+prompt-conditioned generators (sao_small) get for it. These files are for training and demos;
 what a producer hears is set by the presets (presets/*.toml, bridge/presets.py).
 """
 from __future__ import annotations
@@ -47,18 +48,20 @@ class Style:
     description: str
     tempo: float               # typical tempo (demos; never imposed on a host or a bounce)
     music: dict[str, Any]      # engine/music.py's parameters
+    prompt: str = ""           # text prompt for prompt-conditioned generators ("" = the empty prompt)
 
 
 def load_style(path: Path) -> Style:
     path = Path(path)
     data = read_toml(path, "style")
     where = str(path)
-    check_keys(where, data, (*STYLE_RULES, "music"))
+    check_keys(where, data, (*STYLE_RULES, "music"), ("prompt",))
     top = {key: rule.check(where, key, data[key]) for key, rule in STYLE_RULES.items()}
     if top["name"] != path.stem:
         raise PresetError(f"{where}: name = {top['name']!r} is not allowed; allowed: the file's name, {path.stem!r}")
     music = check_table(f"{where} [music]", data["music"], MUSIC_RULES, tuple(MUSIC_RULES))
-    return Style(top["name"], top["id"], top["description"], top["tempo"], music)
+    prompt = Text().check(where, "prompt", data["prompt"]) if "prompt" in data else ""
+    return Style(top["name"], top["id"], top["description"], top["tempo"], music, prompt)
 
 
 def load_styles(directory: Path = STYLES_DIR) -> list[Style]:

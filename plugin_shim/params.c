@@ -10,7 +10,7 @@
 
 static const char *const underrun_labels[] = {"silence", "hold", "dry"};
 static const char *const sync_labels[] = {"auto", "host", "free"};
-static const char *const generator_labels[] = {"diffusion", "loop"};
+static const char *const generator_labels[] = {"diffusion", "loop", "custom", "sao_small"};
 static const char *const bypass_labels[] = {"off", "on"};
 static const char *const preroll_labels[] = {"dry", "silence"};
 
@@ -26,7 +26,7 @@ const ld_param_info ld_param_table[LD_PARAM_DEFINED] = {
     {LD_PARAM_CONTEXT_BARS, "context_bars", LD_CONTEXT_BARS_MIN, LD_CONTEXT_BARS_MAX, LD_CONTEXT_BARS_DEFAULT, true, NULL, false},
     {LD_PARAM_UNDERRUN_POLICY, "underrun_policy", LD_UNDERRUN_SILENCE, LD_UNDERRUN_DRY, LD_UNDERRUN_SILENCE, true, underrun_labels, false},
     {LD_PARAM_SYNC_MODE, "sync_mode", LD_SYNC_AUTO, LD_SYNC_FREE, LD_SYNC_AUTO, true, sync_labels, false},
-    {LD_PARAM_GENERATOR, "generator", LD_GENERATOR_DIFFUSION, LD_GENERATOR_LOOP, LD_GENERATOR_DIFFUSION, true, generator_labels, false},
+    {LD_PARAM_GENERATOR, "generator", LD_GENERATOR_DIFFUSION, LD_GENERATOR_SAO_SMALL, LD_GENERATOR_DIFFUSION, true, generator_labels, false},
     {LD_PARAM_MIX, "mix", LD_MIX_MIN, LD_MIX_MAX, LD_MIX_DEFAULT, true, NULL, false},
     {LD_PARAM_BYPASS, "bypass", LD_BYPASS_OFF, LD_BYPASS_ON, LD_BYPASS_OFF, true, bypass_labels, true},
     {LD_PARAM_PREROLL, "preroll", LD_PREROLL_DRY, LD_PREROLL_SILENCE, LD_PREROLL_DRY, true, preroll_labels, false},

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.bounce import sweep_stale_engine_dirs
 from bridge.shm import sweep_stale_segments
 from conftest import REPO, segments_of, start_engine, wait_until
 
@@ -98,6 +99,7 @@ def test_whatever_stops_a_bounce_stops_its_engine(tmp_path, how, status):
     bounce = start_bounce(tmp_path, "--window-log", str(log))
     assert wait_until(lambda: len(generated_windows(log)) >= 1, timeout=120)
     engine = children(bounce.pid)[0]
+    endpoint = Path(Path(f"/proc/{engine}/cmdline").read_text().split("\0")[5][len("ipc://"):])
     bounce.send_signal(how)
     _, stderr = bounce.communicate(timeout=60)
     assert bounce.returncode == status, stderr
@@ -106,3 +108,8 @@ def test_whatever_stops_a_bounce_stops_its_engine(tmp_path, how, status):
     assert not (tmp_path / "out.wav").exists()
     if how != signal.SIGKILL:
         assert "was not written" in stderr, stderr
+        assert not endpoint.parent.exists(), "the bounce left its endpoint directory"
+    else:   # nothing could clean up after a SIGKILL: the next bounce sweeps the directory
+        assert endpoint.parent.exists() and not endpoint.exists(), "the engine left its socket"
+        os.utime(endpoint.parent, (time.time() - 3600, time.time() - 3600))   # as if it had been there an hour
+        assert endpoint.parent in sweep_stale_engine_dirs()

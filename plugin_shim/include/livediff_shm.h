@@ -84,7 +84,7 @@ enum ld_key {
     LD_KEY_CODE = 27,            /* uint: ld_error (error, status) */
     LD_KEY_MESSAGE = 28,         /* str: human-readable text naming what was wrong and what is allowed */
     LD_KEY_REF_TYPE = 29,        /* uint: message type an error refers to, 0 if unknown */
-    LD_KEY_GENERATOR = 30,       /* str: generator serving the session ("diffusion", "loop") */
+    LD_KEY_GENERATOR = 30,       /* str: generator serving the session ("diffusion", "loop", "custom", "sao_small") */
     LD_KEY_WINDOWS = 31,         /* uint64: windows published so far (status) */
     LD_KEY_DROPPED_FRAMES = 32,  /* uint64: input frames the shim dropped because its ring was full */
     LD_KEY_CONTEXT_SOURCE = 33   /* str: where the latest window's context came from: "main" | "sidechain" | "both" (status) */
@@ -154,7 +154,7 @@ enum ld_param_range {
 
 enum ld_underrun_policy { LD_UNDERRUN_SILENCE = 0, LD_UNDERRUN_HOLD = 1, LD_UNDERRUN_DRY = 2 };
 enum ld_sync_mode { LD_SYNC_AUTO = 0, LD_SYNC_HOST = 1, LD_SYNC_FREE = 2 };
-enum ld_generator { LD_GENERATOR_DIFFUSION = 0, LD_GENERATOR_LOOP = 1 };
+enum ld_generator { LD_GENERATOR_DIFFUSION = 0, LD_GENERATOR_LOOP = 1, LD_GENERATOR_CUSTOM = 2, LD_GENERATOR_SAO_SMALL = 3 };
 enum ld_bypass { LD_BYPASS_OFF = 0, LD_BYPASS_ON = 1 };
 enum ld_preroll { LD_PREROLL_DRY = 0, LD_PREROLL_SILENCE = 1 };
 
