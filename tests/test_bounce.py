@@ -53,7 +53,7 @@ def expected_output() -> np.ndarray:
     turn = np.arange(SEAM) / SEAM * np.pi / 2
     for bar in range(2, BARS):      # bars 0 and 1 are preroll (lookahead 2: horizon <= song start)
         window = bar0.copy()
-        # the previous window's tail continues bar 0 periodically; the first fades in from the silent preroll
+        # the previous window's tail continues bar 0 periodically; the engine fades the first in from silence
         before = bar0[:, :SEAM] if bar > 2 else 0
         window[:, :SEAM] = before * np.cos(turn) + bar0[:, :SEAM] * np.sin(turn)
         out[:, bar * BAR:(bar + 1) * BAR] = window
