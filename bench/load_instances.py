@@ -51,25 +51,6 @@ def stop_engine(process: subprocess.Popen) -> None:
     process.wait(30)
 
 
-def covered(reader: TimelineReader, epoch: int, pos: int, frames: int) -> bool:
-    """What the shim's audio thread checks: READY slots of `epoch` cover [pos, pos + frames)
-    (slot headers only, under the seqlock)."""
-    slots, end = reader.header.slots, pos + frames
-    while pos < end:
-        reach = None
-        for i in range(reader.header.slot_count):
-            slot = slots[i]
-            seq = slot.seq
-            if seq & 1 or slot.state != const("LD_SLOT_READY") or slot.epoch != epoch:
-                continue
-            if slot.start_sample <= pos < slot.start_sample + slot.frames and slot.seq == seq:
-                reach = max(reach or pos, slot.start_sample + slot.frames)
-        if reach is None:
-            return False
-        pos = reach
-    return True
-
-
 class Instance:
     def __init__(self, endpoint: str, generator: str, context: zmq.Context, seed: int):
         self.client = Client(endpoint, context=context)
@@ -82,7 +63,7 @@ class Instance:
         start = pos % BAR
         audio = np.take(self.noise, np.arange(start, start + BLOCK) % BAR, axis=1)
         self.client.audio(pos_samples=pos, tempo=TEMPO, audio=audio, epoch=1)
-        return covered(self.reader, 1, pos, BLOCK)
+        return self.reader.covers(1, pos, BLOCK)
 
     def close(self) -> None:
         self.client.bye()

@@ -14,7 +14,7 @@ from engine.session import Session
 from engine.transport import InputBlock, TransportSnapshot
 
 TEMPO_RANGE = (const("LD_TEMPO_MIN"), const("LD_TEMPO_MAX"))
-PROBLEM_CODES = {"generator": const("LD_ERR_GENERATOR")}
+PROBLEM_CODES = {"generator": const("LD_ERR_GENERATOR"), "internal": const("LD_ERR_INTERNAL")}
 
 
 def _value_names(enum_name: str) -> dict[int, str]:

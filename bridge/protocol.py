@@ -28,7 +28,9 @@ FORMATS = ("vst3", "clap", "harness")
 MAX_BLOCK_LIMIT = 1 << 20
 UINT32_MAX = (1 << 32) - 1
 UINT64_MAX = (1 << 64) - 1
-INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+# Wire ranges of positions (ld_wire_range): anything beyond is refused before it reaches a session.
+POS_BEATS_LIMIT = float(1 << const("LD_POS_BEATS_BITS"))
+POS_SAMPLES_LIMIT = 1 << const("LD_POS_SAMPLES_BITS")
 
 
 class ProtocolError(Exception):
@@ -64,11 +66,20 @@ def _one_of(allowed: tuple, code_name: str = "LD_ERR_TYPE") -> Callable[[str, An
 
 
 def _float(key: str, value: Any) -> float:
-    """Any finite-or-not number; ranges of tempo and positions are the timeline's business
-    (it keeps the last good values and logs), so a garbage tempo does not drop a position."""
+    """Any number. Tempo's range is the grid's business (it keeps the last good tempo and logs
+    once), so a host's garbage tempo does not cost the position in the same TRANSPORT."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _fail("LD_ERR_TYPE", key, f"is {type(value).__name__}; allowed: float64")
     return float(value)
+
+
+def _beats(key: str, value: Any) -> float:
+    """A song position in quarter notes: finite, within +-2^LD_POS_BEATS_BITS."""
+    value = _float(key, value)
+    if not -POS_BEATS_LIMIT <= value <= POS_BEATS_LIMIT:   # NaN fails too
+        raise _fail("LD_ERR_TYPE", key, f"is {value!r}; allowed: finite quarter notes "
+                                        f"{-POS_BEATS_LIMIT:.0f}..{POS_BEATS_LIMIT:.0f}")
+    return value
 
 
 def _flags(enum_name: str) -> Callable[[str, Any], int]:
@@ -108,13 +119,13 @@ FIELD_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "epoch": _uint(0, UINT32_MAX),
     "flags": _flags("ld_transport_flags"),
     "tempo": _float,
-    "pos_samples": _uint(INT64_MIN, INT64_MAX),
-    "pos_beats": _float,
-    "bar_start_beats": _float,
+    "pos_samples": _uint(-POS_SAMPLES_LIMIT, POS_SAMPLES_LIMIT),
+    "pos_beats": _beats,
+    "bar_start_beats": _beats,
     "tsig_num": _uint(0, 255),        # 0 is caught by the timeline (keeps the last good grid)
     "tsig_den": _uint(0, 255),
-    "loop_start_beats": _float,
-    "loop_end_beats": _float,
+    "loop_start_beats": _beats,
+    "loop_end_beats": _beats,
     "frames": _uint(1, const("LD_MAX_AUDIO_FRAMES"), "LD_ERR_OVERSIZED"),
     "input": _bytes,
     "sidechain": _bytes_or_nil,

@@ -11,6 +11,7 @@ what fits. tmpfs pages are only allocated once written, so idle slots cost no me
 """
 from __future__ import annotations
 
+import errno
 import itertools
 import mmap
 import os
@@ -20,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cffi
 import numpy as np
 
 from bridge.layout import HEADER_SIZE, const, ffi
@@ -28,20 +30,71 @@ from engine.publisher import StoreFull, WindowKind
 SHM_DIR = Path("/dev/shm")
 SLOT_COUNT = 16
 SLOT_SECONDS = 4
-_SEGMENT_NAME = re.compile(r"^livediff-(\d+)-([0-9a-f]{16})$")
+NAME_ATTEMPTS = 8        # a name already taken (a stale or planted file) moves on to "-1", "-2", ...
+_SEGMENT_NAME = re.compile(r"^livediff-(\d+)-([0-9a-f]{16})(-\d+)?$")
 WINDOW_FLAGS = {kind: const(f"LD_WINDOW_{kind.name}") for kind in WindowKind}
 _window_ids = itertools.count(1)  # engine-wide, increasing: a larger id replaces a smaller one
 
+# The engine maps segments with libc's mmap, not Python's: mmap.mmap keeps a dup of the file
+# descriptor for its lifetime, one per session, and ~1,000 sessions then exhaust a 1024-fd limit.
+_libc_ffi = cffi.FFI()
+_libc_ffi.cdef("void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset);"
+               "int munmap(void *addr, size_t length);")
+_libc = _libc_ffi.dlopen(None)
+_MAP_FAILED = _libc_ffi.cast("void *", -1)
 
-def segment_name(instance: int, pid: int | None = None) -> str:
-    return f"/livediff-{os.getpid() if pid is None else pid}-{instance:016x}"
+
+def segment_name(instance: int, pid: int | None = None, attempt: int = 0) -> str:
+    suffix = f"-{attempt}" if attempt else ""
+    return f"/livediff-{os.getpid() if pid is None else pid}-{instance:016x}{suffix}"
+
+
+class _Mapping:
+    """A shared read-write mapping of `size` bytes of fd that holds no file descriptor."""
+
+    def __init__(self, fd: int, size: int):
+        self.size = size
+        self._base = _libc.mmap(_libc_ffi.NULL, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
+        if self._base == _MAP_FAILED:
+            raise OSError(_libc_ffi.errno, os.strerror(_libc_ffi.errno))
+        self.buffer = _libc_ffi.buffer(self._base, size)
+        self.closed = False
+
+    def close(self) -> None:
+        """Only once nothing refers to `buffer` any more."""
+        if not self.closed:
+            self.closed = True
+            del self.buffer
+            _libc.munmap(self._base, self.size)
+
+
+def _create(instance: int, size: int) -> tuple[str, _Mapping]:
+    """Create, size and map a new 0600 segment under the first free name."""
+    for attempt in range(NAME_ATTEMPTS):
+        name = segment_name(instance, attempt=attempt)
+        path = SHM_DIR / name[1:]
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            continue
+        try:
+            os.fchmod(fd, 0o600)  # the umask must not widen or narrow it
+            os.ftruncate(fd, size)
+            return name, _Mapping(fd, size)
+        except BaseException:
+            os.unlink(path)
+            raise
+        finally:
+            os.close(fd)
+    raise FileExistsError(errno.EEXIST, f"{segment_name(instance)} and its {NAME_ATTEMPTS - 1} alternatives "
+                                        f"are taken in {SHM_DIR}")
 
 
 def _align(value: int, to: int) -> int:
     return (value + to - 1) // to * to
 
 
-def _audio_view(mm: mmap.mmap, header) -> np.ndarray:
+def _audio_view(mm, header) -> np.ndarray:
     """float32 [slot, channel, frame] over the segment's audio area."""
     shape = (header.slot_count, header.channels, header.slot_capacity_frames)
     return np.frombuffer(mm, dtype=np.float32, count=shape[0] * shape[1] * shape[2],
@@ -77,24 +130,14 @@ class TimelineStore:
                  slot_count: int = SLOT_COUNT, slot_seconds: float = SLOT_SECONDS):
         if not 0 < slot_count <= const("LD_SHM_MAX_SLOTS"):
             raise ValueError(f"slot_count {slot_count}; allowed: 1..{const('LD_SHM_MAX_SLOTS')}")
-        self.name = segment_name(instance)
-        self.path = SHM_DIR / self.name[1:]
         self.slot_count = slot_count
         self.capacity = int(round(slot_seconds * sample_rate))
         audio_offset = _align(HEADER_SIZE, 4096)
         total = audio_offset + slot_count * channels * self.capacity * 4
-        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-        try:
-            os.fchmod(fd, 0o600)  # the umask must not widen or narrow it
-            os.ftruncate(fd, total)
-            self._mm = mmap.mmap(fd, total, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        except BaseException:
-            os.unlink(self.path)
-            raise
-        finally:
-            os.close(fd)
+        self.name, self._mm = _create(instance, total)
+        self.path = SHM_DIR / self.name[1:]
         self._lock = threading.Lock()
-        self._header = ffi.from_buffer("ld_shm_header *", self._mm)
+        self._header = ffi.from_buffer("ld_shm_header *", self._mm.buffer)
         h = self._header
         h.layout_version = const("LD_SHM_LAYOUT_VERSION")
         h.header_bytes = HEADER_SIZE
@@ -104,7 +147,7 @@ class TimelineStore:
         h.sample_rate = sample_rate
         h.audio_offset = audio_offset
         h.total_bytes = total
-        self._audio = _audio_view(self._mm, h)
+        self._audio = _audio_view(self._mm.buffer, h)
         self._playhead = (0, 0)  # (epoch, sample): slots behind it may be reclaimed
         h.magic = const("LD_SHM_MAGIC")  # last: a reader checks magic before trusting the rest
 
@@ -271,6 +314,24 @@ class TimelineReader:
                 out[:, lo - start_sample:hi - start_sample] = s.audio[:, lo - s.start_sample:hi - s.start_sample]
                 covered[lo - start_sample:hi - start_sample] = True
         return out, covered
+
+    def covers(self, epoch: int, pos: int, frames: int) -> bool:
+        """What the shim's audio thread checks: READY slots of `epoch` cover [pos, pos + frames)
+        (slot headers only, under the seqlock; cheap enough to call once per block)."""
+        slots, end = self.header.slots, pos + frames
+        while pos < end:
+            reach = None
+            for i in range(self.header.slot_count):
+                slot = slots[i]
+                seq = slot.seq
+                if seq & 1 or slot.state != const("LD_SLOT_READY") or slot.epoch != epoch:
+                    continue
+                if slot.start_sample <= pos < slot.start_sample + slot.frames and slot.seq == seq:
+                    reach = max(reach or pos, slot.start_sample + slot.frames)
+            if reach is None:
+                return False
+            pos = reach
+        return True
 
     def status(self) -> tuple[int, str]:
         while True:

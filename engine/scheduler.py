@@ -24,8 +24,9 @@ from typing import Callable
 
 from engine import transport_state
 from engine.generators import GeneratorPool
+from engine.input_budget import DEFAULT_TOTAL_MB, InputBudget
 from engine.planner import Estimates
-from engine.session import Session
+from engine.session import InputStore, Session
 from engine.transport import InputBlock, TransportSnapshot
 from engine.worker import Worker
 
@@ -33,9 +34,10 @@ from engine.worker import Worker
 class Scheduler:
     def __init__(self, on_window: Callable[[Session, dict], None] = lambda s, e: None,
                  on_problem: Callable[[Session, str, str], None] = lambda s, kind, m: None,
-                 generators: GeneratorPool | None = None):
+                 generators: GeneratorPool | None = None, max_input_mb: float = DEFAULT_TOTAL_MB):
         self._cond = threading.Condition()
         self._sessions: dict[int, Session] = {}
+        self.input_budget = InputBudget.megabytes(max_input_mb)   # received input of all sessions
         self.generators = generators or GeneratorPool()
         self.estimates = Estimates()
         self._worker = Worker(self._cond, self._sessions, self.generators, self.estimates, on_window, on_problem)
@@ -54,6 +56,9 @@ class Scheduler:
     def add(self, session: Session) -> None:
         with self._cond:
             self._sessions[session.instance] = session
+            for store in self._budgeted(session):
+                store.budget = self.input_budget
+                self.input_budget.add(store)
             self._cond.notify_all()
         # Load on hello, not on the first transport: a client may wait for "ready" before playing.
         self._worker.generator_ready(session.generator_name)
@@ -65,7 +70,15 @@ class Scheduler:
             session = self._sessions.pop(instance, None)
             if session:
                 session.closed = True
+                for store in self._budgeted(session):
+                    self.input_budget.remove(store)
+                    store.budget = None
             return session
+
+    @staticmethod
+    def _budgeted(session: Session) -> list[InputStore]:
+        """The session's stores of received input (a sidechain file stands in for one, costs nothing)."""
+        return [store for store in session.inputs.values() if isinstance(store, InputStore)]
 
     # [main-thread]
     def on_params(self, session: Session, params: dict[str, float | str]) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.dsp import fit
+from engine.input_budget import InputBudget
 from engine.publisher import Publisher, WindowKind
 from engine.sound import Sound
 from engine.timeline import Grid, GridTracker
@@ -22,13 +23,35 @@ EPOCH_MASK = 0xFFFFFFFF
 
 
 class InputStore:
-    """Received input by song position (samples), in fixed chunks; never-heard audio reads as 0."""
+    """Received input by song position (samples), in fixed chunks; never-heard audio reads as 0.
+
+    Memory follows what was received, not where: the chunks kept are at least half filled on
+    average (two chunks of slack), so 1-frame writes far apart cost a chunk or two, not a chunk
+    each; chunks further than keep_frames from the latest write are dropped; and when the
+    engine's InputBudget (engine/input_budget.py) needs room, the farthest from the latest go."""
     CHUNK = 8192
 
     def __init__(self, channels: int, keep_frames: int):
         self.channels = channels
         self.keep_chunks = keep_frames // self.CHUNK + 1
         self._chunks: dict[int, np.ndarray] = {}
+        self._filled: dict[int, int] = {}     # chunk -> frames written into it (at most CHUNK)
+        self._total_filled = 0
+        self._newest = 0
+        self.budget: InputBudget | None = None    # set while the scheduler serves the session
+
+    @property
+    def nbytes(self) -> int:
+        return len(self._chunks) * self.channels * self.CHUNK * 4
+
+    def drop_farthest(self) -> None:
+        self._drop(max(self._chunks, key=lambda i: abs(i - self._newest)))
+
+    def _drop(self, index: int) -> None:
+        chunk = self._chunks.pop(index)
+        self._total_filled -= self._filled.pop(index)
+        if self.budget is not None:
+            self.budget.dropped(chunk.nbytes)
 
     def write(self, start: int, audio: np.ndarray) -> None:
         pos, end = start, start + audio.shape[1]
@@ -38,11 +61,21 @@ class InputStore:
             chunk = self._chunks.get(index)
             if chunk is None:
                 chunk = self._chunks[index] = np.zeros((self.channels, self.CHUNK), np.float32)
+                self._filled[index] = 0
+                self._newest = index
+                if self.budget is not None:
+                    self.budget.made(chunk.nbytes)
             chunk[:, offset:offset + n] = audio[:, pos - start:pos - start + n]
+            if index in self._filled:      # (the budget may have taken it back meanwhile)
+                grown = min(self.CHUNK, self._filled[index] + n) - self._filled[index]
+                self._filled[index] += grown
+                self._total_filled += grown
             pos += n
-        newest = (end - 1) // self.CHUNK
-        for index in [i for i in self._chunks if abs(i - newest) > self.keep_chunks]:
-            del self._chunks[index]
+        self._newest = (end - 1) // self.CHUNK
+        for index in [i for i in self._chunks if abs(i - self._newest) > self.keep_chunks]:
+            self._drop(index)
+        while len(self._chunks) > 2 and len(self._chunks) * self.CHUNK > 2 * self._total_filled + 2 * self.CHUNK:
+            self._drop(min((i for i in self._chunks if i != self._newest), key=self._filled.__getitem__))
 
     def read(self, start: int, frames: int) -> np.ndarray:
         out = np.zeros((self.channels, frames), np.float32)

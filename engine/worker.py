@@ -20,6 +20,7 @@ from engine.timeline import window_bar
 
 log = logging.getLogger("livediff.scheduler")
 OnProblem = Callable[[Session, str, str], None]
+QUARANTINE_SECONDS = 5.0       # a bug planning or placing one session's windows stops that session this long
 
 
 class Worker:
@@ -61,29 +62,52 @@ class Worker:
 
     def _plans(self, now: float):
         for session in self._sessions.values():
-            if session.moved and session.grid is not None and session.playing:
-                placement.replace(session, planner.targets(session), self._on_window)
-            yield from planner.pending(session, now, self.estimates, self.generator_ready)
+            quarantined = session.problem is not None and session.problem[0] == "internal"
+            if quarantined and now < session.blocked_until:
+                continue
+            try:
+                if session.moved and session.grid is not None and session.playing:
+                    placement.replace(session, planner.targets(session), self._on_window)
+                plans = planner.pending(session, now, self.estimates, self.generator_ready)
+            except Exception as exc:  # a bug with one session's state must not stop the others' windows
+                self._quarantine(session, "planning its windows", exc)
+                continue
+            if quarantined:
+                session.problem = None
+            yield from plans
 
     def _take_work(self):
         """[_cond held] (job, request or stretch input, generator name) for the job to run
         next; None once stopped."""
         while not self.stopped:
-            job, wait = planner.next_job(self._plans(time.monotonic()), time.monotonic(), self.estimates)
-            if job:
-                session = job.session
-                session.in_flight.add((job.target.epoch, job.bar))
-                name = session.generator_name
-                if job.kind == "stretch":
-                    window = session.table(job.target.epoch)[job.bar]
-                    return job, (window, session.grid.tempo_bpm), name
-                request = None if job.preroll else context.request(job)
-                if job.input_missing and request is not None:
-                    log.warning("session %016x: window at bar %d generated before its input up to bar %d arrived "
-                                "(deadline near); the missing input is silence", session.instance, job.bar, job.horizon)
-                return job, request, name
+            work, wait = self.next_work(time.monotonic())
+            if work is not None:
+                return work
             self._cond.wait(wait)
         return None
+
+    def next_work(self, now: float):
+        """[_cond held] The work of the job to run now, else None and how long to wait (the
+        engine fuzzer, tests/fuzz/fuzz_engine.py, steps the worker with it)."""
+        job, wait = planner.next_job(self._plans(now), now, self.estimates)
+        if job is None:
+            return None, wait
+        session = job.session
+        session.in_flight.add((job.target.epoch, job.bar))
+        name = session.generator_name
+        if job.kind == "stretch":
+            window = session.table(job.target.epoch)[job.bar]
+            return (job, (window, session.grid.tempo_bpm), name), 0.0
+        try:
+            request = None if job.preroll else context.request(job)
+        except Exception as exc:
+            session.in_flight.discard((job.target.epoch, job.bar))
+            self._quarantine(session, f"gathering the context of bar {job.bar}", exc)
+            return None, 0.0
+        if job.input_missing and request is not None:
+            log.warning("session %016x: window at bar %d generated before its input up to bar %d arrived "
+                        "(deadline near); the missing input is silence", session.instance, job.bar, job.horizon)
+        return (job, request, name), 0.0
 
     def _loaded(self, name: str, failure: str | None) -> None:
         """[loader-thread] A generator finished loading: report a failure to its sessions, wake the worker."""
@@ -122,7 +146,10 @@ class Worker:
             if problem:
                 self._report(session, problem, retry_after=1.0)
                 return
-            self._finish(job, work, audio, shaped, name, table)
+            try:
+                self._finish(job, work, audio, shaped, name, table)
+            except Exception as exc:
+                self._quarantine(session, f"placing the window of bar {job.bar}", exc)
 
     @staticmethod
     def _shape(session: Session, audio: np.ndarray | None, request, bar: int) -> np.ndarray | None:
@@ -145,6 +172,18 @@ class Worker:
             self._on_problem(session, "generator", message)
         session.problem = ("generator", message)
         session.blocked_until = time.monotonic() + retry_after
+
+    def _quarantine(self, session: Session, doing: str, exc: Exception) -> None:
+        """[_cond held] A bug while `doing` something for one session: that session makes no
+        windows for QUARANTINE_SECONDS (reported once, with the traceback in the log), the others
+        go on; afterwards it is tried again."""
+        message = (f"the engine failed {doing} ({type(exc).__name__}: {exc}); this session pauses "
+                   f"{QUARANTINE_SECONDS:g} s")
+        if session.problem != ("internal", message):
+            log.error("session %016x: %s", session.instance, message, exc_info=exc)
+            self._on_problem(session, "internal", message)
+        session.problem = ("internal", message)
+        session.blocked_until = time.monotonic() + QUARANTINE_SECONDS
 
     def _finish(self, job: Job, work, audio: np.ndarray | None, shaped: np.ndarray | None, name: str,
                 table: dict[int, Window]) -> None:

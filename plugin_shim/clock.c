@@ -24,8 +24,8 @@ static bool sane_tsig(int32_t num, int32_t den)
     return num >= 1 && num <= 64 && den >= 1 && den <= 64 && (den & (den - 1)) == 0;
 }
 
-/* [audio-thread] */
-static bool sane_beats(double beats) { return isfinite(beats) && fabs(beats) < 1e9; }
+/* Within the wire range of positions (livediff_shm.h), which the engine refuses beyond. [audio-thread] */
+static bool sane_beats(double beats) { return isfinite(beats) && fabs(beats) <= (double)(1 << LD_POS_BEATS_BITS); }
 
 /* The host's bar line if it is plausible, else the one derived from the beat position. [audio-thread] */
 static double bar_start(const ld_host_transport *host, double beats, double bar_beats)
@@ -44,8 +44,8 @@ uint32_t ld_clock_advance(ld_clock *clock, const ld_host_transport *host, double
     bool host_tempo_ok = (hf & LD_HOST_HAS_TEMPO) && sane_tempo(host->tempo);
     bool host_tsig_ok = (hf & LD_HOST_HAS_TSIG) && sane_tsig(host->tsig_num, host->tsig_den);
     bool host_beats_ok = (hf & LD_HOST_HAS_BEATS) && sane_beats(host->pos_beats);
-    bool host_samples_ok = (hf & LD_HOST_HAS_SAMPLES) && host->pos_samples > -((int64_t)1 << 52)
-                        && host->pos_samples < (int64_t)1 << 52;
+    bool host_samples_ok = (hf & LD_HOST_HAS_SAMPLES) && host->pos_samples >= -((int64_t)1 << LD_POS_SAMPLES_BITS)
+                        && host->pos_samples <= (int64_t)1 << LD_POS_SAMPLES_BITS;
     if ((hf & LD_HOST_HAS_TEMPO) && !host_tempo_ok)
         problems |= LD_HOST_BAD_TEMPO;
     if ((hf & LD_HOST_HAS_TSIG) && !host_tsig_ok)
@@ -94,6 +94,13 @@ uint32_t ld_clock_advance(ld_clock *clock, const ld_host_transport *host, double
               : host_samples_ok ? (double)host->pos_samples * beats_per_sample : clock->next_beats;
         samples = host_samples_ok ? host->pos_samples
                 : host_beats_ok ? llround(beats / beats_per_sample) : clock->next_samples;
+        if (!sane_beats(beats) || samples < -((int64_t)1 << LD_POS_SAMPLES_BITS)
+            || samples > (int64_t)1 << LD_POS_SAMPLES_BITS) {
+            /* one unit in range, the other converted out of it (found by fuzz_clock) */
+            problems |= LD_HOST_BAD_POSITION;
+            beats = clock->next_beats;
+            samples = clock->next_samples;
+        }
         bool continues = host_samples_ok ? llabs(samples - clock->next_samples) <= 1
                        : fabs(beats - clock->next_beats) <= 2.0 * beats_per_sample + 1e-9;
         if (!continues || clock->source == SOURCE_OWN)
@@ -106,8 +113,8 @@ uint32_t ld_clock_advance(ld_clock *clock, const ld_host_transport *host, double
 
     double bar_beats = clock->tsig_num * 4.0 / clock->tsig_den;
     bool advancing = source != SOURCE_STOPPED;
-    bool loop = source == SOURCE_HOST && (hf & LD_HOST_LOOP_ACTIVE) && isfinite(host->loop_start_beats)
-             && isfinite(host->loop_end_beats) && host->loop_end_beats > host->loop_start_beats;
+    bool loop = source == SOURCE_HOST && (hf & LD_HOST_LOOP_ACTIVE) && sane_beats(host->loop_start_beats)
+             && sane_beats(host->loop_end_beats) && host->loop_end_beats > host->loop_start_beats;
     *out = (ld_position){
         .epoch = clock->epoch,
         .flags = (advancing ? LD_TRANSPORT_PLAYING : 0u) | (loop ? LD_TRANSPORT_LOOP_ACTIVE : 0u)

@@ -6,12 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define OFFLINE_TIMEOUT_DEFAULT_S 60.0
 #define OFFLINE_POLL_NS 200000L         /* offline waits sleep in 0.2 ms steps */
 #define RING_SECONDS 2.0                /* input the ring holds while the engine is slow */
+#define LATE_ENGINE_S 5.0               /* offline: how long blocks wait in all for a dead engine to come (back) */
+#define WET_LIMIT 4.0f                  /* generated samples reach the host within +-4.0 (+12 dBFS) */
 
 double ld_now_s(void)
 {
@@ -59,6 +62,29 @@ void ld_core_destroy(ld_core *core)
     free(core);
 }
 
+bool ld_endpoint_problem(const char *endpoint, char *out, size_t out_size)
+{
+    if (strncmp(endpoint, "ipc://", 6) != 0)
+        return false;
+    char directory[sizeof ((ld_core *)0)->endpoint];
+    snprintf(directory, sizeof directory, "%s", endpoint + 6);
+    char *slash = strrchr(directory, '/');
+    if (!slash)
+        return false;               /* a relative path: refused by the endpoint rule already */
+    slash[slash == directory] = '\0';
+    struct stat info;
+    if (lstat(directory, &info) != 0)
+        return false;               /* not there yet (nor is an engine): checked again before every HELLO */
+    const char *why = !S_ISDIR(info.st_mode) ? "is not a directory"
+                    : info.st_uid != geteuid() ? "belongs to another user"
+                    : info.st_mode & 077 ? "is open to other users" : NULL;
+    if (why)
+        snprintf(out, out_size, "ipc directory %.200s %s (uid %u, mode %03o); not connecting: another user could pose "
+                 "as the engine. Allowed: a directory of yours with mode 700, as `livediff serve` makes it",
+                 directory, why, (unsigned)info.st_uid, (unsigned)(info.st_mode & 0777));
+    return why != NULL;
+}
+
 /* The endpoint rule of docs/protocol.md; refuses anything that is not local. [main-thread] */
 static void resolve_endpoint(ld_core *core)
 {
@@ -79,6 +105,8 @@ static void resolve_endpoint(ld_core *core)
     } else {
         snprintf(core->endpoint, sizeof core->endpoint, "ipc:///tmp/livediff-%u/engine.sock", (unsigned)getuid());
     }
+    if (!core->endpoint_error[0])
+        ld_endpoint_problem(core->endpoint, core->endpoint_error, sizeof core->endpoint_error);
 }
 
 /* [main-thread] */
@@ -162,6 +190,7 @@ bool ld_core_prepare(ld_core *core, double sample_rate, uint32_t max_block, uint
     atomic_store(&core->render_inferred, false);
     atomic_store(&core->sessions, 0);
     atomic_store(&core->engine_launched, false);
+    core->late_engine_left_s = LATE_ENGINE_S;
     atomic_store(&core->engine_state, LD_ENGINE_CONNECTING);
     atomic_store(&core->io_stop, false);
     atomic_store(&core->params_dirty, false);
@@ -333,17 +362,26 @@ static void push_record(ld_core *core, const ld_position *position, const ld_aud
 }
 
 /* Offline only: wait until generated audio covers the block, or give up (bounded by the
- * offline timeout, and at once when the engine is dead or never answered). [audio-thread] */
+ * offline timeout). While the engine is dead or absent the I/O thread keeps saying HELLO and
+ * the blocks keep waiting for it, LATE_ENGINE_S in all until it answers again, so a bounce
+ * started before its engine, or across an engine restart, goes on. [audio-thread] */
 static bool wait_for_coverage(ld_core *core, const ld_position *position, uint32_t frames)
 {
-    double started = ld_now_s(), deadline = started + core->offline_timeout_s;
+    double started = ld_now_s(), now = started, deadline = started + core->offline_timeout_s;
     for (;;) {
         const ld_timeline *timeline = acquire_timeline(core);
         if (timeline && ld_timeline_covers(timeline, position->epoch, position->pos_samples, frames)) {
             add_wait(core, started);
             return true;
         }
-        if (atomic_load(&core->engine_state) == LD_ENGINE_DEAD || ld_now_s() >= deadline) {
+        uint32_t state = atomic_load(&core->engine_state);
+        double later = ld_now_s();
+        if (state == LD_ENGINE_ALIVE)
+            core->late_engine_left_s = LATE_ENGINE_S;
+        else if (state == LD_ENGINE_DEAD)
+            core->late_engine_left_s -= later - now;
+        now = later;
+        if (core->late_engine_left_s <= 0 || now >= deadline) {
             atomic_fetch_add(&core->offline_timeouts, 1);
             add_wait(core, started);
             return false;
@@ -472,6 +510,15 @@ static bool read_generated(ld_core *core, const ld_timeline *timeline, const ld_
     return missing;
 }
 
+/* A generated sample as the host may get it: finite and within +-WET_LIMIT whatever the segment
+ * holds (NaN plays as 0). Compares only: no libm call, vectorizable. [audio-thread] */
+static inline float bounded(float x)
+{
+    x = x > WET_LIMIT ? WET_LIMIT : x;
+    x = x < -WET_LIMIT ? -WET_LIMIT : x;
+    return x == x ? x : 0.0f;
+}
+
 /* Offline blocks played without (all of) their generated audio, process-wide: tools that host
  * the plugin in their own process (livediff bounce) read them after rendering to name the bars
  * (while blocks are still being processed, the count may run ahead of the entries). */
@@ -519,7 +566,7 @@ static uint64_t write_output(ld_core *core, const ld_audio_block *block, uint32_
         bool nonzero = false;
         for (uint32_t i = 0; i < frames; i++) {
             float dry = in ? in[offset + i] : 0.0f;
-            float mixed = dry + mix * (wet[i] - dry);
+            float mixed = dry + mix * (bounded(wet[i]) - dry);
             if (gain != target)
                 gain = target > gain ? fminf(gain + step, target) : fmaxf(gain - step, target);
             float value = gain == 0.0f ? mixed : gain == 1.0f ? dry : mixed + gain * (dry - mixed);

@@ -64,6 +64,7 @@ struct ld_core {
     int64_t xfade_start;        /* timeline position where it began */
     int32_t xfade_entry;        /* index into fade[] there (the engine's fade-in continues), -1: a whole crossfade */
     float bypass_gain;          /* 0 = processed, 1 = dry; ramps over fade_frames towards the parameter */
+    double late_engine_left_s;  /* offline: how much longer blocks may wait for a dead engine */
 
     /* Audio thread -> I/O thread. */
     _Atomic uint64_t underruns, offline_timeouts, dropped_frames;
@@ -96,6 +97,10 @@ void *ld_io_thread_main(void *core);
  * thread, release after joining it (the last release terminates it). [main-thread] */
 void *ld_zmq_context_acquire(void);
 void ld_zmq_context_release(void);
+
+/* Whether an ipc endpoint's directory exists and is not a private directory of this user
+ * (then another user could pose as the engine); writes a sentence saying so. [main-thread] or [io-thread] */
+bool ld_endpoint_problem(const char *endpoint, char *out, size_t out_size);
 
 /* Seconds on the monotonic clock (vDSO, no system call). [any-thread] */
 double ld_now_s(void);

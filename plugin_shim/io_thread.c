@@ -31,6 +31,7 @@ extern char **environ;
 #define BYE_LINGER_MS 50
 #define LOG_INTERVAL_S 5.0
 #define ABSENT_ANSWER_S 0.25            /* ...when an engine was already found absent in this process */
+#define REPLIES_PER_WAKE 256            /* bounded like the engine's drain: a flood cannot hold this thread */
 #define KEEPALIVE_S 0.25                /* send something this often whatever the audio thread does */
 #define LAUNCH_AFTER_S 0.5              /* no answer this long: start an engine (a running one answers in ms) */
 #define ENGINE_START_S 30.0             /* a started engine gets this long to answer before anyone retries */
@@ -325,8 +326,9 @@ static bool transport_changed(const ld_position *a, const ld_position *b)
 }
 
 /* Move everything the audio thread pushed into messages. Before the engine welcomed us the
- * records wait in the ring (an offline bounce must not lose its first blocks); once the
- * engine is known dead they are dropped. [io-thread] */
+ * records wait in the ring (an offline bounce must not lose its first blocks, nor the blocks
+ * an offline wait holds for a late or restarted engine); realtime records are dropped once
+ * the engine is known dead. [io-thread] */
 static void drain_ring(io_state *io, double now)
 {
     ld_core *core = io->core;
@@ -336,6 +338,9 @@ static void drain_ring(io_state *io, double now)
     bool offline_seen = false;
     while (ld_ring_readable(&core->ring) >= sizeof(ld_record)) {
         ld_record record;
+        ld_ring_peek(&core->ring, &record, sizeof record);
+        if (!io->welcomed && record.mode == LD_MODE_OFFLINE)
+            break;
         ld_ring_read(&core->ring, &record, sizeof record);
         size_t payload = (size_t)record.frames * record.channels * sizeof(float) * (record.has_sidechain ? 2 : 1);
         ld_ring_read(&core->ring, io->payload, payload);
@@ -422,7 +427,8 @@ static bool get_str(const msgpack_object *map, int key, char *out, size_t out_si
     if (!value || value->type != MSGPACK_OBJECT_STR || out_size == 0)
         return false;
     size_t size = value->via.str.size < out_size - 1 ? value->via.str.size : out_size - 1;
-    memcpy(out, value->via.str.ptr, size);
+    if (size)                       /* an empty str has a NULL ptr (found by fuzz_reply) */
+        memcpy(out, value->via.str.ptr, size);
     out[size] = '\0';
     return size == value->via.str.size;
 }
@@ -481,30 +487,92 @@ static void on_error(io_state *io, const msgpack_object *map)
     }
 }
 
+/* Big-endian unsigned of `bytes` bytes at p. [io-thread] */
+static uint64_t be(const uint8_t *p, unsigned bytes)
+{
+    uint64_t value = 0;
+    for (unsigned i = 0; i < bytes; i++)
+        value = value << 8 | p[i];
+    return value;
+}
+
+/* Whether `size` bytes can be one msgpack object whose containers claim no more elements than
+ * there are bytes left (each takes at least one). msgpack-c allocates what a container claims
+ * before reading it: one 5-byte map32 header made it ask for 256 GiB (found by fuzz_reply).
+ * Walks without allocating or recursing. [io-thread] */
+static bool plausible_msgpack(const uint8_t *p, size_t size)
+{
+    uint64_t pending = 1;                       /* objects still to read */
+    size_t at = 0;
+    while (pending) {
+        if (at >= size || pending > size - at)
+            return false;
+        uint8_t t = p[at++];
+        uint64_t skip = 0, children = 0;        /* payload bytes, contained objects */
+        if (t <= 0x7f || t >= 0xe0 || (t >= 0xc0 && t <= 0xc3)) {
+            /* fixint, nil, bool (0xc1 is unused; msgpack-c refuses it) */
+        } else if (t <= 0x8f) {
+            children = 2u * (t & 0x0f);
+        } else if (t <= 0x9f) {
+            children = t & 0x0f;
+        } else if (t <= 0xbf) {
+            skip = t & 0x1f;
+        } else {
+            static const uint8_t width[] = {   /* 0xc4..0xdf: bytes of the length/count field, or the payload */
+                1, 2, 4, 1, 2, 4, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 2, 3, 5, 9, 17, 1, 2, 4, 2, 4, 2, 4};
+            unsigned w = width[t - 0xc4];
+            bool counted = t <= 0xc9 || (t >= 0xd9 && t <= 0xdf);   /* bin, ext, str, array, map */
+            if (!counted) {
+                skip = w;
+            } else {
+                if (w > size - at)
+                    return false;
+                uint64_t n = be(p + at, w);
+                at += w;
+                if (t >= 0xdc)
+                    children = t >= 0xde ? 2 * n : n;
+                else
+                    skip = n + (t >= 0xc7 && t <= 0xc9);   /* ext: one type byte */
+            }
+        }
+        if (skip > size - at)
+            return false;
+        at += skip;
+        pending += children - 1;
+    }
+    return at == size;
+}
+
+/* One engine message, whatever its bytes (tests/fuzz/fuzz_reply.c feeds it garbage). [io-thread] */
+static void handle_reply(io_state *io, const void *data, size_t size, double now)
+{
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init(&unpacked);
+    uint64_t type = 0;
+    if (plausible_msgpack(data, size) && msgpack_unpack_next(&unpacked, data, size, NULL) == MSGPACK_UNPACK_SUCCESS
+        && unpacked.data.type == MSGPACK_OBJECT_MAP && get_uint(&unpacked.data, LD_KEY_TYPE, &type)) {
+        io->last_heard = now;
+        if (type == LD_MSG_WELCOME)
+            on_welcome(io, &unpacked.data, now);
+        else if (type == LD_MSG_ERROR)
+            on_error(io, &unpacked.data);
+    } else {
+        log_once(io, "ignoring an engine message that is not a msgpack map with LD_KEY_TYPE");
+    }
+    msgpack_unpacked_destroy(&unpacked);
+}
+
 /* [io-thread] */
 static void receive_all(io_state *io, double now)
 {
-    for (;;) {
+    for (int n = 0; n < REPLIES_PER_WAKE; n++) {
         zmq_msg_t message;
         zmq_msg_init(&message);
         if (zmq_msg_recv(&message, io->socket, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&message);
             return;
         }
-        msgpack_unpacked unpacked;
-        msgpack_unpacked_init(&unpacked);
-        uint64_t type = 0;
-        if (msgpack_unpack_next(&unpacked, zmq_msg_data(&message), zmq_msg_size(&message), NULL) == MSGPACK_UNPACK_SUCCESS
-            && unpacked.data.type == MSGPACK_OBJECT_MAP && get_uint(&unpacked.data, LD_KEY_TYPE, &type)) {
-            io->last_heard = now;
-            if (type == LD_MSG_WELCOME)
-                on_welcome(io, &unpacked.data, now);
-            else if (type == LD_MSG_ERROR)
-                on_error(io, &unpacked.data);
-        } else {
-            log_once(io, "ignoring an engine message that is not a msgpack map with LD_KEY_TYPE");
-        }
-        msgpack_unpacked_destroy(&unpacked);
+        handle_reply(io, zmq_msg_data(&message), zmq_msg_size(&message), now);
         zmq_msg_close(&message);
     }
 }
@@ -651,6 +719,15 @@ static bool engine_starting(io_state *io, double now)
 
 /* ---------------------------------------------------------------- [io-thread] liveness */
 
+/* Give up on the engine's session: play silence and HELLO again. [io-thread] */
+static void lose_session(io_state *io)
+{
+    io->welcomed = false;
+    io->run_frames = 0;
+    retire_timeline(io);
+    set_state(io, LD_ENGINE_DEAD);
+}
+
 /* [io-thread] */
 static void check_liveness(io_state *io, double now)
 {
@@ -658,10 +735,7 @@ static void check_liveness(io_state *io, double now)
     if (io->welcomed && now - io->last_heard > ENGINE_SILENT_S) {
         log_line(io, "engine silent for 2 s: treating it as dead, playing silence, retrying HELLO");
         atomic_store(&connect_logged, false);
-        io->welcomed = false;
-        io->run_frames = 0;
-        retire_timeline(io);
-        set_state(io, LD_ENGINE_DEAD);
+        lose_session(io);
     }
     if (io->welcomed)
         return;
@@ -836,8 +910,14 @@ void *ld_io_thread_main(void *arg)
     while (!atomic_load(&core->io_stop)) {
         double now = ld_now_s();
         if (connected) {
-            if (!io->welcomed && now >= io->next_hello)   /* unsent (not connected yet): retry soon */
+            char problem[sizeof core->endpoint_error];
+            if (!io->welcomed && now >= io->next_hello && ld_endpoint_problem(core->endpoint, problem, sizeof problem)) {
+                log_once(io, problem);      /* the directory was taken over since prepare: stay away */
+                set_state(io, LD_ENGINE_DEAD);
+                io->next_hello = now + HELLO_INTERVAL_S;
+            } else if (!io->welcomed && now >= io->next_hello) {  /* unsent (not connected yet): retry soon */
                 io->next_hello = now + (send_hello(io) ? HELLO_INTERVAL_S : HELLO_RETRY_S);
+            }
             zmq_pollitem_t item = {.socket = io->socket, .events = ZMQ_POLLIN};
             if (zmq_poll(&item, 1, POLL_MS) > 0)
                 receive_all(io, now);
@@ -848,6 +928,13 @@ void *ld_io_thread_main(void *arg)
         }
         drain_ring(io, now);
         ld_timeline *timeline = atomic_load(&core->published);   /* only this thread retires it */
+        if (timeline && !ld_timeline_intact(timeline)) {
+            log_once(io, "the engine's segment shrank under its mapping (a broken engine): no longer reading it, "
+                     "playing silence, retrying HELLO");
+            lose_session(io);
+            io->next_hello = now + HELLO_INTERVAL_S;
+            timeline = NULL;
+        }
         if (timeline)
             ld_timeline_prefault(timeline);
         if (io->welcomed) {

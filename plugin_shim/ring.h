@@ -73,14 +73,20 @@ static inline uint64_t ld_ring_readable(ld_ring *ring)
          - atomic_load_explicit(&ring->tail, memory_order_relaxed);
 }
 
-/* Copy the next `size` bytes out (the caller checked ld_ring_readable). [io-thread] */
-static inline void ld_ring_read(ld_ring *ring, void *dst, size_t size)
+/* Copy the next `size` bytes out without consuming them (the caller checked ld_ring_readable). [io-thread] */
+static inline void ld_ring_peek(ld_ring *ring, void *dst, size_t size)
 {
-    uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_relaxed);
-    uint64_t at = tail & (ring->capacity - 1);
+    uint64_t at = atomic_load_explicit(&ring->tail, memory_order_relaxed) & (ring->capacity - 1);
     size_t first = size < ring->capacity - at ? size : (size_t)(ring->capacity - at);
     memcpy(dst, ring->data + at, first);
     memcpy((uint8_t *)dst + first, ring->data, size - first);
+}
+
+/* Copy the next `size` bytes out (the caller checked ld_ring_readable). [io-thread] */
+static inline void ld_ring_read(ld_ring *ring, void *dst, size_t size)
+{
+    ld_ring_peek(ring, dst, size);
+    uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_relaxed);
     atomic_store_explicit(&ring->tail, tail + size, memory_order_release);
 }
 

@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define SLOT_START_LIMIT ((int64_t)1 << (LD_POS_SAMPLES_BITS + 1))
+
 /* [io-thread] */
 static bool valid_name(const char *name)
 {
@@ -18,7 +20,8 @@ static bool valid_name(const char *name)
         && strchr(name + 1, '/') == NULL;
 }
 
-/* Header checks: magic and layout first, then that every slot's audio lies inside the file. [io-thread] */
+/* Header checks: magic and layout first, then that every slot's audio lies inside the file.
+ * Every bound is written so that it cannot overflow, whatever the engine put there. [io-thread] */
 static bool valid_header(const ld_shm_header *h, size_t file_size, uint32_t sample_rate, char *error, size_t error_size)
 {
     if (h->magic != LD_SHM_MAGIC || h->layout_version != LD_SHM_LAYOUT_VERSION) {
@@ -33,9 +36,10 @@ static bool valid_header(const ld_shm_header *h, size_t file_size, uint32_t samp
                  h->slot_count, LD_SHM_MAX_SLOTS, h->channels, LD_MAX_CHANNELS, h->slot_capacity_frames);
         return false;
     }
+    /* at most 32 x 2 x (2^32 - 1) x 4 bytes: no overflow in 64 bits */
     uint64_t audio_bytes = (uint64_t)h->slot_count * h->channels * h->slot_capacity_frames * sizeof(float);
     if (h->audio_offset < sizeof(ld_shm_header) || h->audio_offset % sizeof(float) != 0
-        || h->audio_offset + audio_bytes > file_size || h->total_bytes > file_size) {
+        || h->audio_offset > file_size || audio_bytes > file_size - h->audio_offset || h->total_bytes != file_size) {
         snprintf(error, error_size, "audio [%llu, +%llu) or total_bytes %llu outside the %zu-byte segment",
                  (unsigned long long)h->audio_offset, (unsigned long long)audio_bytes,
                  (unsigned long long)h->total_bytes, file_size);
@@ -48,35 +52,54 @@ static bool valid_header(const ld_shm_header *h, size_t file_size, uint32_t samp
     return true;
 }
 
+/* What the file behind fd is, if it is not a segment we may map: a regular file of ours,
+ * private to us, at least a header long. NULL if it is fine. [io-thread] */
+static const char *file_problem(int fd, struct stat *info)
+{
+    if (fstat(fd, info) != 0)
+        return "cannot be inspected (fstat failed)";
+    if (!S_ISREG(info->st_mode))
+        return "is not a regular file";
+    if (info->st_uid != geteuid())
+        return "belongs to another user";
+    if (info->st_mode & 077)
+        return "is readable or writable by other users (allowed: mode 0600)";
+    if (info->st_size < (off_t)sizeof(ld_shm_header))
+        return "is smaller than its header";
+    return NULL;
+}
+
 ld_timeline *ld_timeline_map(const char *name, uint32_t sample_rate, char *error, size_t error_size)
 {
     if (!valid_name(name)) {
         snprintf(error, error_size, "segment name '%s' refused: allowed are names '/livediff-...' without '/'", name);
         return NULL;
     }
-    int fd = shm_open(name, O_RDONLY, 0);
+    /* Non-blocking: a FIFO planted under the name must not block the I/O thread (glibc adds
+     * O_NOFOLLOW, so a symlink is refused too). */
+    int fd = shm_open(name, O_RDONLY | O_NONBLOCK, 0);
     if (fd < 0) {
         snprintf(error, error_size, "shm_open('%s') failed", name);
         return NULL;
     }
     struct stat info;
-    void *base = MAP_FAILED;
-    if (fstat(fd, &info) == 0 && (size_t)info.st_size >= sizeof(ld_shm_header))
-        base = mmap(NULL, (size_t)info.st_size, PROT_READ, MAP_SHARED, fd, 0);
-    close(fd);
+    const char *problem = file_problem(fd, &info);
+    void *base = problem ? MAP_FAILED : mmap(NULL, (size_t)info.st_size, PROT_READ, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED) {
-        snprintf(error, error_size, "segment '%s' is smaller than its header or cannot be mapped", name);
+        snprintf(error, error_size, "segment '%s' %s", name, problem ? problem : "cannot be mapped");
+        close(fd);
         return NULL;
     }
     const ld_shm_header *h = base;
     ld_timeline *timeline = calloc(1, sizeof *timeline);
     if (!timeline || !valid_header(h, (size_t)info.st_size, sample_rate, error, error_size)) {
         munmap(base, (size_t)info.st_size);
+        close(fd);
         free(timeline);
         return NULL;
     }
     *timeline = (ld_timeline){
-        .header = h, .size = (size_t)info.st_size, .channels = h->channels,
+        .header = h, .size = (size_t)info.st_size, .fd = fd, .channels = h->channels,
         .capacity = h->slot_capacity_frames, .slot_count = h->slot_count,
         .audio = (const float *)((const uint8_t *)base + h->audio_offset),
     };
@@ -84,11 +107,18 @@ ld_timeline *ld_timeline_map(const char *name, uint32_t sample_rate, char *error
     return timeline;
 }
 
+bool ld_timeline_intact(const ld_timeline *timeline)
+{
+    struct stat info;
+    return fstat(timeline->fd, &info) == 0 && info.st_size >= (off_t)timeline->size;
+}
+
 void ld_timeline_unmap(ld_timeline *timeline)
 {
     if (!timeline)
         return;
     munmap((void *)timeline->header, timeline->size);
+    close(timeline->fd);
     free(timeline);
 }
 
@@ -110,8 +140,10 @@ static bool snapshot(const ld_timeline *timeline, uint32_t index, uint32_t *epoc
     *view = (ld_slot_view){.index = index, .seq = seq, .start = slot->start_sample,
                            .frames = slot->frames, .flags = slot->flags, .window_id = slot->window_id};
     atomic_thread_fence(memory_order_acquire);
+    /* A start beyond the wire range is an engine bug: refusing it keeps start + frames and
+     * pos - start far from overflowing. */
     return load_seq(slot, memory_order_relaxed) == seq && state == LD_SLOT_READY
-        && view->frames <= timeline->capacity;
+        && view->frames <= timeline->capacity && view->start >= -SLOT_START_LIMIT && view->start <= SLOT_START_LIMIT;
 }
 
 bool ld_timeline_find(const ld_timeline *timeline, uint32_t epoch, int64_t pos,

@@ -13,7 +13,8 @@
 
 typedef struct ld_timeline {
     const ld_shm_header *header;
-    size_t size;
+    size_t size;                /* bytes mapped: the file's size when it was mapped */
+    int fd;                     /* kept open to notice the file shrinking (ld_timeline_intact) */
     uint32_t channels;
     uint32_t capacity;          /* slot_capacity_frames */
     uint32_t slot_count;
@@ -33,8 +34,16 @@ typedef struct ld_slot_view {
 } ld_slot_view;
 
 /* Map and validate a segment (read-only). On failure returns NULL and writes a sentence naming
- * what was wrong into error. Only names "/livediff-..." are accepted. [io-thread] */
+ * what was wrong into error. Only names "/livediff-..." are accepted, and only a regular file
+ * of this user, mode 0600, whose size is the header's total_bytes (opened non-blocking, so a
+ * FIFO cannot hang the caller). [io-thread] */
 ld_timeline *ld_timeline_map(const char *name, uint32_t sample_rate, char *error, size_t error_size);
+
+/* False once the file is shorter than the mapping (reading past its end would raise SIGBUS):
+ * the caller must stop using the mapping. Checked before every prefault; a file truncated
+ * between this check and a read still faults, which only an engine of this user can do
+ * (docs/reliability.md). [io-thread] */
+bool ld_timeline_intact(const ld_timeline *timeline);
 
 /* [io-thread] (only when no audio thread can still use it, see core.h) */
 void ld_timeline_unmap(ld_timeline *timeline);

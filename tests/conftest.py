@@ -64,10 +64,10 @@ def private_endpoint(monkeypatch):
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def start_engine(endpoint: str, log_dir: Path, *extra: str) -> EngineProcess:
+def start_engine(endpoint: str, log_dir: Path, *extra: str, stderr=None) -> EngineProcess:
     window_log = log_dir / "windows.jsonl"
     process = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--endpoint", endpoint,
-                                "--window-log", str(window_log), *extra], cwd=REPO)
+                                "--window-log", str(window_log), *extra], cwd=REPO, stderr=stderr)
     deadline = time.monotonic() + 20
     while not engine_answers(endpoint, 0.2):
         if process.poll() is not None or time.monotonic() > deadline:

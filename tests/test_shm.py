@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bridge.layout import const
-from bridge.shm import SHM_DIR, StoreFull, TimelineReader, TimelineStore, sweep_stale_segments
+from bridge.shm import NAME_ATTEMPTS, SHM_DIR, StoreFull, TimelineReader, TimelineStore, sweep_stale_segments
 from conftest import REPO
 from engine.publisher import WindowKind
 
@@ -51,10 +51,36 @@ def test_segment_is_0600_whatever_the_umask_and_has_the_header():
                (const("LD_SHM_MAGIC"), 16, 1, 48000, 4 * 48000)
         assert h.audio_offset % 4096 == 0 and h.total_bytes == os.stat(s.path).st_size
         reader.close()
-        with pytest.raises(FileExistsError):
-            TimelineStore(0xbeef, 1, 48000)
     finally:
         s.close()
+
+
+def test_a_taken_segment_name_moves_on_to_the_next_free_one():
+    planted = SHM_DIR / f"livediff-{os.getpid()}-000000000000beef"
+    planted.write_bytes(b"a stale or planted file")      # issue #9: O_EXCL raised and the engine died
+    stores = []
+    try:
+        for attempt in range(1, NAME_ATTEMPTS):
+            stores.append(TimelineStore(0xbeef, 1, 48000))
+            assert stores[-1].name == f"/livediff-{os.getpid()}-000000000000beef-{attempt}"
+        with pytest.raises(FileExistsError, match="alternatives are taken"):
+            TimelineStore(0xbeef, 1, 48000)
+        assert planted.read_bytes() == b"a stale or planted file", "someone else's file is left alone"
+    finally:
+        for store in stores:
+            store.close()
+        planted.unlink()
+    assert not list(SHM_DIR.glob(f"livediff-{os.getpid()}-000000000000beef-*"))
+
+
+def test_the_engine_keeps_no_file_descriptor_per_segment():
+    before = len(os.listdir("/proc/self/fd"))
+    stores = [TimelineStore(0xfd00 + n, 2, 48000) for n in range(50)]
+    try:
+        assert len(os.listdir("/proc/self/fd")) == before   # Python's mmap kept a dup of each
+    finally:
+        for store in stores:
+            store.close()
 
 
 def test_long_window_spans_slots_and_replacement_wins(store):

@@ -95,6 +95,16 @@ enum ld_process_mode {
     LD_MODE_OFFLINE = 1
 };
 
+/* Wire ranges of positions (docs/protocol.md, "Fields"): the engine refuses a message with a
+ * value outside them (LD_ERR_TYPE) before it reaches a session; the shim's clock treats host
+ * positions outside them as garbage. |samples| <= 2^40 (66 days at 192 kHz); |beats| <= 2^30,
+ * which any sample position in range converts to at up to 1000 BPM and 22.05 kHz. Grid math
+ * on them stays exact to a sample (beats x samples per beat < 2^53). */
+enum ld_wire_range {
+    LD_POS_BEATS_BITS = 30,     /* POS_BEATS, BAR_START_BEATS, LOOP_START_BEATS, LOOP_END_BEATS */
+    LD_POS_SAMPLES_BITS = 40    /* POS_SAMPLES */
+};
+
 enum ld_transport_flags {
     LD_TRANSPORT_PLAYING = 1,
     LD_TRANSPORT_LOOP_ACTIVE = 2,
@@ -118,7 +128,9 @@ enum ld_error {
     LD_ERR_UNKNOWN_MESSAGE = 7,   /* LD_KEY_TYPE not a known plugin->engine type */
     LD_ERR_GENERATOR = 8,         /* the generator failed for a window */
     LD_ERR_ENGINE_GONE = 9,       /* shim side: no engine answered (status only) */
-    LD_ERR_OFFLINE_TIMEOUT = 10   /* shim side: an offline wait gave up (status only) */
+    LD_ERR_OFFLINE_TIMEOUT = 10,  /* shim side: an offline wait gave up (status only) */
+    LD_ERR_BUSY = 11,             /* HELLO refused: the engine serves its --max-sessions already */
+    LD_ERR_INTERNAL = 12          /* the engine failed handling this session's message; it closed the session */
 };
 
 /* Plugin parameters: ids are stable (they are saved in host projects). */
