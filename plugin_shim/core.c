@@ -364,8 +364,9 @@ static void push_record(ld_core *core, const ld_position *position, const ld_aud
 /* Offline only: wait until generated audio covers the block, or give up (bounded by the
  * offline timeout). While the engine is dead or absent the I/O thread keeps saying HELLO and
  * the blocks keep waiting for it, LATE_ENGINE_S in all until it answers again, so a bounce
- * started before its engine, or across an engine restart, goes on. [audio-thread] */
-static bool wait_for_coverage(ld_core *core, const ld_position *position, uint32_t frames)
+ * started before its engine, or across an engine restart, goes on. Blocks treated as offline
+ * only because the host runs fast (`inferred`) do not wait for a dead engine. [audio-thread] */
+static bool wait_for_coverage(ld_core *core, const ld_position *position, uint32_t frames, bool inferred)
 {
     double started = ld_now_s(), now = started, deadline = started + core->offline_timeout_s;
     for (;;) {
@@ -381,7 +382,8 @@ static bool wait_for_coverage(ld_core *core, const ld_position *position, uint32
         else if (state == LD_ENGINE_DEAD)
             core->late_engine_left_s -= later - now;
         now = later;
-        if (core->late_engine_left_s <= 0 || now >= deadline) {
+        /* An inferred render waits for a live engine only: the host may be realtime after all. */
+        if (core->late_engine_left_s <= 0 || now >= deadline || (inferred && state != LD_ENGINE_ALIVE)) {
             atomic_fetch_add(&core->offline_timeouts, 1);
             add_wait(core, started);
             return false;
@@ -611,7 +613,7 @@ static uint64_t process_piece(ld_core *core, const ld_audio_block *block, uint32
     /* Fully bypassed, the piece plays the dry input: nothing to wait for, nothing missed. */
     bool heard = !(bypass && core->bypass_gain == 1.0f);
     bool wait = advancing && mode == LD_MODE_OFFLINE && heard;
-    bool covered = wait ? wait_for_coverage(core, &position, frames) : true;
+    bool covered = wait ? wait_for_coverage(core, &position, frames, inferred) : true;
     const ld_timeline *timeline = acquire_timeline(core);
     if (!advancing) {
         /* A stopped host: nothing plays, the position stands still. */

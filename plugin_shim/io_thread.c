@@ -21,6 +21,10 @@
 
 extern char **environ;
 
+#ifndef LD_ENGINE_COMMAND
+#define LD_ENGINE_COMMAND ""            /* the Makefile bakes in the livediff that built the plugin */
+#endif
+
 #define POLL_MS 1
 #define HELLO_INTERVAL_S 1.0
 #define HELLO_RETRY_S 0.01

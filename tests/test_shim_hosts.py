@@ -9,8 +9,6 @@ pedalboard cannot do (automation points, silence flags, IBStream state), tests/c
 """
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import threading
 import time
@@ -307,27 +305,53 @@ def test_no_process_calls_while_stopped_keep_the_session(engine_factory):
         assert len(segments_of(engine.process.pid)) == 1, "the session (and its segment) is still there"
 
 
-def test_an_offline_wait_longer_than_the_session_timeout_keeps_the_session(engine_factory):
-    """The engine is stopped (SIGSTOP) for 1.6 s while the shim waits offline for a window; the
-    session timeout is 1 s. Keep-alives queued meanwhile keep the session: no reconnect, no
-    timeout, and the block gets its window once the engine runs again."""
-    engine = engine_factory("--session-timeout", "1")
-    with loop_host(max_frames=4096, offline=True) as host:
-        wait_connected(host)
-        render(host, 2 * BAR, 4096)
-        result = {}
-        os.kill(engine.process.pid, signal.SIGSTOP)
-        try:
-            worker = threading.Thread(target=lambda: result.update(out=host.process(
-                song(4096, 4 * BAR), Transport(playing=True, tempo=TEMPO, beats=4 * BAR / RATE * TEMPO / 60))))
-            worker.start()
-            time.sleep(1.6)
-        finally:
-            os.kill(engine.process.pid, signal.SIGCONT)
-        worker.join(30)
-        stats = host.stats()
-        assert (stats["sessions"], stats["offline_timeouts"], stats["engine_state"]) == (1, 0, 1), stats
-        assert np.abs(result["out"]).max() > 0.1
+def test_an_offline_wait_keeps_the_session_alive(private_endpoint, monkeypatch):
+    """A window that takes longer than the engine's session timeout to make: here an engine (in
+    the test) that welcomes the plugin and sends its heartbeats but never publishes. While the
+    audio thread waits offline, the I/O thread keeps the session alive: a message at least every
+    250 ms for the whole 3 s wait (it used to stop 0.5 s into the wait)."""
+    import zmq
+    from bridge import protocol
+    from bridge.endpoint import prepare
+    from bridge.shm import TimelineStore
+    monkeypatch.setenv("LIVEDIFF_OFFLINE_TIMEOUT_S", "3")
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    router.bind(prepare(private_endpoint))
+    stores, arrivals, stop = [], [], threading.Event()
+
+    def engine():
+        identity, status_at = None, 0.0
+        while not stop.is_set():
+            if router.poll(20):
+                identity, frame = router.recv_multipart()
+                message = protocol.decode_message(frame)
+                arrivals.append(time.monotonic())
+                if isinstance(message, protocol.Hello):
+                    stores.append(TimelineStore(message.instance, message.channels, message.sample_rate))
+                    router.send_multipart([identity, protocol.welcome(stores[-1].name, 0, "loop")])
+            if identity is not None and time.monotonic() - status_at > 0.2:
+                router.send_multipart([identity, protocol.status(0, "ok", 0, 0, "loop", "main")])
+                status_at = time.monotonic()
+    thread = threading.Thread(target=engine)
+    thread.start()
+    try:
+        with ClapHost(sample_rate=RATE, max_frames=4096, offline=True) as host:
+            wait_connected(host)
+            started = time.monotonic()
+            host.process(song(4096), Transport(playing=True, tempo=TEMPO))     # a window that never comes
+            ended = time.monotonic()
+            assert ended - started >= 2.5 and host.stats()["offline_timeouts"] == 1, host.stats()
+        during = [t for t in arrivals if started <= t <= ended]
+        gaps = np.diff([started, *during, ended])
+        assert gaps.max() < 0.5, f"{len(during)} messages during the wait, the longest gap {gaps.max():.2f} s"
+    finally:
+        stop.set()
+        thread.join()
+        router.close(0)
+        context.term()
+        for store in stores:
+            store.close()
 
 
 def test_a_deactivation_before_welcome_still_closes_the_session(private_endpoint):
