@@ -5,6 +5,7 @@
     .venv/bin/python bench/hostile.py flood            # healthy coverage while refused messages flood in
     .venv/bin/python bench/hostile.py sessions 500     # fds, RSS and healthy coverage with N idle sessions
     .venv/bin/python bench/hostile.py logs             # engine log lines and bytes for 200k refused messages
+    .venv/bin/python bench/hostile.py frames --mb 1    # engine RSS under a flood of big frames
 
 Each prints one JSON line per measurement. The healthy session is a realtime loop-generator
 session at 120 BPM (tests/hostile.py RealtimeSession); coverage is the share of its blocks that
@@ -63,24 +64,6 @@ class Engine:
         return self.process.returncode
 
 
-def _send_case(endpoint: str, name: str, instance: int) -> list[int]:
-    """HELLO as `instance`, then the case's frames; returns the ERROR codes received."""
-    client = Client(endpoint, instance=instance)
-    client.socket.setsockopt(zmq.SNDTIMEO, 1000)       # a dead engine raises zmq.Again
-    try:
-        client.send_raw(hostile.hello(instance))
-        client.wait_for("welcome")
-        for frame in hostile.HOSTILE[name](instance):
-            client.send_raw(frame)
-        codes, deadline = [], time.monotonic() + 1.0
-        while (reply := client.recv(max(0.0, deadline - time.monotonic()))) is not None:
-            if reply["type"] == 18:
-                codes.append(reply["code"])
-        return codes
-    finally:
-        client.close()
-
-
 def cases(args) -> None:
     for name in hostile.HOSTILE:
         engine = Engine()
@@ -89,7 +72,7 @@ def cases(args) -> None:
             healthy.play(2.0)
             before = (healthy.blocks, healthy.missed)
             try:
-                codes = _send_case(engine.endpoint, name, 0x5EED0000 + len(name))
+                codes = [e["code"] for e in hostile.send_case(engine.endpoint, name, 0x5EED0000 + len(name), 1.0)]
             except Exception as exc:      # the engine died or stopped answering
                 codes = [f"{type(exc).__name__}"]
             healthy.play(args.seconds)
@@ -189,9 +172,11 @@ def sessions(args) -> None:
     context.setsockopt(zmq.LINGER, 0)
     context.set(zmq.MAX_SOCKETS, args.count + 64)
     idle, opened, refused = [], 0, 0
+    healthy = None
     try:
         time.sleep(0.3)
         fds_before = hostile.engine_fds(engine.process.pid)
+        healthy = hostile.RealtimeSession(engine.endpoint)     # first: the idle ones may fill the engine
         for n in range(args.count):
             client = Client(engine.endpoint, context=context)
             client.send_raw(hostile.hello(client.instance))
@@ -207,19 +192,16 @@ def sessions(args) -> None:
             refused += reply is not None and reply["type"] == 18
         fds = hostile.engine_fds(engine.process.pid) if engine.alive else None
         rss = hostile.engine_rss_mb(engine.process.pid) if engine.alive else None
-        healthy = hostile.RealtimeSession(engine.endpoint) if engine.alive else None
-        if healthy:
-            for _ in range(int(args.seconds / 2)):
-                for client in idle:
-                    client.send("params", params={})     # keep-alive
-                healthy.play(2.0)
+        for _ in range(int(args.seconds / 2)):
+            for client in idle:
+                client.send("params", params={})     # keep-alive
+            healthy.play(2.0)
         print(json.dumps({"measure": "sessions", "idle_sessions": args.count, "welcomed": opened, "refused": refused,
                           "engine_fds_before": fds_before, "engine_fds": fds, "engine_rss_mb": rss,
-                          "engine_alive": engine.alive,
-                          "healthy_coverage": round(healthy.coverage, 4) if healthy else None}), flush=True)
+                          "engine_alive": engine.alive, "healthy_coverage": round(healthy.coverage, 4)}), flush=True)
+    finally:
         if healthy:
             healthy.close()
-    finally:
         for client in idle:
             client.close()
         context.term()
@@ -236,6 +218,27 @@ def logs(args) -> None:
         time.sleep(1.0)
         lines, size = engine.log_lines()
         print(json.dumps({"measure": "logs", "messages": sent, "log_lines": lines, "log_bytes": size,
+                          "engine_alive": engine.alive}), flush=True)
+    finally:
+        engine.close()
+
+
+def frames(args) -> None:
+    engine = Engine()
+    try:
+        time.sleep(0.5)
+        before = peak = hostile.engine_rss_mb(engine.process.pid)
+        spawn = multiprocessing.get_context("spawn")
+        with spawn.Pool(1) as pool:
+            result = pool.apply_async(hostile.big_frames, (engine.endpoint, args.seconds, args.mb, args.connections))
+            while not result.ready() and engine.alive:
+                peak = max(peak, hostile.engine_rss_mb(engine.process.pid))
+                time.sleep(0.05)
+            sent = result.get(60)
+        time.sleep(1.0)
+        print(json.dumps({"measure": "big_frames", "mb": args.mb, "connections": args.connections,
+                          "seconds": args.seconds, "frames": sent, "rss_before_mb": round(before, 1),
+                          "rss_peak_mb": round(peak, 1), "rss_after_mb": round(hostile.engine_rss_mb(engine.process.pid), 1),
                           "engine_alive": engine.alive}), flush=True)
     finally:
         engine.close()
@@ -267,6 +270,11 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--rate", type=float, default=10000.0)
     p.set_defaults(run=logs)
+    p = sub.add_parser("frames")
+    p.add_argument("--mb", type=float, default=1.0, help="frame size in MiB (the limit is 1 MiB + 64 KiB)")
+    p.add_argument("--connections", type=int, default=4)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.set_defaults(run=frames)
     args = parser.parse_args()
     args.run(args)
 

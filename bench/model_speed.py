@@ -8,6 +8,7 @@ the real-time factor (bar length / median time). Quality at each step count: `li
 """
 from __future__ import annotations
 
+import engine  # noqa: F401, I001 - first: it sets numpy's BLAS threads before numpy loads
 import argparse
 import json
 import os
@@ -71,7 +72,7 @@ def main() -> int:
             generator = DiffusionGenerator(base.backend, replace(base.options, steps=steps, decoder_iterations=iterations))
             plan = generator._plan(request)
             total, fastest = timings(lambda: generator.generate(request), args.repeats)
-            model, _ = timings(lambda: generator._sample(plan, 0), args.repeats)
+            model, _ = timings(lambda: generator._sample(plan, 0, steps), args.repeats)
             rows.append({"steps": steps, "decoder_iterations": iterations, "window_ms": 1000 * total,
                          "window_min_ms": 1000 * fastest, "model_ms": 1000 * model,
                          "realtime_factor": bar_seconds / total})

@@ -49,6 +49,9 @@ GIL_SWITCH_SECONDS = 0.0005
 LATENCY_SAMPLES = 0       # windows are generated ahead of the playhead; nothing to delay
 READY_TEXT = "ok"         # STATUS message of a healthy session whose generator is loaded
 DRAIN_LIMIT = 1024        # frames read per wake; refused identities past their budget are dropped unread
+DRAIN_BYTES = 8 << 20     # ... and bytes: what one wake holds before handling it
+OVERSIZE_GRACE = 65536    # frames up to this much over LD_MAX_MESSAGE_BYTES get LD_ERR_OVERSIZED
+RECEIVE_QUEUE = 16        # frames ZeroMQ queues per connection before it stops reading it
 MAX_SESSIONS = 64         # default --max-sessions
 QUARANTINE_SECONDS = 5.0  # an instance whose message made the engine fail may not HELLO again for this long
 UNDERRUN_LOG_SECONDS = 5.0   # at most one underrun line per session this often
@@ -72,10 +75,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exit after this many seconds without any session (0, the default: never); "
                              "engines the plugin starts itself use 600")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--model", action="append", default=[], metavar="KIND=DIR",
-                        help="serve a model folder as a generator: sao-small=DIR (Stable Audio Open Small or an "
-                             "LMDM fine-tune: model_config.json + model.safetensors/.ckpt, or `livediff export-sao` "
-                             "graphs) becomes the sao_small generator; repeatable")
+    parser.add_argument("--model", action="append", default=[], metavar="[KIND=]DIR",
+                        help="serve a model folder as a generator: DIR (a `livediff train --out` folder) becomes the "
+                             "custom generator; sao-small=DIR (Stable Audio Open Small or an LMDM fine-tune: "
+                             "model_config.json + model.safetensors/.ckpt, or `livediff export-sao` graphs) the "
+                             "sao_small generator; repeatable")
     parser.add_argument("--t5", type=Path, metavar="DIR",
                         help="local T5 encoder directory (transformers format) for prompt-conditioned models")
     parser.add_argument("--preset", help="a preset (name or .toml) whose engine part (sampler steps, FX chain, "
@@ -94,15 +98,25 @@ def slower_than_real_time(name: str, seconds: float | None, window_seconds: floa
 
 
 def register_models(specs: list[str], t5: Path | None) -> None:
-    """--model KIND=DIR: check each folder now and register its generator (ValueError/OSError
-    naming what is wrong and what is allowed)."""
+    """--model [KIND=]DIR: check each folder now and register its generator (ValueError/OSError
+    naming what is wrong and what is allowed). A plain DIR is the custom generator; without
+    one, choosing custom gives a status that says how to get one."""
+    from engine import custom_model, generators
+
+    custom = []
     for spec in specs:
         kind, sep, directory = spec.partition("=")
         if kind == "sao-small" and sep and directory:
             from engine.sao import register_sao_small
             register_sao_small(Path(directory), t5)
+        elif not sep:
+            custom.append(spec)
         else:
-            raise ValueError(f"--model {spec!r}: allowed: sao-small=DIR")
+            raise ValueError(f"--model {spec!r}: allowed: sao-small=DIR, or a plain DIR (the custom generator)")
+    if len(custom) > 1:
+        raise ValueError(f"--model DIR was given {len(custom)} times ({', '.join(custom)}); the custom generator "
+                         "is one model")
+    generators.register("custom", custom_model.loader(Path(custom[0])) if custom else custom_model.not_given)
 
 
 class WindowLog:
@@ -156,8 +170,11 @@ class Engine:
         self._context = zmq.Context()
         self.socket = self._context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
-        # Frames a little over the limit get an ERROR; far larger ones drop the peer unread.
-        self.socket.setsockopt(zmq.MAXMSGSIZE, 4 * const("LD_MAX_MESSAGE_BYTES"))
+        # Frames a little over the limit get an ERROR; larger ones drop the peer unread, and a
+        # connection queues at most RECEIVE_QUEUE frames, so a flood of big frames cannot make the
+        # engine hold more than that (issue #9; 4 MB frames took it to 3.7 GB).
+        self.socket.setsockopt(zmq.MAXMSGSIZE, const("LD_MAX_MESSAGE_BYTES") + OVERSIZE_GRACE)
+        self.socket.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE)
 
     # [main-thread]
     def serve(self, stop: threading.Event) -> None:
@@ -199,12 +216,15 @@ class Engine:
     def _drain(self, now: float) -> None:
         """Read what is queued (bounded, so heartbeats still go out under a flood); handle the
         messages of trusted sessions first, then the others while their identity's budget lasts."""
-        trusted, others = [], []
+        trusted, others, held = [], [], 0
         for _ in range(DRAIN_LIMIT):
+            if held >= DRAIN_BYTES:
+                break
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
+            held += sum(map(len, frames))
             owns = frames[0] in self._owner
             (trusted if self.admission.trusted(frames[0], owns, now) else others).append(frames)
         for frames in trusted:

@@ -1,33 +1,45 @@
 """The built-in diffusion generator: a WindowRequest in, host-rate audio out.
 
-Per window: mix the context to mono, resample it to the model rate (pedalboard), encode
-the last bars into beat-synchronous tokens, run the context encoder once, denoise the
-target tokens in a few steps, decode with Griffin-Lim at the host tempo, resample to the
-host rate, limit to <= 0 dBFS, and copy the mono result to every host channel.
+Per window: mix the context to mid (mono), resample it to the model rate (pedalboard),
+encode the last `context_bars` bars into beat-synchronous tokens, run the context encoder
+once, denoise the target tokens in a few steps, anchor their level and spectral shape to the
+reference (engine/anchoring.py), decode with Griffin-Lim at the host tempo, resample to the
+host rate, put back the reference's high band and side channel, and limit.
+
+The track leads: when the track alone (`input_context`: input only, up to the horizon) has
+sound in its newest bar, that bar - not the model's own previous window - is the prior the
+model corrects, and the track is the reference its level is held to and the source of the
+replicated high band and stereo. The model's own output carries the music only where the
+input is silent.
 """
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from engine import anchoring
 from engine import representation as rep
 from engine import samplers
 from engine.backends import DENOISER_FILE, ENCODER_FILE, WEIGHTS_DIR, WEIGHTS_FILE
 from engine.dsp import limit
 from engine.generator import WindowRequest
+from engine.loop_generator import LoopGenerator, bar_frames
 
 BACKENDS = ("auto", "torch", "onnx")
+log = logging.getLogger("livediff.diffusion")
 
 
 @dataclass(frozen=True)
 class SamplingOptions:
     steps: int = 2
     guidance: float = 1.0           # classifier-free guidance on the context (1 = off)
-    decoder_iterations: int = 12    # Griffin-Lim iterations
+    decoder_iterations: int = 8     # Griffin-Lim iterations (12 measured the same with the anchors)
+    anchor: bool = True             # hold level, spectrum, high band and stereo to the reference
 
 
 @dataclass
@@ -39,8 +51,35 @@ class _Plan:
     phase: np.ndarray
     cond: np.ndarray
     model_samples: int
-    context_audio: np.ndarray      # model-rate mono context, for a seamless decoder start
+    context_audio: np.ndarray      # model-rate mono end of the context, for a seamless decoder start
     prior_stft_phase: np.ndarray   # STFT phase under the prior tokens, to start the decoder from
+    reference: np.ndarray | None   # tokens whose band levels the output keeps (None: no anchoring)
+    source: np.ndarray             # host-rate audio whose loudest bar gives the high band and the side
+    reference_bar: np.ndarray | None   # model-rate mono of that bar: the spectrum the output keeps
+
+
+def _mid(audio: np.ndarray) -> np.ndarray:
+    return audio.mean(axis=0, keepdims=True) if audio.shape[1] else np.zeros((1, 0), np.float32)
+
+
+def _to_model_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    return np.nan_to_num(rep.resample(_mid(np.asarray(audio, np.float32)), sample_rate, rep.SAMPLE_RATE)[0])
+
+
+def live_input(request: WindowRequest) -> np.ndarray | None:
+    """The request's track alone (`input_context`) when its newest bar has sound, else None."""
+    audio = np.asarray(request.input_context, np.float32)
+    if audio.ndim != 2 or not audio.shape[1]:
+        return None
+    newest = audio[:, -bar_frames(request):]
+    return audio if np.sqrt(np.mean(newest ** 2)) >= anchoring.SOUNDING_RMS else None
+
+
+def _bars(mono: np.ndarray, tempo_bpm: float, bar_len: int, n_bars: int) -> tuple[np.ndarray, np.ndarray]:
+    """(spectra, tokens) of the last n_bars bars of model-rate audio ending on a bar line."""
+    n = n_bars * bar_len
+    spectra = rep.spectra(mono, tempo_bpm, len(mono) - n * rep.sixteenth_samples(tempo_bpm), n)
+    return spectra, rep.tokens_of(spectra, tempo_bpm)
 
 
 class DiffusionGenerator:
@@ -49,6 +88,8 @@ class DiffusionGenerator:
     def __init__(self, backend, options: SamplingOptions = SamplingOptions()):
         self.backend = backend
         self.options = options
+        self._fallback = LoopGenerator()
+        self._warned_meters: set[tuple[int, int]] = set()
 
     # --- request -> model inputs ---------------------------------------------------------
     def _plan(self, request: WindowRequest) -> _Plan:
@@ -63,20 +104,35 @@ class DiffusionGenerator:
         if context.ndim != 2:
             raise ValueError(f"context must be float32 [channels, samples], got shape {context.shape}")
         sixteenth = rep.sixteenth_samples(request.tempo_bpm)
-        # always the model's 2 bars: older context is ignored, a shorter one is padded with silence
-        n_context = rep.CONTEXT_BARS * bar_len
-        mono = context.mean(axis=0, keepdims=True) if context.shape[1] else np.zeros((1, 0), np.float32)
-        mono = np.nan_to_num(rep.resample(mono, request.sample_rate, rep.SAMPLE_RATE)[0])
-        context_spectra = rep.spectra(mono, request.tempo_bpm, len(mono) - n_context * sixteenth, n_context)
-        context_tokens = rep.tokens_of(context_spectra, request.tempo_bpm)
+        # the last context_bars bars (as many as the model reads); what was not heard is silence
+        n_bars = rep.context_bars_for(tsig, request.context_bars)
+        mono = _to_model_rate(context, request.sample_rate)
+        context_spectra, context_tokens = _bars(mono, request.tempo_bpm, bar_len, n_bars)
         needed = request.frames + request.tail_frames
         model_samples = int(np.ceil(needed * rep.SAMPLE_RATE / request.sample_rate)) + 64  # resampler margin
         n_target = max(request.bars * bar_len + 1, int(np.ceil(model_samples / sixteenth)) + 1)
         context_phase, prior, phase = rep.outpainting_inputs(context_tokens, tsig, request.bar_index, n_target)
+        lead = live_input(request) if self.options.anchor and request.input_context is not request.context else None
+        if lead is not None:  # the track leads: its newest bar is the prior
+            lead_mono = _to_model_rate(lead, request.sample_rate)
+            lead_spectra, lead_tokens = _bars(lead_mono, request.tempo_bpm, bar_len, n_bars)
+            prior = lead_tokens[-bar_len:][np.arange(n_target) % bar_len]
+        else:
+            lead, lead_mono, lead_spectra, lead_tokens = context, mono, context_spectra, context_tokens
         cond = rep.condition_vector(request.style, request.tempo_bpm, tsig)
-        prior_stft_phase = np.angle(context_spectra[-bar_len:])[np.arange(n_target) % bar_len]
+        prior_stft_phase = np.angle(lead_spectra[-bar_len:])[np.arange(n_target) % bar_len]
+        reference = None
+        if self.options.anchor:  # the sounding bars among the lead's: what the output's level is held to
+            sounding = anchoring.sounding_bars(lead_mono, bar_len * sixteenth)[-n_bars:]
+            sounding = np.concatenate([np.zeros(n_bars - len(sounding), bool), sounding])
+            reference = lead_tokens.reshape(n_bars, bar_len, *lead_tokens.shape[1:])[sounding].reshape(
+                -1, *lead_tokens.shape[1:]) if sounding.any() else None
+        reference_bar = None
+        if self.options.anchor:
+            bar16 = anchoring.loudest_bar(lead_mono, int(round(bar_len * sixteenth)))
+            reference_bar = None if bar16 is None else bar16[0]
         return _Plan(context_tokens, context_phase, prior, phase, cond, model_samples, mono[-rep.N_FFT:],
-                     prior_stft_phase)
+                     prior_stft_phase, reference, np.asarray(lead, np.float32), reference_bar)
 
     # --- sampling --------------------------------------------------------------------------
     def _sample(self, plan: _Plan, seed: int, steps: int) -> np.ndarray:
@@ -97,18 +153,42 @@ class DiffusionGenerator:
         return samplers.euler(denoise, noise, samplers.noise_levels(steps))[0]
 
     def _render(self, request: WindowRequest, plan: _Plan, tokens: np.ndarray) -> np.ndarray:
+        if self.options.anchor:
+            tokens = anchoring.grid_gate(anchoring.match_band_moments(tokens, plan.reference))
         audio = rep.decode(tokens, request.tempo_bpm, plan.model_samples, _seed(request.seed),
                            self.options.decoder_iterations, prefix=plan.context_audio, phase=plan.prior_stft_phase)
+        if self.options.anchor:
+            body = min(len(audio), int(round(request.frames * rep.SAMPLE_RATE / request.sample_rate)))
+            audio = anchoring.hold_spectrum(audio, plan.reference_bar, body, rep.SAMPLE_RATE)
         audio = rep.resample(audio[None], rep.SAMPLE_RATE, request.sample_rate)
         needed = request.frames + request.tail_frames
-        audio = np.pad(audio, ((0, 0), (0, max(0, needed - audio.shape[1]))))[:, :needed]
-        mono = limit(np.nan_to_num(audio[0], nan=0.0, posinf=0.0, neginf=0.0))
-        return np.repeat(mono[None], max(1, request.context.shape[0]), axis=0)
+        mid = np.nan_to_num(np.pad(audio, ((0, 0), (0, max(0, needed - audio.shape[1]))))[0, :needed])
+        channels = max(1, request.context.shape[0])
+        if self.options.anchor:
+            frame_seconds = rep.sixteenth_samples(request.tempo_bpm) / rep.FRAMES_PER_TOKEN / rep.SAMPLE_RATE
+            source = plan.source if plan.source.shape[0] == channels else np.repeat(_mid(plan.source), channels, 0)
+            out = anchoring.replicate(mid, source, bar_frames(request), anchoring.frame_gains(tokens, plan.prior),
+                                      frame_seconds, request.sample_rate, request.frames)
+        else:
+            out = np.repeat(mid[None], channels, axis=0)
+        return limit(np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0))
 
     def generate(self, request: WindowRequest) -> np.ndarray:
         request = fold_tempo(request)
+        if not rep.meter_supported(request.tsig_num, request.tsig_den):
+            return self._loop_instead(request)
         plan = self._plan(request)
         return self._render(request, plan, self._sample(plan, _seed(request.seed), request.steps or self.options.steps))
+
+    def _loop_instead(self, request: WindowRequest) -> np.ndarray:
+        """A meter the model cannot play (bars that are not whole 16ths, or longer than 64 of them)
+        is served by the loop generator, with one log line per meter: music, never silence."""
+        meter = (request.tsig_num, request.tsig_den)
+        if meter not in self._warned_meters:
+            self._warned_meters.add(meter)
+            log.warning("time signature %d/%d is outside the model's meters (N/1 to N/16, at most %d 16ths per bar): "
+                        "repeating the last bar of the context instead", *meter, rep.MAX_BAR_SIXTEENTHS)
+        return limit(self._fallback.generate(request))
 
     def generate_batch(self, requests: list[WindowRequest]) -> list[np.ndarray]:
         """One request at a time: a batched forward pass would round differently, and the same

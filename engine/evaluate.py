@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -45,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoder-iterations", type=int, default=SamplingOptions.decoder_iterations,
                         help="Griffin-Lim iterations")
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="folder for eval.json and eval.png")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="evaluate on your own loops (a folder, subfolders too) instead: prints a table")
+    parser.add_argument("--style", type=int, default=0, help="style id given to --data loops")
+    parser.add_argument("--no-anchor", action="store_true",
+                        help="without the level/spectrum/stereo anchors of engine/anchoring.py (for comparison)")
 
 
 def window_request(context: np.ndarray, song: Song, bars: int, seed: int, first_bar: int,
@@ -221,8 +227,9 @@ def plot(results: dict, path: Path) -> None:
 
 
 def evaluate(backend: str, weights_dir: Path | None, examples: int, step_counts: list[int], guidance: float,
-             decoder_iterations: int) -> dict:
-    base = load_builtin(backend, weights_dir, SamplingOptions(guidance=guidance, decoder_iterations=decoder_iterations))
+             decoder_iterations: int, anchor: bool = True) -> dict:
+    base = load_builtin(backend, weights_dir, SamplingOptions(guidance=guidance, decoder_iterations=decoder_iterations,
+                                                              anchor=anchor))
     songs = heldout_songs(examples, CONTEXT_BARS + 1)
     results = {"backend": base.backend.name, "examples": examples, "host_rate": HOST_RATE,
                "ground_truth": ground_truth_checks(songs), "by_steps": []}
@@ -235,8 +242,61 @@ def evaluate(backend: str, weights_dir: Path | None, examples: int, step_counts:
     return results
 
 
+def loop_rows(generator: DiffusionGenerator, folder: Path, style: int) -> list[dict]:
+    """Per loop: the model's next bar after 2 bars of the loop, against the loop's true next bar."""
+    from engine.train import audio_files, read_loop
+
+    loops = []
+    for path in audio_files(folder):
+        try:
+            loops.append(read_loop(path))
+        except Exception as err:  # an unreadable file is reported, not fatal
+            print(f"skipping {path.relative_to(folder)}: {err}")
+    rows = []
+    for i, loop in enumerate(loops):
+        song = Song(loop.played(2 + math.ceil(3 / loop.bars)), loop.tempo, (4, 4), 3, style)
+        bar = _bar_samples(song)
+        context, truth = song.audio[: CONTEXT_BARS * bar], song.audio[CONTEXT_BARS * bar: (CONTEXT_BARS + 1) * bar]
+        window = _model_rate(generator.generate(window_request(context, song, 1, i, CONTEXT_BARS)))[:bar]
+        hits, onsets = grid_alignment(window, loop.tempo)
+        row = {"loop": str(loop.path.relative_to(folder)), "tempo": loop.tempo, "bars": loop.bars,
+               "sample_rate": loop.sample_rate, "distance": mel_distance(window, truth),
+               "repeat_last_bar": mel_distance(context[-bar:], truth), "on_grid": hits / max(1, onsets), "shuffled": None}
+        other = loops[(i + 1) % len(loops)]
+        if len(loops) > 1:
+            other_song = Song(other.played(2 + math.ceil(3 / other.bars)), loop.tempo, (4, 4), 3, style)
+            shuffled = _model_rate(generator.generate(window_request(other_song.audio[: CONTEXT_BARS * _bar_samples(
+                other_song)], song, 1, i, CONTEXT_BARS)))[:bar]
+            row["shuffled"] = mel_distance(shuffled, truth)
+        rows.append(row)
+    return rows
+
+
+def print_loop_table(rows: list[dict]) -> None:
+    print("log-mel distance of the generated bar to the loop's true next bar (lower is better); 2 bars of context")
+    print(f"{'loop':<40} {'BPM':>7} {'bars':>4} {'Hz':>6} {'model':>6} {'repeat':>6} {'other':>6} {'on grid':>7}")
+    for r in rows:
+        shuffled = f"{r['shuffled']:6.3f}" if r["shuffled"] is not None else f"{'-':>6}"
+        print(f"{r['loop'][:40]:<40} {r['tempo']:7.2f} {r['bars']:4d} {r['sample_rate']:6d} {r['distance']:6.3f} "
+              f"{r['repeat_last_bar']:6.3f} {shuffled} {100 * r['on_grid']:6.0f}%")
+    if rows:
+        print(f"{'mean':<40} {'':>7} {'':>4} {'':>6} {np.mean([r['distance'] for r in rows]):6.3f} "
+              f"{np.mean([r['repeat_last_bar'] for r in rows]):6.3f}")
+    print("model: the generated bar; repeat: the last context bar played again; other: the model given another "
+          "loop's context (the model should be clearly closer than this)")
+
+
 def run(args: argparse.Namespace) -> int:
-    results = evaluate(args.backend, args.weights_dir, args.examples, args.steps, args.guidance, args.decoder_iterations)
+    if args.data:
+        generator = load_builtin(args.backend, args.weights_dir, SamplingOptions(
+            guidance=args.guidance, decoder_iterations=args.decoder_iterations, anchor=not args.no_anchor))
+        rows = loop_rows(generator, args.data, args.style)
+        print_loop_table(rows)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "eval-loops.json").write_text(json.dumps(rows, indent=2))
+        return 0 if rows else 1
+    results = evaluate(args.backend, args.weights_dir, args.examples, args.steps, args.guidance, args.decoder_iterations,
+                       not args.no_anchor)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "eval.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / "eval.png")

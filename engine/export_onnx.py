@@ -22,7 +22,8 @@ OPSET = 17
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR / WEIGHTS_FILE, help="weights .npz to export")
-    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="folder for the .onnx files")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for the .onnx files (default: the folder of --weights, i.e. the run's)")
 
 
 class _Encoder(nn.Module):
@@ -76,7 +77,18 @@ def export(weights: Path, out: Path) -> list[Path]:
     return written
 
 
+def output_folder(weights: Path, out: Path | None) -> Path:
+    """Where the graphs go: next to the weights unless told; never over the shipped graphs from
+    other weights (the shipped .onnx files must stay the export of the shipped livediff.npz)."""
+    out = Path(out) if out is not None else Path(weights).parent
+    shipped = WEIGHTS_DIR.resolve()
+    if out.resolve() == shipped and Path(weights).resolve() != shipped / WEIGHTS_FILE:
+        raise SystemExit(f"refusing to overwrite the shipped ONNX graphs in {WEIGHTS_DIR} with an export of {weights}; "
+                         f"leave out --out to write them next to {weights}")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
-    for path in export(args.weights, args.out):
+    for path in export(args.weights, output_folder(args.weights, args.out)):
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0

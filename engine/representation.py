@@ -23,15 +23,21 @@ TEMPO_MIN, TEMPO_MAX = 60.0, 200.0
 # Width of the style one-hot the shipped weights were trained with: ids below the header's
 # LD_STYLE_COUNT (presets/styles/) are trained, the slots above it never were.
 STYLE_SLOTS = 8
+# The meters the condition vector names: every other meter is told as the nearest of these
+# "families" (duple x/4, odd x/4, compound x/8, odd x/8); its true bar length and beat
+# positions reach the model through the phase features.
 TIME_SIGNATURES = ((4, 4), (3, 4), (6, 8), (7, 8))
-# 16th-note positions where beats start in each supported meter
-BEAT_STARTS = {(4, 4): (0, 4, 8, 12), (3, 4): (0, 4, 8), (6, 8): (0, 6), (7, 8): (0, 4, 8)}
-CONTEXT_BARS = 2                    # bars of context the model is trained on and reads
+TRAINED_METERS = ((4, 4), (3, 4), (6, 8), (7, 8), (5, 4), (6, 4), (9, 8), (12, 8), (5, 8), (2, 4))
+DENOMINATORS = (1, 2, 4, 8, 16)
+MAX_BAR_SIXTEENTHS = 64
+MAX_CONTEXT_BARS = 8                # the most context the model is trained on (the plugin's context_bars range)
+MAX_CONTEXT_TOKENS = 128            # 8 bars of 4/4: longer bars get fewer context bars
+CONTEXT_BARS = 2                    # the default (LD_CONTEXT_BARS_DEFAULT)
 PHASE_FEATURES = 9
 CONDITION_FEATURES = STYLE_SLOTS + 1 + len(TIME_SIGNATURES)
 # log-magnitude normalisation: (log(mag + floor) - center) / scale puts speech-level audio near 0
-_LOG_FLOOR, _LOG_CENTER, _LOG_SCALE = 1e-4, -7.0, 1.5
-SILENCE = (np.log(_LOG_FLOOR) - _LOG_CENTER) / _LOG_SCALE
+_LOG_FLOOR, _LOG_CENTER, LOG_SCALE = 1e-4, -7.0, 1.5
+SILENCE = (np.log(_LOG_FLOOR) - _LOG_CENTER) / LOG_SCALE
 
 
 def check_tempo(tempo_bpm: float) -> None:
@@ -39,11 +45,46 @@ def check_tempo(tempo_bpm: float) -> None:
         raise ValueError(f"tempo {tempo_bpm} BPM is outside the model's range; allowed: {TEMPO_MIN:g} to {TEMPO_MAX:g} BPM")
 
 
+def meter_supported(tsig_num: int, tsig_den: int) -> bool:
+    return (tsig_den in DENOMINATORS and isinstance(tsig_num, (int, np.integer)) and tsig_num >= 1
+            and tsig_num * 16 // tsig_den <= MAX_BAR_SIXTEENTHS)
+
+
 def sixteenths_per_bar(tsig_num: int, tsig_den: int) -> int:
-    if (tsig_num, tsig_den) not in BEAT_STARTS:
-        allowed = ", ".join(f"{n}/{d}" for n, d in TIME_SIGNATURES)
-        raise ValueError(f"time signature {tsig_num}/{tsig_den} is not supported; allowed: {allowed}")
+    if not meter_supported(tsig_num, tsig_den):
+        raise ValueError(f"time signature {tsig_num}/{tsig_den} is not supported by the model; allowed: any "
+                         f"N/1, N/2, N/4, N/8 or N/16 of at most {MAX_BAR_SIXTEENTHS} 16th notes per bar")
     return tsig_num * 16 // tsig_den
+
+
+def beat_starts(tsig: tuple[int, int]) -> tuple[int, ...]:
+    """16th-note positions where beats start: quarter (half, whole) notes for N/4 (N/2, N/1),
+    dotted quarters for compound N/8 (6/8, 9/8, 12/8), groups of 2 + ... + 3 eighths for odd
+    N/8 (5/8 = 2+3, 7/8 = 2+2+3), groups of four 16ths for N/16."""
+    num, den = tsig
+    bar_len = sixteenths_per_bar(num, den)
+    if den <= 4:
+        return tuple(range(0, bar_len, 16 // den))
+    if den == 16:
+        return tuple(range(0, bar_len - 2 if bar_len > 4 else 1, 4))
+    if num % 3 == 0 and num > 3:
+        return tuple(range(0, bar_len, 6))
+    if num <= 3:
+        return (0,)
+    return tuple(range(0, bar_len - 4 - 2, 4)) + (bar_len - 6,) if num % 2 else tuple(range(0, bar_len, 4))
+
+
+def meter_family(tsig: tuple[int, int]) -> int:
+    """Index into TIME_SIGNATURES of the family the condition vector names for `tsig`."""
+    num, den = tsig
+    if den <= 4:
+        return 1 if num % 2 else 0
+    return 2 if num % 3 == 0 else 3
+
+
+def context_bars_for(tsig: tuple[int, int], asked: int) -> int:
+    """Bars of context the model reads: what was asked (1..MAX_CONTEXT_BARS), at most MAX_CONTEXT_TOKENS."""
+    return max(1, min(int(asked), MAX_CONTEXT_BARS, MAX_CONTEXT_TOKENS // sixteenths_per_bar(*tsig)))
 
 
 def phase_features(first_token: int, n_tokens: int, tsig: tuple[int, int], first_bar: int) -> np.ndarray:
@@ -56,12 +97,12 @@ def phase_features(first_token: int, n_tokens: int, tsig: tuple[int, int], first
     bar = first_bar + k // bar_len
     angle = lambda x, period: (np.sin(2 * np.pi * x / period), np.cos(2 * np.pi * x / period))  # noqa: E731
     features = [*angle(k % 4, 4), *angle(in_bar, bar_len), *angle(bar % 4, 4),
-                np.isin(in_bar, BEAT_STARTS[tsig]), in_bar == 0, np.clip(k / bar_len, -8, 8) / 8]
+                np.isin(in_bar, beat_starts(tsig)), in_bar == 0, np.clip(k / bar_len, -8, 8) / 8]
     return np.stack(features, axis=1).astype(np.float32)
 
 
 def condition_vector(style: int, tempo_bpm: float, tsig: tuple[int, int]) -> np.ndarray:
-    """[CONDITION_FEATURES]: style one-hot, log2 tempo relative to 120 BPM, meter one-hot."""
+    """[CONDITION_FEATURES]: style one-hot, log2 tempo relative to 120 BPM, meter family one-hot."""
     if not 0 <= style < STYLE_SLOTS:
         raise ValueError(f"style {style} is out of range; allowed: 0 to {STYLE_SLOTS - 1}")
     check_tempo(tempo_bpm)
@@ -69,7 +110,7 @@ def condition_vector(style: int, tempo_bpm: float, tsig: tuple[int, int]) -> np.
     vector = np.zeros(CONDITION_FEATURES, np.float32)
     vector[style] = 1.0
     vector[STYLE_SLOTS] = np.log2(tempo_bpm / 120.0)
-    vector[STYLE_SLOTS + 1 + TIME_SIGNATURES.index(tuple(tsig))] = 1.0
+    vector[STYLE_SLOTS + 1 + meter_family(tsig)] = 1.0
     return vector
 
 
@@ -126,7 +167,7 @@ def spectra(audio: np.ndarray, tempo_bpm: float, start_sample: float, n_tokens: 
 def tokens_of(spectrum: np.ndarray, tempo_bpm: float) -> np.ndarray:
     """Normalised log-magnitude tokens of spectra()."""
     magnitude = np.abs(spectrum) * (2.0 / _window(tempo_bpm).sum())
-    return ((np.log(magnitude + _LOG_FLOOR) - _LOG_CENTER) / _LOG_SCALE).astype(np.float32)
+    return ((np.log(magnitude + _LOG_FLOOR) - _LOG_CENTER) / LOG_SCALE).astype(np.float32)
 
 
 def encode(audio: np.ndarray, tempo_bpm: float, start_sample: float, n_tokens: int) -> np.ndarray:
@@ -143,7 +184,7 @@ def decode(tokens: np.ndarray, tempo_bpm: float, n_samples: int, seed: int, iter
     the same positions one bar earlier: a repeated hit then starts out as sharp as it was."""
     window = _window(tempo_bpm)  # float64 throughout: numpy's float32 FFT is ~4x slower here
     frames = tokens.reshape(-1, N_BINS).astype(np.float64)
-    magnitude = np.maximum(np.exp(frames * _LOG_SCALE + _LOG_CENTER) - _LOG_FLOOR, 0.0) * (window.sum() / 2.0)
+    magnitude = np.maximum(np.exp(frames * LOG_SCALE + _LOG_CENTER) - _LOG_FLOOR, 0.0) * (window.sum() / 2.0)
     index = _frame_index(0.0, len(frames), tempo_bpm, len(window))
     pad = -int(index.min())
     length = max(n_samples + pad, int(index.max()) + 1 + pad)

@@ -25,6 +25,15 @@ def segments_of(pid: int) -> list[str]:
     return sorted(p.name for p in SHM_DIR.glob(f"livediff-{pid}-*"))
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """The complete lines of a JSON-lines log another process may still be appending to
+    (a line is complete once its newline is written)."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines() if line.strip()]
+
+
 @dataclass
 class EngineProcess:
     endpoint: str
@@ -32,9 +41,7 @@ class EngineProcess:
     process: subprocess.Popen
 
     def windows(self) -> list[dict]:
-        if not self.window_log.exists():
-            return []
-        return [json.loads(line) for line in self.window_log.read_text().splitlines() if line]
+        return read_jsonl(self.window_log)
 
     def stop(self) -> int:
         if self.process.poll() is None:

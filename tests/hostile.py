@@ -76,6 +76,25 @@ HOSTILE = {
 }
 
 
+def send_case(endpoint: str, name: str, instance: int, listen: float = 0.5) -> list[dict]:
+    """HELLO as a fresh connection, then the case's frames; the ERRORs the engine answered within
+    `listen` seconds. A dead engine raises zmq.Again (sends time out after 1 s)."""
+    client = Client(endpoint, instance=instance)
+    client.socket.setsockopt(zmq.SNDTIMEO, 1000)
+    try:
+        client.send_raw(hello(instance))
+        client.wait_for("welcome")
+        for frame in HOSTILE[name](instance):
+            client.send_raw(frame)
+        errors, deadline = [], time.monotonic() + listen
+        while (reply := client.recv(max(0.0, deadline - time.monotonic()))) is not None:
+            if reply["type"] == protocol.MSG["error"]:
+                errors.append(reply)
+        return errors
+    finally:
+        client.close()
+
+
 class RealtimeSession:
     """A healthy realtime plugin: TRANSPORT + AUDIO per block at the wall-clock pace (loop
     generator), and, like the shim's audio thread, a check per block that generated audio
@@ -156,6 +175,32 @@ def flood(endpoint: str, seconds: float, identities: int = 1, rate: float | None
             sent += 1
         except zmq.Again:
             time.sleep(0.0005)
+    for socket in sockets:
+        socket.close(0)
+    context.term()
+    return sent
+
+
+def big_frames(endpoint: str, seconds: float, megabytes: float, connections: int = 4) -> int:
+    """Send frames of `megabytes` of zeros (not msgpack) from `connections` sockets for `seconds`,
+    as fast as ZeroMQ takes them; returns how many went. (Child process: its own context.)"""
+    context = zmq.Context()
+    sockets = []
+    for _ in range(connections):
+        socket = context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.SNDHWM, 100000)
+        socket.setsockopt(zmq.RCVHWM, 10)
+        socket.connect(endpoint)
+        sockets.append(socket)
+    frame, sent, started = bytes(int(megabytes * 2 ** 20)), 0, time.monotonic()
+    while time.monotonic() - started < seconds:
+        for socket in sockets:
+            try:
+                socket.send(frame, zmq.NOBLOCK)
+                sent += 1
+            except zmq.Again:
+                time.sleep(0.0005)
     for socket in sockets:
         socket.close(0)
     context.term()

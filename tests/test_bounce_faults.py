@@ -3,7 +3,6 @@ makes it exit non-zero naming the bars that lost audio, with no output file; a b
 stopped (Ctrl-C, SIGTERM, even SIGKILL) stops the engine it started."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -16,7 +15,7 @@ import pytest
 
 from bridge.bounce import sweep_stale_engine_dirs
 from bridge.shm import sweep_stale_segments
-from conftest import REPO, segments_of, start_engine, wait_until
+from conftest import REPO, read_jsonl, segments_of, start_engine, wait_until
 
 LOOP = REPO / "tests" / "data" / "loop_100bpm.wav"
 BARS = 32
@@ -37,16 +36,16 @@ def alive(pid: int) -> bool:
 
 
 def generated_windows(log: Path) -> list[dict]:
-    if not log.exists():
-        return []
-    entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    return [e for e in entries if e["kind"] == "generate" and e["flags"] & 4]
+    return [e for e in read_jsonl(log) if e["kind"] == "generate" and e["flags"] & 4]
 
 
 def start_bounce(tmp_path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "bridge.cli", "bounce", str(LOOP), "-o", str(tmp_path / "out.wav"),
                              "--bpm", "100", "--bars", str(BARS), "--seed", "3", *extra],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # A suite started in the background (`make test &`) ignores SIGINT, and
+                            # children inherit that: give the bounce the default a terminal gives.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def named_bars(stderr: str) -> set[int]:

@@ -25,7 +25,7 @@ def regressions(target: str) -> list[Path]:
     return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
-def fuzz(command: list[str], target: str, tmp_path: Path, seconds: int) -> str:
+def fuzz(command: list[str], target: str, tmp_path: Path, seconds: int, max_len: int = 8192) -> str:
     """Replay the target's regression inputs, then fuzz from its seeds; returns the output."""
     inputs = regressions(target)
     if inputs:
@@ -33,7 +33,7 @@ def fuzz(command: list[str], target: str, tmp_path: Path, seconds: int) -> str:
         assert replay.returncode == 0, f"a regression input crashes {target} again:\n{replay.stderr[-4000:]}"
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    result = subprocess.run([*command, f"-max_total_time={seconds}", "-timeout=20", "-max_len=8192",
+    result = subprocess.run([*command, f"-max_total_time={seconds}", "-timeout=20", f"-max_len={max_len}",
                              f"-artifact_prefix={tmp_path}/", str(corpus), str(seeds.write(tmp_path / "seeds", target))],
                             capture_output=True, text=True, errors="replace", timeout=seconds + 120)
     assert result.returncode == 0, f"{target} found a crash (input in {tmp_path}):\n{result.stderr[-4000:]}"
@@ -60,5 +60,5 @@ def test_shim_fuzz_target(c_fuzzers, target, tmp_path):
 
 def test_engine_fuzz_target(tmp_path):
     pytest.importorskip("atheris", reason="atheris is not installed (pip install atheris): the engine fuzzer does not run")
-    output = fuzz([sys.executable, str(FUZZ / "fuzz_engine.py")], "engine", tmp_path, 2 * SECONDS)
+    output = fuzz([sys.executable, str(FUZZ / "fuzz_engine.py")], "engine", tmp_path, 2 * SECONDS, max_len=1024)
     assert "INITED" in output, "the seeds were loaded"

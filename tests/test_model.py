@@ -9,6 +9,7 @@ import pytest
 from engine import representation as rep
 from engine.diffusion import WEIGHTS_FILE, limit, load_builtin
 from engine.evaluate import mel_distance
+from engine.loop_generator import LoopGenerator
 from tests.model_fixtures import song_request
 
 
@@ -50,8 +51,8 @@ def test_context_changes_the_output_towards_the_true_continuation(generator):
         request, truth = song_request(10 + seed, style=seed)
         other, _ = song_request(20 + seed, style=(seed + 3) % 6)
         with_right = rep.resample(generator.generate(request)[:1], request.sample_rate, rep.SAMPLE_RATE)[0]
-        with_wrong = rep.resample(generator.generate(replace(request, context=other.context))[:1],
-                                  request.sample_rate, rep.SAMPLE_RATE)[0]
+        wrong_request = replace(request, context=other.context, input_context=other.context)
+        with_wrong = rep.resample(generator.generate(wrong_request)[:1], request.sample_rate, rep.SAMPLE_RATE)[0]
         assert mel_distance(with_right, with_wrong) > 0.3, "the context made no difference"
         right.append(mel_distance(with_right[: len(truth)], truth))
         wrong.append(mel_distance(with_wrong[: len(truth)], truth))
@@ -74,10 +75,31 @@ def test_tempos_outside_the_model_range_play_in_double_or_half_time(generator, t
     assert np.isfinite(out).all() and np.abs(out).max() > 0.01
 
 
-def test_bad_meter_and_style_say_what_is_allowed(generator):
+@pytest.mark.parametrize("tsig", [(5, 4), (6, 4), (9, 8), (12, 8), (5, 8), (2, 2), (7, 16)])
+def test_every_meter_gets_music_from_the_model(generator, tsig):
+    request, _ = song_request(5, tempo=110.0, tsig=tsig)
+    out = generator.generate(request)
+    assert out.shape == (2, request.frames + request.tail_frames) and np.isfinite(out).all()
+    assert np.sqrt(np.mean(out ** 2)) > 1e-2, f"{tsig} is silent"
+    loop = LoopGenerator().generate(request)
+    assert mel_distance(out[0, :request.frames], loop[0, :request.frames]) > 0.05, "the model did not play it"
+
+
+def test_a_meter_the_model_cannot_play_is_looped_with_one_log_line(generator, caplog):
+    request, _ = song_request(5, tempo=110.0, tsig=(4, 4))
+    for _ in range(3):
+        out = generator.generate(replace(request, tsig_num=7, tsig_den=32))
+    assert np.array_equal(out, LoopGenerator().generate(replace(request, tsig_num=7, tsig_den=32)))
+    assert np.sqrt(np.mean(out ** 2)) > 1e-2
+    assert [r.getMessage() for r in caplog.records].count(
+        "time signature 7/32 is outside the model's meters (N/1 to N/16, at most 64 16ths per bar): "
+        "repeating the last bar of the context instead") == 1
+    with pytest.raises(ValueError, match="not supported by the model; allowed: any N/1, N/2, N/4, N/8 or N/16"):
+        rep.sixteenths_per_bar(7, 32)
+
+
+def test_bad_style_says_what_is_allowed(generator):
     request, _ = song_request(5)
-    with pytest.raises(ValueError, match="allowed: 4/4, 3/4, 6/8, 7/8"):
-        generator.generate(replace(request, tsig_num=5, tsig_den=4))
     with pytest.raises(ValueError, match="allowed: 0 to 7"):
         generator.generate(replace(request, style=8))
 
@@ -85,7 +107,7 @@ def test_bad_meter_and_style_say_what_is_allowed(generator):
 def test_short_or_empty_context_still_generates(generator):
     request, _ = song_request(6)
     for context in (request.context[:, -1000:], np.zeros((2, 0), np.float32)):
-        out = generator.generate(replace(request, context=context))
+        out = generator.generate(replace(request, context=context, input_context=context))
         assert out.shape == (2, request.frames + request.tail_frames) and np.isfinite(out).all()
 
 
@@ -136,3 +158,34 @@ def test_guidance_and_step_count_change_the_output(generator):
     for options in (SamplingOptions(guidance=1.5), SamplingOptions(steps=1)):
         out = DiffusionGenerator(generator.backend, options).generate(request)
         assert out.shape == plain.shape and np.isfinite(out).all() and not np.array_equal(out, plain)
+
+
+def test_eval_on_a_folder_of_loops_prints_a_table(tmp_path, capsys):
+    from pedalboard.io import AudioFile
+
+    from bridge.cli import main
+    from engine.music import render_song
+    from engine.styles import load_styles
+
+    for name, rate, bars in (("drums/a_120bpm.wav", 48000, 2), ("keys/b_120bpm.wav", 44100, 1)):
+        song = render_song(load_styles()[1], 120.0, (4, 4), bars, 3, tail_sixteenths=0, sample_rate=rate, stereo=True)
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        with AudioFile(str(tmp_path / name), "w", rate, 2) as f:
+            f.write(song.audio)
+    assert main(["eval", "--data", str(tmp_path), "--backend", "onnx", "--out", str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("loop "))
+    rows = lines[header + 1: header + 3]
+    assert rows[0].startswith("drums/a_120bpm.wav") and " 2  48000 " in rows[0]
+    assert rows[1].startswith("keys/b_120bpm.wav") and " 1  44100 " in rows[1]
+    assert lines[header + 3].startswith("mean")
+
+
+def test_context_bars_changes_what_the_model_reads(generator):
+    request, _ = song_request(9, context_bars=8)
+    outputs = []
+    for bars in (1, 2, 4, 8):   # the same 8 bars heard; the model is told to read the last `bars`
+        outputs.append(generator.generate(replace(request, context_bars=bars)))
+    for a, b in zip(outputs, outputs[1:]):
+        assert not np.allclose(a, b, atol=1e-4)
+    assert rep.context_bars_for((4, 4), 8) == 8 and rep.context_bars_for((12, 8), 8) == 5

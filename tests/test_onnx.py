@@ -83,3 +83,13 @@ def test_shipped_onnx_graphs_match_the_shipped_weights():
     from_torch = load_builtin("torch").generate(request)
     from_onnx = load_builtin("onnx").generate(request)
     assert np.abs(from_torch - from_onnx).max() < AUDIO_TOLERANCE
+
+
+def test_export_writes_next_to_the_weights_and_never_over_the_shipped_graphs(tmp_path):
+    from engine.export_onnx import output_folder
+
+    run = tmp_path / "run"
+    assert output_folder(run / WEIGHTS_FILE, None) == run
+    with pytest.raises(SystemExit, match="refusing to overwrite the shipped ONNX graphs"):
+        output_folder(run / WEIGHTS_FILE, WEIGHTS_DIR)
+    assert output_folder(WEIGHTS_DIR / WEIGHTS_FILE, WEIGHTS_DIR) == WEIGHTS_DIR

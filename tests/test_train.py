@@ -64,3 +64,43 @@ def test_fine_tune_on_loops_skips_bad_files(tmp_path, capsys):
     assert "skipping blip_120bpm.wav: shorter than one 4/4 bar" in out
     assert "skipping broken.wav" in out
     assert summary["steps"] == 3
+
+
+def _write_loop(path, bars: int, tempo: float, rate: int, seed: int, stereo: bool = True) -> None:
+    song = render_song(load_styles()[seed % 6], tempo, (4, 4), bars, seed, tail_sixteenths=0, sample_rate=rate,
+                       stereo=stereo)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    audio = song.audio if stereo else song.audio[None]
+    with AudioFile(str(path), "w", rate, audio.shape[0]) as f:
+        f.write(audio)
+
+
+def test_loops_of_1_2_and_4_bars_in_nested_folders_at_44k1_and_48k_keep_their_length(tmp_path):
+    # 2 bars at 120 BPM at exactly 48 kHz is 192 000 frames: once read as 1 bar after resampling
+    cases = {"a/kick_120bpm.wav": (1, 120.0, 44100), "a/b/groove_120bpm.wav": (2, 120.0, 48000),
+             "c/d/e/long_96bpm.flac": (4, 96.0, 48000), "top_133.5bpm.wav": (2, 133.5, 44100),
+             "x/unnamed.wav": (4, 110.0, 48000)}
+    for i, (name, (bars, tempo, rate)) in enumerate(cases.items()):
+        _write_loop(tmp_path / name, bars, tempo, rate, i)
+    found = {str(p.relative_to(tmp_path)) for p in train.audio_files(tmp_path)}
+    assert found == set(cases)
+    for name, (bars, tempo, rate) in cases.items():
+        loop = train.read_loop(tmp_path / name)
+        assert (loop.bars, loop.sample_rate) == (bars, rate), name
+        assert abs(loop.tempo - tempo) < (1e-9 if "bpm" in name else 0.02 * tempo), name
+        played = loop.played(3)
+        assert abs(len(played) - 3 * bars * 4 * 60.0 / loop.tempo * 16000) <= 2, name
+
+
+def test_fine_tune_defaults_to_minutes_and_reads_nested_loops(tmp_path, capsys):
+    _write_loop(tmp_path / "loops/drums/beat_100bpm.wav", 2, 100.0, 48000, 3)
+    _write_loop(tmp_path / "loops/keys/more/chords_100bpm.wav", 1, 100.0, 44100, 4)
+    summary = train.train(parse("--data", str(tmp_path / "loops"), "--init", "builtin", "--out", str(tmp_path / "run"),
+                                "--steps", "2", "--batch-size", "2", "--checkpoint-every", "2"))
+    out = capsys.readouterr().out
+    assert "using drums/beat_100bpm.wav: 100.00 BPM, 2 bar(s) at 48000 Hz" in out
+    assert "using keys/more/chords_100bpm.wav: 100.00 BPM, 1 bar(s) at 44100 Hz" in out
+    assert summary["steps"] == 2
+    assert train.default_steps(parse("--data", "x")) == 300
+    assert train.default_steps(parse("--data", "x", "--steps", "50")) == 50
+    assert train.default_steps(parse()) == 15000

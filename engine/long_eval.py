@@ -1,0 +1,185 @@
+"""Long-run measurements of a generator, window by window as the engine makes them.
+
+The scheduler's context rule, simulated for 1-bar windows (lookahead 2): window k is made
+from input bars up to k - 2 and the generator's own bar k - 1 (`context`), plus the live input
+alone (`input_context`, its last bar k - 2, gap 1). Songs are held-out procedural songs of
+every style, at several tempos and meters, rendered in stereo at 44.1 kHz.
+
+  free-running   4 bars of the song, then silence at the input for 64 bars: per 8-bar block,
+                 loudness against the song's 4 bars, onsets on the 16th grid, peak, 85 %
+                 rolloff and stereo width against the song's
+  live input     16 bars: the whole song playing vs silence after bar 4; log-mel distance of
+                 generated bars 9-16 to the true bars
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from engine import representation as rep
+from engine.dsp import SEAM_SECONDS, crossfade
+from engine.evaluate import GRID_TOLERANCE_S, mel_distance
+from engine.generator import WindowRequest
+from engine.music import Song, render_song
+from engine.styles import load_styles
+
+HOST_RATE = 44100
+SEED = 950_000                      # held-out: training draws its song seeds from a 32-bit hash
+CONTEXT_BARS = 2
+INTRO_BARS = 4
+BLOCK_BARS = 8
+TAIL_FRAMES = round(SEAM_SECONDS * HOST_RATE)
+SONGS = ((124.0, (4, 4)), (92.0, (4, 4)), (172.0, (4, 4)), (76.0, (3, 4)), (132.0, (7, 8)), (108.0, (6, 8)),
+         (100.0, (5, 4)), (96.0, (12, 8)))
+
+def heldout_songs(n: int, bars: int, sampled: bool = False) -> list[Song]:
+    """Held-out songs, synthesised - or with `sampled`, the same notes played by General MIDI
+    instruments (engine/sampled.py: timbres the model never heard)."""
+    styles = load_styles()
+    if sampled:
+        from engine.sampled import sampled_song
+        return [sampled_song(styles[i % len(styles)], *SONGS[i % len(SONGS)], bars, SEED + i, HOST_RATE)
+                for i in range(n)]
+    return [render_song(styles[i % len(styles)], *SONGS[i % len(SONGS)], bars, SEED + i, tail_sixteenths=0,
+                        sample_rate=HOST_RATE, stereo=True) for i in range(n)]
+
+
+def bar_lines(song: Song, n: int, first: int = 0) -> np.ndarray:
+    """Host-rate sample positions of bar lines first .. n (negative bars lie before the song)."""
+    bar = rep.sixteenths_per_bar(*song.tsig) * 15.0 / song.tempo_bpm * HOST_RATE
+    return np.round(np.arange(first, n + 1) * bar).astype(np.int64)
+
+
+def bars_of(song: Song, audio: np.ndarray, first: int, last: int) -> np.ndarray:
+    """Bars [first, last) of `audio` (which starts at bar 0); silence before it."""
+    lo, hi = bar_lines(song, last, first)[[0, -1]]
+    part = audio[:, max(0, lo):max(0, hi)]
+    return np.pad(part, ((0, 0), (hi - lo - part.shape[1], 0)))
+
+
+def play(generator, song: Song, input_audio: np.ndarray, bars: int, context_bars: int = CONTEXT_BARS,
+         seed: int = 0) -> np.ndarray:
+    """[2, n] what the engine plays: input for the first 2 bars (no window can be ready before),
+    then window k (1 bar) from the scheduler's context rule, each window's tail crossfaded into
+    the next window's head by the level-keeping seam crossfade (engine.dsp.crossfade). The
+    context hears each window as generated, not the seam (engine.context.generated_bar)."""
+    lines = bar_lines(song, bars)
+    played = np.zeros((2, lines[-1]), np.float32)
+    played[:, :lines[2]] = input_audio[:, :lines[2]]
+    generated = played.copy()
+    tail = None
+    for k in range(2, bars):
+        own = bars_of(song, generated if k >= 3 else input_audio, k - 1, k)
+        context = np.concatenate([bars_of(song, input_audio, k - context_bars, k - 1), own], axis=1)
+        request = WindowRequest(context=context, sample_rate=HOST_RATE, tempo_bpm=song.tempo_bpm, tsig_num=song.tsig[0],
+                                tsig_den=song.tsig[1], context_bars=context_bars, bars=1,
+                                frames=int(lines[k + 1] - lines[k]), tail_frames=TAIL_FRAMES, style=song.style,
+                                seed=seed * 100_003 + k, bar_index=k,
+                                input_context=bars_of(song, input_audio, k - 1 - context_bars, k - 1), input_gap_bars=1)
+        out = generator.generate(request)
+        generated[:, lines[k]:lines[k + 1]] = out[:, :request.frames]
+        played[:, lines[k]:lines[k + 1]] = out[:, :request.frames] if tail is None else crossfade(
+            tail, out[:, :request.frames])
+        tail = out[:, request.frames:]
+    return played
+
+
+def loudness_db(audio: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(audio.astype(np.float64) ** 2) + 1e-12))
+
+
+def rolloff_hz(audio: np.ndarray, share: float = 0.85) -> float:
+    """Frequency below which `share` of the mid's spectral energy lies (mean power spectrum)."""
+    mid = audio.mean(axis=0)
+    frames = mid[: len(mid) // 2048 * 2048].reshape(-1, 2048) * np.hanning(2048)
+    power = (np.abs(np.fft.rfft(frames, axis=1)) ** 2).mean(axis=0)
+    cumulative = np.cumsum(power) / max(power.sum(), 1e-20)
+    return float(np.fft.rfftfreq(2048, 1.0 / HOST_RATE)[np.searchsorted(cumulative, share)])
+
+
+def width_db(audio: np.ndarray) -> float:
+    """Side energy over mid energy, dB (-inf-like -120 for mono)."""
+    side, mid = (audio[0] - audio[1]) / 2, (audio[0] + audio[1]) / 2
+    return float(10 * np.log10((np.mean(side.astype(np.float64) ** 2) + 1e-12) / (np.mean(mid.astype(np.float64) ** 2) + 1e-12)))
+
+
+def high_band_db(audio: np.ndarray, above_hz: float = 8000.0) -> float:
+    """Share of the mid's energy above `above_hz` (dB): the bandwidth a 16 kHz model would lose."""
+    spectrum = np.abs(np.fft.rfft(audio.mean(axis=0).astype(np.float64))) ** 2
+    high = spectrum[np.fft.rfftfreq(audio.shape[1], 1.0 / HOST_RATE) > above_hz].sum()
+    return float(10 * np.log10((high + 1e-20) / (spectrum.sum() + 1e-20)))
+
+
+def on_grid(audio: np.ndarray, tempo_bpm: float) -> tuple[int, int]:
+    mono = rep.resample(audio.mean(axis=0, keepdims=True), HOST_RATE, rep.SAMPLE_RATE)[0]
+    onsets = rep.onset_times(mono)
+    sixteenth = 15.0 / tempo_bpm
+    off = np.abs(onsets - np.round(onsets / sixteenth) * sixteenth)
+    return int((off <= GRID_TOLERANCE_S).sum()), len(onsets)
+
+
+def free_running(generator, songs: list[Song], bars: int = 64) -> list[dict]:
+    """Per song: the intro's measures and one row per 8-bar block of generated audio."""
+    results = []
+    for i, song in enumerate(songs):
+        total = INTRO_BARS + bars
+        lines = bar_lines(song, total)
+        heard = song.audio[:, :lines[total]].copy()
+        heard[:, lines[INTRO_BARS]:] = 0.0
+        played = play(generator, song, heard, total, seed=i)
+        intro = song.audio[:, :lines[INTRO_BARS]]
+        row = {"style": song.style, "tempo": song.tempo_bpm, "meter": f"{song.tsig[0]}/{song.tsig[1]}",
+               "intro_db": loudness_db(intro), "intro_rolloff_hz": rolloff_hz(intro), "intro_width_db": width_db(intro),
+               "intro_high_band_db": high_band_db(intro), "blocks": []}
+        for first in range(INTRO_BARS, total, BLOCK_BARS):
+            block = played[:, lines[first]:lines[min(total, first + BLOCK_BARS)]]
+            hits, onsets = on_grid(block, song.tempo_bpm)
+            row["blocks"].append({"bars": [first + 1, min(total, first + BLOCK_BARS)],
+                                  "loudness_vs_intro_db": loudness_db(block) - row["intro_db"],
+                                  "on_grid": hits / max(1, onsets), "onsets": onsets,
+                                  "peak_dbfs": float(20 * np.log10(np.abs(block).max() + 1e-12)),
+                                  "rolloff_ratio": rolloff_hz(block) / max(1.0, row["intro_rolloff_hz"]),
+                                  "width_vs_intro_db": width_db(block) - row["intro_width_db"],
+                                  "high_band_vs_intro_db": high_band_db(block) - row["intro_high_band_db"]})
+        results.append(row)
+        print(f"free-running song {i}: {row['meter']} {row['tempo']} BPM, loudness per block "
+              + " ".join(f"{b['loudness_vs_intro_db']:+.1f}" for b in row["blocks"]), flush=True)
+    return results
+
+
+def _mid_model_rate(audio: np.ndarray) -> np.ndarray:
+    return rep.resample(audio.mean(axis=0, keepdims=True), HOST_RATE, rep.SAMPLE_RATE)[0]
+
+
+def live_input(generator, songs: list[Song], bars: int = 16) -> list[dict]:
+    """Per song: distance to the true bars 9-16 with the song playing, and with silence after bar 4."""
+    rows = []
+    for i, song in enumerate(songs):
+        lines = bar_lines(song, bars)
+        whole = song.audio[:, :lines[bars]]
+        silent = whole.copy()
+        silent[:, lines[INTRO_BARS]:] = 0.0
+        truth = _mid_model_rate(whole[:, lines[8]:])
+        row = {"meter": f"{song.tsig[0]}/{song.tsig[1]}", "tempo": song.tempo_bpm}
+        for key, heard in (("playing", whole), ("silent_after_4", silent)):
+            row[key] = mel_distance(_mid_model_rate(play(generator, song, heard, bars, seed=i)[:, lines[8]:]), truth)
+        rows.append(row)
+        print(f"live input song {i}: playing {row['playing']:.3f}, silent after bar 4 {row['silent_after_4']:.3f}",
+              flush=True)
+    return rows
+
+
+def summary(free: list[dict], live: list[dict]) -> dict:
+    blocks = [b for row in free for b in row["blocks"]]
+    return {"blocks": len(blocks),
+            "blocks_loudness_within_3db": float(np.mean([abs(b["loudness_vs_intro_db"]) <= 3 for b in blocks])),
+            "blocks_on_grid_90pct": float(np.mean([b["on_grid"] >= 0.9 for b in blocks])),
+            "blocks_peak_below_-0.1dbfs": float(np.mean([b["peak_dbfs"] <= -0.1 for b in blocks])),
+            "loudness_vs_intro_db_median": float(np.median([b["loudness_vs_intro_db"] for b in blocks])),
+            "on_grid_median": float(np.median([b["on_grid"] for b in blocks])),
+            "rolloff_ratio_median": float(np.median([b["rolloff_ratio"] for b in blocks])),
+            "blocks_rolloff_within_25pct": float(np.mean([abs(b["rolloff_ratio"] - 1) <= 0.25 for b in blocks])),
+            "width_vs_intro_db_median": float(np.median([b["width_vs_intro_db"] for b in blocks])),
+            "blocks_width_within_3db": float(np.mean([abs(b["width_vs_intro_db"]) <= 3 for b in blocks])),
+            "high_band_vs_intro_db_median": float(np.median([b["high_band_vs_intro_db"] for b in blocks])),
+            "live_playing_mean": float(np.mean([r["playing"] for r in live])) if live else None,
+            "live_silent_mean": float(np.mean([r["silent_after_4"] for r in live])) if live else None}
