@@ -68,7 +68,7 @@ def measure(endpoint: str, blocks: int) -> dict:
         client.send_raw(stamped("transport", instance=client.instance, epoch=0, flags=flags, tempo=TEMPO,
                                 pos_samples=pos, pos_beats=beats, bar_start_beats=beats // 4 * 4, tsig_num=4,
                                 tsig_den=4, loop_start_beats=0.0, loop_end_beats=0.0, process_mode=0, underruns=0,
-                                offline_timeouts=0, dropped_frames=0))
+                                offline_timeouts=0, dropped_frames=0, grid=0))
         client.send_raw(stamped("audio", instance=client.instance, epoch=0, pos_samples=pos, pos_beats=beats,
                                 tempo=TEMPO, frames=FRAMES, channels=CHANNELS, input=audio, sidechain=None))
         time.sleep(0.002)

@@ -25,7 +25,7 @@ def publish_cost(bars: int, runs: int = 200) -> float:
             store.set_playhead(0, n * frames)  # the previous window is behind the playhead: reusable
             started = time.perf_counter_ns()
             store.publish(epoch=0, start_sample=n * frames, bar_index=n * bars, start_beat=n * bars * 4.0,
-                          tempo_bpm=120.0, kind=WindowKind.GENERATED, audio=audio)
+                          tempo_bpm=120.0, kind=WindowKind.GENERATED, grid=0, audio=audio)
             costs.append(time.perf_counter_ns() - started)
     finally:
         store.close()

@@ -61,7 +61,7 @@ def publish_to_visible(visible: Path, count: int = 2000) -> tuple[list[float], l
             store.set_playhead(epoch, 0)             # older epochs are reclaimable
             started = time.monotonic()
             store.publish(epoch=epoch, start_sample=0, bar_index=0, start_beat=started, tempo_bpm=120.0,
-                          kind=WindowKind.GENERATED, audio=audio)
+                          kind=WindowKind.GENERATED, grid=0, audio=audio)
             publish_us.append((time.monotonic() - started) * 1e6)
             visible_us.append(float(reader.stdout.readline()))   # lock-step: the slot stays until seen
         reader.wait(10)

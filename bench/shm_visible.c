@@ -40,7 +40,7 @@ int main(int argc, char **argv)
         ld_slot_view slot;
         int64_t next;
         double deadline = now_s() + 5.0;
-        while (!ld_timeline_find(timeline, epoch, 0, &slot, &next))
+        while (!ld_timeline_find(timeline, epoch, NULL, 0, &slot, &next))
             if (now_s() > deadline) {
                 fprintf(stderr, "epoch %u never became visible\n", epoch);
                 return 1;

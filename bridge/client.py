@@ -25,6 +25,7 @@ class Client:
     def __init__(self, endpoint: str, instance: int | None = None, context: zmq.Context | None = None):
         self.instance = int.from_bytes(os.urandom(8), "little") if instance is None else instance
         self._context = context or zmq.Context.instance()
+        self._grid, self._grid_key = 0, None
         self.socket = self._context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, self.instance.to_bytes(8, "little"))
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -67,6 +68,9 @@ class Client:
     def transport(self, *, pos_samples: int, tempo: float, epoch: int = 0, playing: bool = True,
                   tsig: tuple[int, int] = (4, 4), offline: bool = False, bar_start_beats: float | None = None,
                   underruns: int = 0) -> None:
+        """A transport snapshot; the grid sequence is bumped as the shim does it (docs/protocol.md)."""
+        if (epoch, tempo, tsig) != self._grid_key:
+            self._grid_key, self._grid = (epoch, tempo, tsig), (self._grid + 1) & 0xFFFFFFFF
         pos_beats = pos_samples * tempo / 60.0 / self.sample_rate
         bar_beats = tsig[0] * 4 / tsig[1]
         flags = const("LD_TRANSPORT_TEMPO_VALID") | const("LD_TRANSPORT_TSIG_VALID")
@@ -75,7 +79,7 @@ class Client:
                   bar_start_beats=(pos_beats // bar_beats) * bar_beats if bar_start_beats is None else bar_start_beats,
                   tsig_num=tsig[0], tsig_den=tsig[1], loop_start_beats=0.0, loop_end_beats=0.0,
                   process_mode=const("LD_MODE_OFFLINE" if offline else "LD_MODE_REALTIME"),
-                  underruns=underruns, offline_timeouts=0, dropped_frames=0)
+                  underruns=underruns, offline_timeouts=0, dropped_frames=0, grid=self._grid)
 
     def audio(self, *, pos_samples: int, tempo: float, audio: np.ndarray, epoch: int = 0,
               sidechain: np.ndarray | None = None) -> None:

@@ -133,6 +133,7 @@ FIELD_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "underruns": _uint(0, UINT64_MAX),
     "offline_timeouts": _uint(0, UINT64_MAX),
     "dropped_frames": _uint(0, UINT64_MAX),
+    "grid": _uint(0, UINT32_MAX),
 }
 
 # --- parameters ----------------------------------------------------------------------------
@@ -210,6 +211,7 @@ class Transport:
     underruns: int
     offline_timeouts: int
     dropped_frames: int
+    grid: int
 
 
 @dataclass(frozen=True)

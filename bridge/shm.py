@@ -114,6 +114,7 @@ class SlotCopy:
     length_beats: float
     tempo_bpm: float
     window_id: int
+    grid: int
     audio: np.ndarray  # float32 [channels, frames]
 
     @property
@@ -186,7 +187,7 @@ class TimelineStore:
 
     # [any-thread]
     def publish(self, *, epoch: int, start_sample: int, bar_index: int, start_beat: float,
-                tempo_bpm: float, kind: WindowKind, audio: np.ndarray) -> int:
+                tempo_bpm: float, kind: WindowKind, grid: int, audio: np.ndarray) -> int:
         """Publish one window as consecutive slots; older slots it covers are invalidated.
         Returns its window id. Raises StoreFull when no slot can be reclaimed."""
         flags = WINDOW_FLAGS[kind]
@@ -202,7 +203,7 @@ class TimelineStore:
                             start_sample=start_sample + offset, frames=part.shape[1], bar_index=bar_index,
                             start_beat=start_beat + offset * beats_per_frame,
                             length_beats=part.shape[1] * beats_per_frame, tempo_bpm=tempo_bpm,
-                            window_id=window_id, audio=part)
+                            window_id=window_id, grid=grid & 0xFFFFFFFF, audio=part)
             self._invalidate_covered(epoch, start_sample, start_sample + frames, window_id)
         return window_id
 
@@ -213,6 +214,14 @@ class TimelineStore:
             if (s.state == const("LD_SLOT_READY") and s.epoch == epoch and s.window_id < window_id
                     and start <= s.start_sample and s.start_sample + s.frames <= end):
                 self._write(i, state=const("LD_SLOT_EMPTY"))
+
+    # [any-thread]
+    def acknowledge(self, window_id: int, grid: int) -> None:
+        with self._lock:
+            slots = self._header.slots
+            for i in range(self._header.slot_count):
+                if slots[i].state == const("LD_SLOT_READY") and slots[i].window_id == window_id:
+                    self._write(i, grid=grid & 0xFFFFFFFF)
 
     # [any-thread]
     def invalidate(self, epoch: int, from_sample: int) -> int:
@@ -294,6 +303,7 @@ class TimelineReader:
             copy = SlotCopy(index=index, epoch=slot.epoch, flags=slot.flags, start_sample=slot.start_sample,
                             frames=slot.frames, bar_index=slot.bar_index, start_beat=slot.start_beat,
                             length_beats=slot.length_beats, tempo_bpm=slot.tempo_bpm, window_id=slot.window_id,
+                            grid=slot.grid,
                             audio=self._audio[index, :, :min(slot.frames, self.header.slot_capacity_frames)].copy())
             if slot.seq == seq:
                 return copy if state == const("LD_SLOT_READY") and copy.audio.shape[1] == copy.frames else None

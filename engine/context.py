@@ -8,14 +8,15 @@ from typing import Callable
 import numpy as np
 
 from engine import context_source
-from engine.dsp import SEAM_SECONDS, fit
+from engine.dsp import SEAM_SECONDS, fit, to_length
 from engine.generator import WindowRequest
 from engine.planner import Job
 from engine.publisher import WindowKind
 from engine.session import Session, Window
-from engine.timeline import window_bar
+from engine.timeline import round_half_up, window_bar
 
 _MASK64 = (1 << 64) - 1
+BROUGHT_CACHE = 32             # context bars kept brought to a bar length, per session
 
 
 def window_seed(session_seed: int, bar: int) -> int:
@@ -39,32 +40,87 @@ def context_sources(bar: int, horizon: int, context_bars: int, has_generated: Ca
     return [(b, "input") for b in range(horizon - context_bars, horizon)]
 
 
-def generated_bar(session: Session, table: dict[int, Window], bar: int) -> np.ndarray | None:
-    """The generator's own audio of `bar` (not the baked seam), cut at this grid's bar lines."""
+def bar_frames(beats: float, tempo: float, sample_rate: int) -> int:
+    return round_half_up(beats * 60.0 * sample_rate / tempo)
+
+
+def brought_to(audio: np.ndarray, marks: np.ndarray, beats: float, tempo: float, bar_beats: float,
+               sample_rate: int) -> np.ndarray:
+    """A bar of `beats` beats whose 16th notes are at `marks`, brought to a bar of `bar_beats`
+    beats at `tempo`: first to that tempo (its 16th notes laid on the new grid, dsp.to_length),
+    then cut or continued to the meter's length in beats (a 4/4 bar heard before a 7/8 one gives
+    its first 3.5 beats)."""
+    at_tempo = to_length(audio, bar_frames(beats, tempo, sample_rate), sample_rate, marks)
+    return fit(at_tempo, bar_frames(bar_beats, tempo, sample_rate))
+
+
+def sixteenths(to_sample: Callable[[float], int], first: float, last: float) -> np.ndarray:
+    """Where a bar's 16th notes are, from its start, by a beat -> sample map."""
+    start = to_sample(first)
+    return np.array([to_sample(first + k / 4) - start for k in range(max(1, round((last - first) * 4)))], float)
+
+
+def input_bar(session: Session, source: str, bar: int) -> tuple[np.ndarray, np.ndarray, float, tuple]:
+    """(audio, 16th marks, beats, cache key) of what `source` (context_source.SOURCES) played in
+    `bar`, between the bar lines it was played at (the tempo map and meter of then)."""
+    grid = session.grid
+    first, last = grid.bar_span_beats(bar)
+    audio = context_source.read_bar(session, source, bar)
+    start = grid.sample_at_beat(first)
+    return (audio, sixteenths(grid.sample_at_beat, first, last), last - first,
+            (source, start, audio.shape[1], context_source.version(session, source, start, audio.shape[1])))
+
+
+def generated_bar(session: Session, table: dict[int, Window], bar: int
+                  ) -> tuple[np.ndarray, np.ndarray, float, tuple] | None:
+    """(audio, 16th marks, beats, cache key) of the generator's own audio of `bar` (not the
+    baked seam), between the bar lines it was made for."""
     window = table.get(window_bar(bar, session.setting("window_bars")))
     if window is None or window.kind is WindowKind.PREROLL:
         return None
-    grid = session.grid
-    offset = grid.bar_start_sample(bar) - grid.bar_start_sample(window.bar)
-    return fit(window.audio[:, offset:], grid.bar_start_sample(bar + 1) - grid.bar_start_sample(bar))
+    first, last = session.grid.bar_span_beats(bar)
+    start, end = window.made.sample_at_beat(first), window.made.sample_at_beat(last)
+    return (fit(window.audio[:, start:], end - start), sixteenths(window.made.sample_at_beat, first, last),
+            last - first, ("made", window.window_id, start, end))
 
 
-def request(job: Job) -> WindowRequest:
+def bring(session: Session, bars: list[tuple[np.ndarray, np.ndarray, float, tuple]], tempo: float,
+          bar_beats: float) -> np.ndarray:
+    """Context bars brought to one bar length each and joined. [worker-thread, lock released]:
+    the session's cache of brought bars is the worker's alone (a bar is heard by several
+    windows; stretching one takes ~0.1 s)."""
+    out = []
+    for audio, marks, beats, key in bars:
+        key += (beats, tempo, bar_beats)
+        if key not in session.brought:
+            if len(session.brought) >= BROUGHT_CACHE:
+                session.brought.pop(next(iter(session.brought)))
+            session.brought[key] = brought_to(audio, marks, beats, tempo, bar_beats, session.sample_rate)
+        out.append(session.brought[key])
+    return np.concatenate(out, axis=1)
+
+
+def gather(job: Job) -> Callable[[], WindowRequest]:
+    """[scheduler lock held] What the job's window is made from, collected quickly; the
+    returned function brings every bar to the window's bar length and builds the request
+    (time-stretching takes long: call it with the lock released). A remake from a bar line
+    inside a playing window (job.from_bar) asks for the bars from there on, heard as if the
+    window started there."""
     s, grid = job.session, job.session.grid
-    span, context_bars = s.setting("window_bars"), s.setting("context_bars")
+    span, context_bars, tempo, rate = s.setting("window_bars"), s.setting("context_bars"), grid.tempo_bpm, s.sample_rate
+    first = job.bar if job.from_bar is None else job.from_bar
+    horizon = job.horizon + first - job.bar
     table = s.table(job.target.epoch)
-    generated = lambda b: generated_bar(s, table, b)  # noqa: E731
-    heard = context_source.source_at(s, job.horizon)     # main, sidechain or both: for the whole window
-    context_source.in_use(s, heard, job.horizon)
-    track_bar = lambda b: context_source.read_bar(s, heard, b)  # noqa: E731
-    sources = context_sources(job.bar, job.horizon, context_bars, lambda b: generated(b) is not None)
-    parts = [track_bar(b) if source == "input" else generated(b) for b, source in sources]
-    track = [track_bar(b) for b in range(job.horizon - context_bars, job.horizon)]
-    frames = grid.bar_start_sample(job.bar + span) - grid.bar_start_sample(job.bar)
-    return WindowRequest(context=np.concatenate(parts, axis=1), sample_rate=s.sample_rate,
-                         tempo_bpm=grid.tempo_bpm, tsig_num=grid.tsig_num, tsig_den=grid.tsig_den,
-                         context_bars=context_bars, bars=span, frames=frames,
-                         tail_frames=round(SEAM_SECONDS * s.sample_rate), style=s.setting("style"),
-                         seed=window_seed(s.setting("seed"), job.bar), bar_index=job.bar,
-                         input_context=np.concatenate(track, axis=1), input_gap_bars=job.bar - job.horizon,
-                         steps=s.sound.steps)
+    heard = context_source.source_at(s, horizon)         # main, sidechain or both: for the whole window
+    context_source.in_use(s, heard, horizon)
+    sources = context_sources(first, horizon, context_bars, lambda b: generated_bar(s, table, b) is not None)
+    parts = [input_bar(s, heard, b) if source == "input" else generated_bar(s, table, b) for b, source in sources]
+    track = [input_bar(s, heard, b) for b in range(horizon - context_bars, horizon)]
+    frames = grid.bar_start_sample(job.bar + span) - grid.bar_start_sample(first)
+    steps = s.sound.steps
+    return lambda: WindowRequest(
+        context=bring(s, parts, tempo, grid.bar_beats), sample_rate=rate, tempo_bpm=tempo, tsig_num=grid.tsig_num,
+        tsig_den=grid.tsig_den, context_bars=context_bars, bars=job.bar + span - first, frames=frames,
+        tail_frames=round(SEAM_SECONDS * rate), style=s.setting("style"), seed=window_seed(s.setting("seed"), first),
+        bar_index=first, input_context=bring(s, track, tempo, grid.bar_beats), input_gap_bars=first - horizon,
+        steps=steps)

@@ -29,14 +29,23 @@ def sounds(audio: np.ndarray) -> bool:
 
 
 def read_bar(session: Session, source: str, bar: int) -> np.ndarray:
-    """What `source` played in `bar`, between this grid's bar lines; "both" is the two summed at
-    unity gain, as a mix bus would."""
+    """What `source` played in `bar`, between the bar lines it was played at (the session's
+    tempo map and meters, Grid.bar_span_beats); "both" is the two summed at unity gain, as a mix
+    bus would."""
     grid = session.grid
-    start = grid.bar_start_sample(bar)
-    frames = grid.bar_start_sample(bar + 1) - start
+    first, last = grid.bar_span_beats(bar)
+    start = grid.sample_at_beat(first)
+    frames = grid.sample_at_beat(last) - start
     if source == "both":
         return session.inputs["input"].read(start, frames) + session.inputs["sidechain"].read(start, frames)
     return session.inputs[_STORES[source]].read(start, frames)
+
+
+def version(session: Session, source: str, start: int, frames: int) -> tuple:
+    """Changes whenever what `source` played in [start, start + frames) changes (a sidechain
+    file never does)."""
+    stores = [session.inputs[_STORES[name]] for name in (("main", "sidechain") if source == "both" else (source,))]
+    return tuple(store.version(start, frames) if hasattr(store, "version") else () for store in stores)
 
 
 def source_at(session: Session, line: int) -> str:

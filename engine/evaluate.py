@@ -26,7 +26,7 @@ from engine import representation as rep
 from engine.diffusion import DiffusionGenerator, SamplingOptions, load_builtin
 from engine.generator import WindowRequest
 from engine.music import Song, random_song, render_song
-from engine.dsp import SEAM_SECONDS, equal_power_crossfade
+from engine.dsp import SEAM_SECONDS, crossfade
 from engine.styles import load_styles
 
 HELP = "Evaluate the built-in model on held-out generated music; writes JSON and a PNG."
@@ -128,14 +128,14 @@ def context_use(generator: DiffusionGenerator, songs: list[Song]) -> dict:
             "right_beats_shuffled_share": wins, "beat_alignment": hits / max(1, total), "onsets": total}
 
 
-def stitch(windows: list[np.ndarray], frames: int, crossfade: bool) -> np.ndarray:
-    """Consecutive host-rate windows played back to back; with `crossfade`, each window's head
+def stitch(windows: list[np.ndarray], frames: int, fade: bool) -> np.ndarray:
+    """Consecutive host-rate windows played back to back; with `fade`, each window's head
     fades in over the previous window's tail exactly as the engine's scheduler does it."""
     played = []
     for k, window in enumerate(windows):
         body = window[:1, :frames]
-        if crossfade and k > 0:
-            body = equal_power_crossfade(windows[k - 1][:1, frames:], body)
+        if fade and k > 0:
+            body = crossfade(windows[k - 1][:1, frames:], body)
         played.append(body[0])
     return np.concatenate(played)
 

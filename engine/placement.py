@@ -1,6 +1,7 @@
 """Placement and publishing: a window goes where the grid wants it, with the seam crossfade
-baked in at its entry, through the session's Publisher; windows are re-placed when the grid
-or the loop moves. Every placement is one window-log entry. [scheduler lock held]"""
+baked in at its entry, through the session's Publisher; windows are re-placed (and the grid
+acknowledged) as soon as a transport moves the grid or the loop. Every placement is one
+window-log entry. [scheduler lock held]"""
 from __future__ import annotations
 
 import logging
@@ -9,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from engine.dsp import SEAM_SECONDS, equal_power_crossfade, fit
+from engine.dsp import PEAK_CEILING, SEAM_SECONDS, crossfade, fit, limit
 from engine.publisher import StoreFull, WindowKind
 from engine.session import Session, Target, Window
 
@@ -28,25 +29,36 @@ def previous(s: Session, target: Target) -> Window | None:
     return before if before is not None and before.start + before.frames == target.start else None
 
 
-def place(s: Session, window: Window, target: Target, kind: str, on_window: OnWindow, **details) -> bool:
-    """Publish `window` at the target placement with the seam crossfade baked in at its entry;
-    the slots of its earlier placement are withdrawn; one window-log entry. False if the
-    store is full."""
+def place(s: Session, window: Window, target: Target, kind: str, on_window: OnWindow,
+          switch: tuple[int, np.ndarray] | None = None, **details) -> bool:
+    """Publish `window` at the target placement with the seam crossfade baked in at its entry
+    (dsp.crossfade: the level is kept whether the two sides are alike or not), limited to
+    -0.1 dBFS;
+    the slots of its earlier placement are withdrawn; one window-log entry. `switch` (sample,
+    audio playing there now) replaces a window that is playing: up to that sample its slots
+    keep what plays now, then fade into the new audio. False if the store is full."""
     seam = round(SEAM_SECONDS * s.sample_rate)
-    audio = fit(window.published_audio, target.frames)
+    audio = fit(window.published_audio, target.frames).copy()
     if window.kind is not WindowKind.PREROLL:
         # Fade from what played before; from silence after a preroll window or nothing.
         before_window = previous(s, target)
         before = before_window.continuation(seam) if before_window is not None \
             else np.zeros((s.channels, seam), np.float32)
-        audio = audio.copy()
-        audio[:, target.entry:] = equal_power_crossfade(before, audio[:, target.entry:])
+        audio[:, target.entry:] = crossfade(before, audio[:, target.entry:])
+    if switch is not None:
+        at, playing = switch
+        cut = min(max(0, at - target.start), target.frames)
+        playing = fit(playing, cut + seam)
+        audio[:, :cut] = playing[:, :cut]
+        audio[:, cut:] = crossfade(playing[:, cut:], audio[:, cut:])
+    audio = limit(audio, PEAK_CEILING)    # seams may sum correlated audio; nothing published exceeds -0.1 dBFS
     grid = s.grid
     start_beat = grid.beat_at_sample(target.start) if target.start != grid.bar_start_sample(window.bar) \
         else grid.bar_start_beat(window.bar)
     try:
         window_id = s.store.publish(epoch=target.epoch, start_sample=target.start, bar_index=window.bar & 0xFFFFFFFF,
-                                    start_beat=start_beat, tempo_bpm=window.tempo, kind=window.kind, audio=audio)
+                                    start_beat=start_beat, tempo_bpm=window.tempo, kind=window.kind,
+                                    grid=window.grid, audio=audio)
     except StoreFull as exc:
         log.warning("session %016x: %s; window at bar %d waits", s.instance, exc, window.bar)
         s.blocked_until = time.monotonic() + 0.02
@@ -54,22 +66,27 @@ def place(s: Session, window: Window, target: Target, kind: str, on_window: OnWi
     if window.window_id:
         s.store.withdraw(window.window_id)
     window.start, window.frames, window.entry = target.start, target.frames, target.entry
-    window.window_id = window_id
-    on_window(s, {"instance": f"{s.instance:016x}", "epoch": target.epoch, "bar_index": window.bar,
-                  "start_sample": target.start, "frames": target.frames, "entry": target.entry,
-                  "start_beat": start_beat, "tempo": window.tempo, "grid_tempo": grid.tempo_bpm,
-                  "anchor_sample": grid.anchor_sample, "anchor_beat": grid.anchor_beat,
-                  "window": window.kind, "window_id": window_id, "kind": kind, "playhead": s.playhead,
-                  "session_epoch": s.epoch, **details})
+    window.window_id, window.in_slots = window_id, audio
+    log_window(s, window, target.epoch, kind, on_window, start_beat=start_beat, **details)
     return True
 
 
+def log_window(s: Session, window: Window, epoch: int, kind: str, on_window: OnWindow, **details) -> None:
+    """One window-log entry: where the window is, what it was made for, the session's grid now."""
+    segment = s.grid.segment_at_sample(window.start)
+    on_window(s, {"instance": f"{s.instance:016x}", "epoch": epoch, "bar_index": window.bar,
+                  "start_sample": window.start, "frames": window.frames, "entry": window.entry,
+                  "tempo": window.tempo, "grid_tempo": segment.tempo, "anchor_sample": segment.sample,
+                  "anchor_beat": segment.beat, "grid": window.grid, "stale": window.stale, "window": window.kind,
+                  "window_id": window.window_id, "kind": kind, "playhead": s.playhead, "session_epoch": s.epoch,
+                  "session_grid": s.grid_seq, "session_tempo": s.grid.tempo_bpm, **details})
+
+
 def replace(s: Session, targets: list[Target], on_window: OnWindow) -> None:
-    """The grid or loop moved: put every window where the new grid wants it. Audio made within
-    TEMPO_TOLERANCE of the new tempo (and the window already playing) keeps its samples and
-    only moves; other windows move now and are then remade if there is time for it, else
-    time-stretched (the planner; docs/scheduling.md, "Tempo changes")."""
-    s.moved = False
+    """The grid or loop moved (or only the shim's grid sequence): put every window where the
+    grid wants it now. A window whose audio still lands on the grid's bar lines (within the
+    session's drift tolerance, where it has yet to play) is acknowledged for the new grid;
+    the others become stale stand-ins (moved now; stretched or remade by the planner)."""
     wanted = {(t.epoch, t.bar): t for t in targets}
     previous_moved = False      # in play order: a moved window changes the seam of the next one
     for epoch in (s.epoch, s.next_epoch):
@@ -82,10 +99,17 @@ def replace(s: Session, targets: list[Target], on_window: OnWindow) -> None:
                     del table[bar]
                 continue
             playing = window.start <= s.playhead and epoch == s.epoch
-            window.regenerate |= not window.fits(s.grid) and not playing
+            unplayed = s.playhead if epoch == s.epoch else target.start
+            window.stale = window.drift(s.grid, target.start, target.frames, unplayed) > s.drift_tolerance()
+            acknowledged = window.grid
+            if not window.stale:
+                window.grid = s.grid_seq
             moved = (target.start, target.frames, target.entry) != (window.start, window.frames, window.entry)
             if moved or (previous_moved and not playing):
                 place(s, window, target, "move", on_window)
+            elif window.grid != acknowledged:
+                s.store.acknowledge(window.window_id, window.grid)
+                log_window(s, window, epoch, "ack", on_window)
             previous_moved = moved
 
 

@@ -9,12 +9,14 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from engine.publisher import WindowKind
 from engine.session import Session, Target
 from engine.timeline import horizon_bar, window_bar
 
 ESTIMATE_SAFETY = 1.5          # a job is due `ESTIMATE_SAFETY * estimate + ESTIMATE_MARGIN` before its deadline
 ESTIMATE_MARGIN = 0.02
 FIRST_ESTIMATE = 0.25          # generation-time guess (s) before anything was measured
+STRETCH_INTERVAL = 0.5         # realtime: a playing stand-in is stretched again at most this often (ramps)
 
 
 class Estimates:
@@ -40,8 +42,23 @@ class Estimates:
         self._seconds[key] = seconds if old is None else old + self.alpha * (seconds - old)
 
 
-def generation_key(session: Session) -> tuple:
-    return session.generator_name, session.setting("window_bars")
+def generation_key(session: Session, crossing: bool = False) -> tuple:
+    """Estimates of making a window, apart for windows whose context must first be brought to
+    their bar length (heard at another tempo or meter)."""
+    return session.generator_name, session.setting("window_bars"), crossing
+
+
+def estimate_key(session: Session, estimates: "Estimates", crossing: bool) -> tuple:
+    """The key to plan with: a crossing window's own estimate once measured, the plain one before."""
+    key = generation_key(session, crossing)
+    return key if estimates.measured(key) is not None else generation_key(session)
+
+
+def crossing(s: Session, bar: int, horizon: int) -> bool:
+    """Some context bar of window `bar` was played at another tempo or meter than the grid's now."""
+    grid = s.grid
+    first = grid.bar_span_beats(min(bar, horizon) - s.setting("context_bars"))[0]
+    return first < grid.meter.beat or grid.segment_at_beat(first) is not grid.segments[-1]
 
 
 def stretch_key(session: Session) -> tuple:
@@ -58,6 +75,9 @@ class Job:
     version: int
     kind: str = "generate"        # "generate" (new or remade window) or "stretch" (a stand-in)
     urgent: bool = False          # the playhead is already in it (start, seek) or it was a stand-in
+    from_bar: int | None = None   # generate: remake only from this bar line on (the window is playing)
+    from_sample: int = 0          # stretch: the stand-in follows the new grid from this sample on
+    crossing: bool = False        # generate: its context crosses a tempo or meter change (planner.crossing)
 
     @property
     def bar(self) -> int:
@@ -110,25 +130,42 @@ def targets(s: Session) -> list[Target]:
     return out
 
 
+def context_settled(s: Session, table: dict, bar: int, horizon: int) -> bool:
+    """The session's own windows that window `bar` hears (its bars from the horizon on) are
+    final: none is waiting to be stretched or remade. Offline waits for that, so what a
+    window is made from does not depend on timing."""
+    span = s.setting("window_bars")
+    for b in range(window_bar(horizon, span), bar, span):
+        window = table.get(b)
+        if window is not None and (window.stale or (s.epoch, b) in s.in_flight):
+            return False
+    return True
+
+
 def pending(s: Session, now: float, estimates: Estimates, generator_ready: Callable[[str], bool]
             ) -> list[tuple[Job, float]]:
     """(job, earliest start) for the session: windows missing from the targets, stand-ins to
-    stretch, stand-ins to remake. Expects the windows placed for the current grid already."""
+    stretch, stand-ins to remake. Expects the windows placed for the current grid already
+    (transport_state does that when a transport arrives)."""
     grid = s.grid
     if s.closed or not s.playing or grid is None or now < s.blocked_until:
         return []
     if not generator_ready(s.generator_name):
         return []
     span, look = s.setting("window_bars"), s.setting("lookahead")
-    estimate = generation_key(s)
     jobs = []
     for target in targets(s):
         if (target.epoch, target.bar) in s.in_flight:
             continue
-        window = s.table(target.epoch).get(target.bar)
+        table = s.table(target.epoch)
+        window = table.get(target.bar)
         horizon = horizon_bar(target.bar, look, span)
         preroll = grid.bar_start_beat(horizon) <= 1e-9
+        crosses = not preroll and crossing(s, target.bar, horizon)
+        estimate = estimate_key(s, estimates, crosses)
         urgent = target.deadline <= s.playhead_wall and target.epoch == s.epoch
+        if s.offline and not preroll and not context_settled(s, table, target.bar, horizon):
+            continue
         if window is None:
             ends = target.deadline + target.frames / s.sample_rate
             if not s.offline and ends < now + estimates.seconds(estimate):
@@ -139,23 +176,50 @@ def pending(s: Session, now: float, estimates: Estimates, generator_ready: Calla
             heard = s.input_end.get(target.epoch, s.input_end.get(s.epoch, -math.inf))
             missing = needed > epoch_start and heard < needed
             missing = missing and not preroll and target.epoch == s.epoch
-            job = Job(s, target, horizon, preroll, missing, s.version, urgent=urgent)
+            job = Job(s, target, horizon, preroll, missing, s.version, urgent=urgent, crossing=crosses)
             # Offline always waits for the input; realtime gives up waiting when the deadline nears.
             earliest = (now if not missing else math.inf if s.offline
                         else target.deadline - estimates.budget(estimate))
             jobs.append((job, earliest))
-        elif window.regenerate and (window.start > s.playhead or target.epoch != s.epoch):
-            remake = Job(s, target, horizon, preroll, False, s.version)
-            budget = estimates.budget(estimate)
-            if s.offline:
-                jobs.append((remake, now))
-            elif target.deadline - now >= budget - ESTIMATE_MARGIN:
-                # Remade at the last moment that still makes it: under a ramp, once, at the latest tempo.
-                jobs.append((remake, target.deadline - budget))
-            elif (window.meter == (grid.tsig_num, grid.tsig_den) and not window.fits(grid)
-                  and target.deadline - now >= estimates.seconds(stretch_key(s))):
-                jobs.append((Job(s, target, horizon, False, False, s.version, "stretch", urgent=True), now))
+        elif window.stale or window.kind is WindowKind.STRETCHED:
+            jobs += stand_in_jobs(s, target, window, horizon, preroll, crosses, now, estimates)
     return jobs
+
+
+def stand_in_jobs(s: Session, target: Target, window, horizon: int, preroll: bool, crosses: bool, now: float,
+                  estimates: Estimates) -> list[tuple[Job, float]]:
+    """What a stand-in needs: a window placed for a grid it was not made for (stale) or one
+    stretched for it (docs/scheduling.md, "Tempo changes"). Playing and stale: stretched from
+    where the grid changed, at once (realtime: at most every STRETCH_INTERVAL); realtime also
+    remakes it from the next bar line inside it that a remake can still reach. Ahead: offline
+    a remake at once; realtime a remake at the last moment that still makes it (under a ramp,
+    once, at the latest tempo), else, if stale, a stretched stand-in if that still makes it."""
+    grid, span = s.grid, s.setting("window_bars")
+    estimate = estimate_key(s, estimates, crosses)
+    stretchable = window.meter == (grid.tsig_num, grid.tsig_den)
+    # a stand-in stretched again (a ramp) does not go before the remakes ahead
+    stretch = lambda from_sample: Job(s, target, horizon, False, False, s.version, "stretch",  # noqa: E731
+                                      urgent=window.kind is not WindowKind.STRETCHED, from_sample=from_sample)
+    if window.start <= s.playhead and target.epoch == s.epoch:
+        jobs = []
+        if window.stale and stretchable and (s.offline or now - window.stretched_at >= STRETCH_INTERVAL):
+            jobs.append((stretch(max(s.changed_at, window.start)), now))
+        if not s.offline:
+            reach = s.playhead + round((now - s.playhead_wall + estimates.budget(estimate)) * s.sample_rate)
+            later = [b for b in range(target.bar + 1, target.bar + span) if grid.bar_start_sample(b) > reach]
+            if later:
+                jobs.append((Job(s, target, horizon, preroll, False, s.version, from_bar=later[0], crossing=crosses),
+                             now))
+        return jobs
+    remake = Job(s, target, horizon, preroll, False, s.version, crossing=crosses)
+    budget = estimates.budget(estimate)
+    if s.offline:
+        return [(remake, now)]
+    if target.deadline - now >= budget - ESTIMATE_MARGIN:
+        return [(remake, target.deadline - budget)]
+    if window.stale and stretchable and target.deadline - now >= estimates.seconds(stretch_key(s)):
+        return [(stretch(target.start), now)]
+    return []
 
 
 def priority(job: Job, estimates: Estimates) -> tuple[int, float]:

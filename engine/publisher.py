@@ -24,9 +24,14 @@ class Publisher(Protocol):
     slot_count: int
 
     def publish(self, *, epoch: int, start_sample: int, bar_index: int, start_beat: float, tempo_bpm: float,
-                kind: WindowKind, audio: np.ndarray) -> int:
-        """Publish audio[:, 0] at start_sample of epoch; returns its window id (a larger id
-        wins where two windows overlap). Raises StoreFull."""
+                kind: WindowKind, grid: int, audio: np.ndarray) -> int:
+        """Publish audio[:, 0] at start_sample of epoch, made for the shim's grid sequence
+        `grid`; returns its window id (a larger id wins where two windows overlap). Raises
+        StoreFull."""
+        ...
+
+    def acknowledge(self, window_id: int, grid: int) -> None:
+        """The window's audio is right for grid sequence `grid` too (it did not move)."""
         ...
 
     def withdraw(self, window_id: int) -> int:

@@ -40,6 +40,7 @@ class Scheduler:
         self.input_budget = InputBudget.megabytes(max_input_mb)   # received input of all sessions
         self.generators = generators or GeneratorPool()
         self.estimates = Estimates()
+        self._on_window = on_window
         self._worker = Worker(self._cond, self._sessions, self.generators, self.estimates, on_window, on_problem)
 
     def start(self) -> None:
@@ -89,7 +90,7 @@ class Scheduler:
     # [main-thread]
     def on_transport(self, session: Session, transport: TransportSnapshot, now: float) -> None:
         with self._cond:
-            transport_state.on_transport(session, transport, now)
+            transport_state.on_transport(session, transport, now, self._on_window)
             self._cond.notify_all()
 
     # [main-thread]

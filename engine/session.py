@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -14,10 +14,11 @@ from engine.dsp import fit
 from engine.input_budget import InputBudget
 from engine.publisher import Publisher, WindowKind
 from engine.sound import Sound
-from engine.timeline import Grid, GridTracker
+from engine.timeline import Grid, GridTracker, Segment
 
 INPUT_KEEP_SECONDS = 180       # received input kept around the playhead, by song position
-TEMPO_TOLERANCE = 0.015        # audio made within 1.5 % of the grid's tempo is re-placed, not remade
+OFFLINE_DRIFT = 1.0            # samples: offline a window off the grid by more is remade or stretched
+REALTIME_DRIFT_SECONDS = 0.005 # realtime: a window whose bar lines drift less is only moved (a ramp does not thrash)
 EPOCH_STORM = 8                # epoch changes within a second that get a log line (a host jumping every block)
 EPOCH_MASK = 0xFFFFFFFF
 
@@ -36,6 +37,7 @@ class InputStore:
         self.keep_chunks = keep_frames // self.CHUNK + 1
         self._chunks: dict[int, np.ndarray] = {}
         self._filled: dict[int, int] = {}     # chunk -> frames written into it (at most CHUNK)
+        self._writes: dict[int, int] = {}     # chunk -> how often it was written (cache keys)
         self._total_filled = 0
         self._newest = 0
         self.budget: InputBudget | None = None    # set while the scheduler serves the session
@@ -49,6 +51,7 @@ class InputStore:
 
     def _drop(self, index: int) -> None:
         chunk = self._chunks.pop(index)
+        self._writes.pop(index, None)
         self._total_filled -= self._filled.pop(index)
         if self.budget is not None:
             self.budget.dropped(chunk.nbytes)
@@ -66,6 +69,7 @@ class InputStore:
                 if self.budget is not None:
                     self.budget.made(chunk.nbytes)
             chunk[:, offset:offset + n] = audio[:, pos - start:pos - start + n]
+            self._writes[index] = self._writes.get(index, 0) + 1
             if index in self._filled:      # (the budget may have taken it back meanwhile)
                 grown = min(self.CHUNK, self._filled[index] + n) - self._filled[index]
                 self._filled[index] += grown
@@ -76,6 +80,10 @@ class InputStore:
             self._drop(index)
         while len(self._chunks) > 2 and len(self._chunks) * self.CHUNK > 2 * self._total_filled + 2 * self.CHUNK:
             self._drop(min((i for i in self._chunks if i != self._newest), key=self._filled.__getitem__))
+
+    def version(self, start: int, frames: int) -> tuple:
+        """Changes whenever anything in [start, start + frames) is written."""
+        return tuple(self._writes.get(i, 0) for i in range(start // self.CHUNK, (start + frames - 1) // self.CHUNK + 1))
 
     def read(self, start: int, frames: int) -> np.ndarray:
         out = np.zeros((self.channels, frames), np.float32)
@@ -92,24 +100,44 @@ class InputStore:
 
 @dataclass
 class Window:
-    """One window as made and as placed. audio[:, 0] plays at `start`; the shim plays
+    """One window as made and as placed. audio[:, i] plays at `start + i`; the shim plays
     [start, start + frames); `entry` is where playback comes in (the loop start inside the
-    first window after a wrap), where the seam crossfade goes."""
+    first window after a wrap), where the seam crossfade goes. `made` says what the audio was
+    made for: audio index i (as a sample of that grid) <-> song beat, so a window is addressed
+    by musical position whatever the session's grid does later."""
     bar: int
     kind: WindowKind
     audio: np.ndarray         # generator output: the window and its continuation (seam source)
-    tempo: float              # tempo the audio was made (or stretched) for
-    meter: tuple[int, int]    # time signature it was made for
+    made: Grid                # audio index <-> beat (one tempo; a stand-in follows the grid it was made for)
     start: int = 0
     frames: int = 0
     entry: int = 0
     window_id: int = 0
-    regenerate: bool = False  # a stand-in (moved or stretched for a new grid): remake it if time allows
+    grid: int = 0             # the transport grid sequence this audio is right for (acknowledged in its slots)
+    stale: bool = False       # placed for a grid it was not made for: a stand-in until stretched or remade
+    stretched_at: float = -math.inf   # wall time of its last stretch (realtime stretches are rate-limited)
     shaped: np.ndarray | None = None  # audio through the session's Sound (FX, gain), as published; None: audio
+    in_slots: np.ndarray | None = None    # what its slots hold now (seams baked in)
 
-    def fits(self, grid: Grid) -> bool:
-        """Made for this grid's meter and, within TEMPO_TOLERANCE, its tempo."""
-        return self.meter == (grid.tsig_num, grid.tsig_den) and abs(grid.tempo_bpm / self.tempo - 1) <= TEMPO_TOLERANCE
+    @property
+    def tempo(self) -> float:
+        """The tempo its audio ends at (what slots and logs report)."""
+        return self.made.tempo_bpm
+
+    @property
+    def meter(self) -> tuple[int, int]:
+        return self.made.tsig_num, self.made.tsig_den
+
+    def drift(self, grid: Grid, start: int, frames: int, from_sample: int) -> float:
+        """Samples by which this audio, placed at [start, start + frames), is off the grid's bar
+        lines where it has yet to play (from from_sample on): the larger error of its two ends,
+        infinite when the meter differs."""
+        if self.meter != (grid.tsig_num, grid.tsig_den):
+            return math.inf
+        if self.kind is WindowKind.PREROLL:
+            return 0.0          # silence is right for any grid
+        points = (max(from_sample, start), start + frames)
+        return max(abs(self.made.sample_at_beat(grid.beat_at_sample(x)) - (x - start)) for x in points)
 
     def continuation(self, seam: int) -> np.ndarray:
         """What this window would have played after its end (the next window fades in from it)."""
@@ -120,6 +148,12 @@ class Window:
         """What plays: the generator's audio through the preset's FX and gain (context reads `audio`,
         so effects never feed back into generation)."""
         return self.audio if self.shaped is None else self.shaped
+
+
+def made_for(grid: Grid, bar: int, tempo: float, meter: tuple[int, int]) -> Grid:
+    """The `made` map of audio generated for bar `bar` of `grid` at one tempo: index 0 is the bar line."""
+    return Grid(grid.sample_rate, (Segment(0, grid.bar_start_beat(bar), tempo),),
+                (replace(grid.meter, tsig_num=meter[0], tsig_den=meter[1]),))
 
 
 @dataclass(frozen=True)
@@ -141,6 +175,8 @@ class Session:
     store: Publisher
     params: dict[str, float | str]            # by parameter name; enum parameters by value name
     tempo_range: tuple[float, float]          # host tempos accepted (others keep the last good one)
+    grid_seq: int = 0             # the shim's grid sequence of the last transport applied
+    changed_at: int = 0           # song sample of the transport that last changed the grid
     offline: bool = False
     tracker: GridTracker | None = None
     grid: Grid | None = None
@@ -157,7 +193,6 @@ class Session:
     ahead: dict[int, Window] = field(default_factory=dict)    # bar -> window of the next epoch (after a loop wrap)
     in_flight: set[tuple[int, int]] = field(default_factory=set)  # (epoch, bar)
     version: int = 0              # bumped when the timeline restarts: in-flight results are dropped
-    moved: bool = False           # grid or loop changed: windows must be re-placed
     in_loop: bool = False         # the playhead is inside the active loop
     problem: tuple[str, str] | None = None    # (kind, message) of the last problem reported
     blocked_until: float = 0.0    # store full or generator failed: retry after this time
@@ -168,6 +203,7 @@ class Session:
     epoch_changes: deque = field(default_factory=lambda: deque(maxlen=EPOCH_STORM))
     warned: dict[str, float] = field(default_factory=dict)    # kind -> when last logged
     sound: Sound = field(default_factory=Sound)               # a preset's steps, FX chain and gain
+    brought: dict = field(default_factory=dict)   # context bars already brought to a bar length (worker's cache)
 
     def __post_init__(self):
         self.tracker = GridTracker(self.sample_rate, float(self.params["tempo_bpm"]), self.tempo_range)
@@ -177,6 +213,10 @@ class Session:
     @property
     def input(self) -> InputStore:
         return self.inputs["input"]
+
+    def drift_tolerance(self) -> float:
+        """Samples a window may be off the grid and still count as made for it."""
+        return OFFLINE_DRIFT if self.offline else REALTIME_DRIFT_SECONDS * self.sample_rate
 
     def setting(self, name: str) -> int:
         return int(self.params[name])

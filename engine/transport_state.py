@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 
+from engine import placement, planner
 from engine.session import EPOCH_STORM, Session, warn_rarely
 from engine.timeline import Grid
 from engine.transport import InputBlock, TransportSnapshot
@@ -29,7 +30,10 @@ def on_params(session: Session, params: dict[str, float | str]) -> None:
         restart_after_playhead(session)
 
 
-def on_transport(session: Session, t: TransportSnapshot, now: float) -> None:
+def on_transport(session: Session, t: TransportSnapshot, now: float, on_window: placement.OnWindow) -> None:
+    """Apply a transport at once: windows that no longer match the grid or the loop are
+    re-placed (or withdrawn) here, before anything else plays, and those that still fit are
+    acknowledged for the shim's new grid sequence."""
     new_epoch = t.epoch != session.epoch
     grid = session.tracker.update(
         tempo=t.tempo, tsig_num=t.tsig_num, tsig_den=t.tsig_den, pos_samples=t.pos_samples,
@@ -40,23 +44,24 @@ def on_transport(session: Session, t: TransportSnapshot, now: float) -> None:
         warn_rarely(session, "backwards", now, log, "position went back from sample %d to %d within epoch %d "
                     "(a jump the shim should have made a new epoch); windows follow the position",
                     session.playhead, t.pos_samples, t.epoch)
+    changed = t.grid != session.grid_seq
     if new_epoch:
         _enter_epoch(session, t, grid, loop, now)
     elif grid is not session.grid or loop != session.loop:
-        if grid is not session.grid:
-            log.info("session %016x: grid now %.6g BPM %d/%d; re-placing windows from the playhead",
-                     session.instance, grid.tempo_bpm, grid.tsig_num, grid.tsig_den)
         if loop != session.loop and session.ahead:
             withdraw_ahead(session)
-        session.grid, session.loop, session.moved = grid, loop, True
+        session.grid, session.loop, session.changed_at, changed = grid, loop, t.pos_samples, True
+    session.grid_seq = t.grid
     session.offline = t.offline
     session.playing = t.playing
     session.playhead, session.playhead_wall = t.pos_samples, now
     in_loop = session.grid is not None and session.loop_samples() is not None
-    session.moved |= in_loop != session.in_loop    # entering the loop clips the window at its end
+    changed |= in_loop != session.in_loop    # entering the loop clips the window at its end
     session.in_loop = in_loop
     session.underruns = t.underruns
     session.store.set_playhead(session.epoch, t.pos_samples)
+    if changed and (session.windows or session.ahead):
+        placement.replace(session, planner.targets(session), on_window)
 
 
 def _enter_epoch(session: Session, t: TransportSnapshot, grid: Grid, loop, now: float) -> None:
@@ -77,6 +82,7 @@ def _enter_epoch(session: Session, t: TransportSnapshot, grid: Grid, loop, now: 
     if wrapped:
         session.windows, session.ahead = session.ahead, {}
     session.epoch, session.epoch_start, session.grid, session.loop = t.epoch, t.pos_samples, grid, loop
+    session.changed_at = t.pos_samples
     if not wrapped:
         restart_timeline(session, withdraw_from=None)
 
@@ -114,7 +120,6 @@ def restart_timeline(session: Session, withdraw_from: int | None) -> None:
     withdraw_ahead(session)
     session.in_flight.clear()
     session.version += 1
-    session.moved = False
     if session.epoch is not None:
         session.store.invalidate(session.epoch, -(1 << 62) if withdraw_from is None else withdraw_from)
 

@@ -4,6 +4,7 @@ session. [worker-thread]"""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from typing import Callable
@@ -11,16 +12,17 @@ from typing import Callable
 import numpy as np
 
 from engine import context, placement, planner
-from engine.dsp import stretch
+from engine.dsp import fit, regrid
 from engine.generators import GeneratorPool, GeneratorUnavailable
 from engine.planner import Estimates, Job
 from engine.publisher import WindowKind
-from engine.session import Session, Window, warn_rarely
-from engine.timeline import window_bar
+from engine.session import Session, Window, made_for, warn_rarely
+from engine.timeline import Grid, Segment, window_bar
 
 log = logging.getLogger("livediff.scheduler")
 OnProblem = Callable[[Session, str, str], None]
 QUARANTINE_SECONDS = 5.0       # a bug planning or placing one session's windows stops that session this long
+SWITCH_MARGIN = 0.05           # realtime: a playing window is replaced at least this far ahead of the shim
 
 
 class Worker:
@@ -66,8 +68,6 @@ class Worker:
             if quarantined and now < session.blocked_until:
                 continue
             try:
-                if session.moved and session.grid is not None and session.playing:
-                    placement.replace(session, planner.targets(session), self._on_window)
                 plans = planner.pending(session, now, self.estimates, self.generator_ready)
             except Exception as exc:  # a bug with one session's state must not stop the others' windows
                 self._quarantine(session, "planning its windows", exc)
@@ -77,8 +77,9 @@ class Worker:
             yield from plans
 
     def _take_work(self):
-        """[_cond held] (job, request or stretch input, generator name) for the job to run
-        next; None once stopped."""
+        """[_cond held] (job, what to make it from (a request to build, or a stretch's input),
+        generator name, the grid sequence it is made for) for the job to run next; None once
+        stopped."""
         while not self.stopped:
             work, wait = self.next_work(time.monotonic())
             if work is not None:
@@ -97,9 +98,9 @@ class Worker:
         name = session.generator_name
         if job.kind == "stretch":
             window = session.table(job.target.epoch)[job.bar]
-            return (job, (window, session.grid.tempo_bpm), name), 0.0
+            return (job, (window, session.grid, job.target), name, session.grid_seq), 0.0
         try:
-            request = None if job.preroll else context.request(job)
+            request = None if job.preroll else context.gather(job)
         except Exception as exc:
             session.in_flight.discard((job.target.epoch, job.bar))
             self._quarantine(session, f"gathering the context of bar {job.bar}", exc)
@@ -107,7 +108,7 @@ class Worker:
         if job.input_missing and request is not None:
             log.warning("session %016x: window at bar %d generated before its input up to bar %d arrived "
                         "(deadline near); the missing input is silence", session.instance, job.bar, job.horizon)
-        return (job, request, name), 0.0
+        return (job, request, name, session.grid_seq), 0.0
 
     def _loaded(self, name: str, failure: str | None) -> None:
         """[loader-thread] A generator finished loading: report a failure to its sessions, wake the worker."""
@@ -117,17 +118,20 @@ class Worker:
                     self._report(session, failure, retry_after=1.0)
             self._cond.notify_all()
 
-    def _run(self, job: Job, work, name: str) -> None:
+    def _run(self, job: Job, work, name: str, grid_seq: int) -> None:
         """[_cond not held] Generate or stretch, then publish under the lock."""
         session = job.session
         started = time.monotonic()
-        problem = None
+        problem, made = None, None
         try:
             if job.kind == "stretch":
-                window, tempo = work
-                audio = stretch(window.audio, session.sample_rate, window.tempo, tempo)
+                window, grid, target = work
+                audio, made = stand_in(window, grid, target.start, target.frames, job.from_sample, session.channels)
+            elif work is not None:
+                work = work()       # the request: context bars brought to this window's bar length
+                audio = self.generators.get(name).generate(work)
             else:
-                audio = None if work is None else self.generators.get(name).generate(work)
+                audio = None
         except GeneratorUnavailable as exc:
             audio, problem = None, str(exc)
         except Exception as exc:  # a failing model must not take the engine down
@@ -139,7 +143,7 @@ class Worker:
             if job.kind == "stretch":
                 self.estimates.add(planner.stretch_key(session), elapsed)
             elif work is not None and problem is None:
-                self.estimates.add(planner.generation_key(session), elapsed)
+                self.estimates.add(planner.generation_key(session, job.crossing), elapsed)
             table = session.table(job.target.epoch)
             if session.closed or session.version != job.version or table is None:
                 return
@@ -147,7 +151,7 @@ class Worker:
                 self._report(session, problem, retry_after=1.0)
                 return
             try:
-                self._finish(job, work, audio, shaped, name, table)
+                self._finish(job, work, audio, made, shaped, name, table, grid_seq)
             except Exception as exc:
                 self._quarantine(session, f"placing the window of bar {job.bar}", exc)
 
@@ -185,43 +189,60 @@ class Worker:
         session.problem = ("internal", message)
         session.blocked_until = time.monotonic() + QUARANTINE_SECONDS
 
-    def _finish(self, job: Job, work, audio: np.ndarray | None, shaped: np.ndarray | None, name: str,
-                table: dict[int, Window]) -> None:
+    def _finish(self, job: Job, work, audio: np.ndarray | None, made: Grid | None, shaped: np.ndarray | None,
+                name: str, table: dict[int, Window], grid_seq: int) -> None:
         """Place the result where the current grid wants it now (the grid may have moved while
         it was made) and log it."""
         s, grid = job.session, job.session.grid
-        if s.moved:     # the grid moved while this was made: place the others first (seams)
-            placement.replace(s, planner.targets(s), self._on_window)
         target = next((t for t in planner.targets(s) if (t.epoch, t.bar) == (job.target.epoch, job.bar)), None)
         if target is None:
             return          # the playhead or the loop moved on meanwhile
         old = table.get(job.bar)
+        playing = old is not None and old.window_id and old.start <= s.playhead and target.epoch == s.epoch
+        switch = None
         if job.kind == "stretch":
-            stood_in, tempo = work
-            if old is not stood_in or old.meter != (grid.tsig_num, grid.tsig_den):
+            stood_in, _, _ = work
+            if old is not stood_in:
                 return      # remade or dropped meanwhile
-            old.audio, old.shaped, old.tempo, old.kind = audio, shaped, tempo, WindowKind.STRETCHED
-            window = old
+            window = Window(job.bar, WindowKind.STRETCHED, audio, made, window_id=old.window_id,
+                            stretched_at=time.monotonic(), shaped=shaped)
+            if playing:
+                switch = self._switch_point(s, job.from_sample), old.in_slots
         else:
             request = work
-            if old is not None and old.window_id and old.start <= s.playhead and target.epoch == s.epoch:
-                return      # too late to replace the stand-in: it is playing
-            if audio is None:
-                window = Window(job.bar, WindowKind.PREROLL, np.zeros((s.channels, target.frames), np.float32),
-                                grid.tempo_bpm, (grid.tsig_num, grid.tsig_den))
-            elif audio.shape != (s.channels, request.frames + request.tail_frames):
+            if audio is not None and audio.shape != (s.channels, request.frames + request.tail_frames):
                 self._report(s, f"the {name} generator returned shape {audio.shape}; "
                              f"expected ({s.channels}, {request.frames + request.tail_frames})", retry_after=1.0)
                 return
+            meter = (grid.tsig_num, grid.tsig_den)
+            if job.from_bar is not None:
+                if old is None or not playing:
+                    return
+                at = grid.bar_start_sample(job.from_bar)
+                if at <= self._switch_point(s, s.playhead):
+                    return  # the bar line it was made from has come: too late for it too
+                # its audio up to there (as made and as shaped), then the remake of the bars from there
+                head = lambda new, own: np.concatenate([fit(own, at - old.start), new], axis=1)  # noqa: E731
+                window = Window(job.bar, WindowKind.GENERATED, head(audio, old.audio), placed_on(grid, old.start, old.made),
+                                window_id=old.window_id,
+                                shaped=None if shaped is None else head(shaped, old.published_audio))
+                switch = at, old.in_slots
+            elif playing:
+                return      # too late to replace the stand-in: it is playing
+            elif audio is None:
+                window = Window(job.bar, WindowKind.PREROLL, np.zeros((s.channels, target.frames), np.float32),
+                                made_for(grid, job.bar, grid.tempo_bpm, meter))
             else:
-                window = Window(job.bar, WindowKind.GENERATED, audio, request.tempo_bpm,
-                                (request.tsig_num, request.tsig_den), shaped=shaped)
+                window = Window(job.bar, WindowKind.GENERATED, audio, made_for(grid, job.bar, request.tempo_bpm, meter),
+                                shaped=shaped)
             if old is not None:
                 window.window_id = old.window_id
-        window.regenerate = not window.fits(grid)   # made for a grid that has moved on meanwhile
+        unplayed = s.playhead if target.epoch == s.epoch else target.start
+        window.stale = window.drift(grid, target.start, target.frames, unplayed) > s.drift_tolerance()
+        window.grid = grid_seq if window.stale else s.grid_seq
         now = time.monotonic()
         late = now > target.deadline and not job.urgent and not s.offline
-        if not placement.place(s, window, target, job.kind, self._on_window, generator=name,
+        if not placement.place(s, window, target, job.kind, self._on_window, switch=switch, generator=name,
                                input_missing=job.input_missing, late=late,
                                seed=None if job.kind == "stretch" or work is None else work.seed,
                                lead_seconds=round(target.deadline - now, 4)):
@@ -234,3 +255,40 @@ class Worker:
         oldest_needed = window_bar(grid.bar_at_sample(s.playhead), span) - s.setting("context_bars") - span
         for bar in [b for b in s.windows if b < oldest_needed]:
             del s.windows[bar]
+
+    @staticmethod
+    def _switch_point(s: Session, at: int) -> int:
+        """Where a replacement of a playing window may take over: offline the shim waits at
+        `at` (where the grid changed); realtime not before the block the shim plays after the
+        slots are written, with a margin."""
+        if s.offline:
+            return at
+        projected = s.playhead + round((time.monotonic() - s.playhead_wall + SWITCH_MARGIN) * s.sample_rate)
+        return max(at, projected)
+
+
+def stand_in(window: Window, grid: Grid, start: int, frames: int, from_sample: int, channels: int
+             ) -> tuple[np.ndarray, Grid]:
+    """(audio, made) of a stand-in for `window` placed at [start, start + frames) of `grid`:
+    its own audio up to from_sample, then its music from the beat the grid has there on, each
+    16th note moved to where the grid now has it (dsp.regrid: attacks on the new grid, pitch
+    kept). [any-thread] (pure)"""
+    cut = min(max(0, from_sample - start), frames)
+    needed = frames - cut + max(0, window.audio.shape[1] - window.frames)
+    beat = grid.beat_at_sample(start + cut)
+    lines = [beat]
+    while grid.sample_at_beat(lines[-1]) - (start + cut) < needed:
+        lines.append(math.floor(lines[-1] * 4 + 1e-6) / 4 + 0.25)     # the next 16th (a hair's breadth: this one)
+    source = np.array([window.made.sample_at_beat(b) for b in lines], float)
+    target = np.array([0] + [grid.sample_at_beat(b) - (start + cut) for b in lines[1:]], float)
+    tail = regrid(window.audio, source, target, needed, grid.sample_rate)
+    return np.concatenate([fit(window.audio, cut), tail], axis=1)[:channels], placed_on(grid, start, window.made)
+
+
+def placed_on(grid: Grid, start: int, made: Grid) -> Grid:
+    """The `made` map of audio that follows the grid from song sample `start` on (index 0
+    there): a stand-in is right for the grid except where it has already played (at most the
+    block in which the change arrived). [any-thread] (pure)"""
+    first = grid.segment_at_sample(start)
+    later = tuple(Segment(seg.sample - start, seg.beat, seg.tempo) for seg in grid.segments if seg.sample > start)
+    return Grid(grid.sample_rate, (Segment(0, grid.beat_at_sample(start), first.tempo),) + later, made.meters)

@@ -11,8 +11,17 @@ enum source { SOURCE_NONE, SOURCE_OWN, SOURCE_HOST, SOURCE_STOPPED };
 
 void ld_clock_reset(ld_clock *clock)
 {
-    uint32_t epoch = clock->epoch;
-    *clock = (ld_clock){.epoch = epoch + 1, .source = SOURCE_NONE, .tsig_num = 4, .tsig_den = 4, .sync_mode = -1};
+    uint32_t epoch = clock->epoch, grid = clock->last.grid;
+    *clock = (ld_clock){.epoch = epoch + 1, .source = SOURCE_NONE, .tsig_num = 4, .tsig_den = 4,
+                        .last = {.grid = grid + 1}, .sync_mode = -1};
+}
+
+/* Whether the engine must re-place (and acknowledge) windows for this block. [audio-thread] */
+static bool grid_changed(const ld_position *a, const ld_position *b)
+{
+    return a->epoch != b->epoch || a->tempo != b->tempo || a->tsig_num != b->tsig_num || a->tsig_den != b->tsig_den
+        || (a->flags & LD_TRANSPORT_LOOP_ACTIVE) != (b->flags & LD_TRANSPORT_LOOP_ACTIVE)
+        || a->loop_start_beats != b->loop_start_beats || a->loop_end_beats != b->loop_end_beats;
 }
 
 /* [audio-thread] */
@@ -130,6 +139,8 @@ uint32_t ld_clock_advance(ld_clock *clock, const ld_host_transport *host, double
         .loop_start_beats = loop ? host->loop_start_beats : 0.0,
         .loop_end_beats = loop ? host->loop_end_beats : 0.0,
     };
+    out->grid = clock->last.grid + (grid_changed(out, &clock->last) ? 1u : 0u);
+    clock->last = *out;
     clock->source = source;
     clock->next_samples = samples + (advancing ? frames : 0);
     clock->next_beats = beats + (advancing ? frames * beats_per_sample : 0.0);

@@ -46,6 +46,7 @@ enum ld_host_problem {
 /* The position of one block, as sent to the engine (ld_transport_flags in `flags`). */
 typedef struct ld_position {
     uint32_t epoch;
+    uint32_t grid;              /* LD_KEY_GRID: bumped when epoch, tempo, meter or loop differ from the last block */
     uint32_t flags;
     double tempo;
     int64_t pos_samples;
@@ -63,10 +64,11 @@ typedef struct ld_clock {
     double next_beats;
     uint32_t tsig_num, tsig_den;
     double host_tempo;          /* last sane host tempo, 0 if none yet */
+    ld_position last;           /* the previous block's position (grid changes are counted against it) */
     int sync_mode;              /* of the previous block, -1 after reset */
 } ld_clock;
 
-/* Start over: own clock at 0, new epoch. [audio-thread] (or [main-thread] while not processing) */
+/* Start over: own clock at 0, new epoch (and grid). [audio-thread] (or [main-thread] while not processing) */
 void ld_clock_reset(ld_clock *clock);
 
 /* The position of a block of `frames` frames. `host` may be NULL (no transport).

@@ -15,6 +15,7 @@
 #define RING_SECONDS 2.0                /* input the ring holds while the engine is slow */
 #define LATE_ENGINE_S 5.0               /* offline: how long blocks wait in all for a dead engine to come (back) */
 #define WET_LIMIT 4.0f                  /* generated samples reach the host within +-4.0 (+12 dBFS) */
+#define READ_RETRIES 2                  /* torn slot reads retried per block */
 
 double ld_now_s(void)
 {
@@ -361,7 +362,7 @@ static void push_record(ld_core *core, const ld_position *position, const ld_aud
     atomic_fetch_add_explicit(&core->dropped_frames, record.frames, memory_order_relaxed);
 }
 
-/* Offline only: wait until generated audio covers the block, or give up (bounded by the
+/* Offline only: wait until audio made for the block's grid covers it, or give up (bounded by the
  * offline timeout). While the engine is dead or absent the I/O thread keeps saying HELLO and
  * the blocks keep waiting for it, LATE_ENGINE_S in all until it answers again, so a bounce
  * started before its engine, or across an engine restart, goes on. Blocks treated as offline
@@ -371,7 +372,7 @@ static bool wait_for_coverage(ld_core *core, const ld_position *position, uint32
     double started = ld_now_s(), now = started, deadline = started + core->offline_timeout_s;
     for (;;) {
         const ld_timeline *timeline = acquire_timeline(core);
-        if (timeline && ld_timeline_covers(timeline, position->epoch, position->pos_samples, frames)) {
+        if (timeline && ld_timeline_covers(timeline, position->epoch, &position->grid, position->pos_samples, frames)) {
             add_wait(core, started);
             return true;
         }
@@ -460,21 +461,23 @@ static void crossfade_from_dry(ld_core *core, const ld_audio_block *block, uint3
     }
 }
 
-/* Generated audio for [pos, pos + frames) into core->wet; returns whether anything was missing.
- * Until the first generated audio of an epoch plays (the preroll phase: LD_WINDOW_PREROLL slots
+/* Generated audio for [pos, pos + frames) into core->wet (offline: only audio made for the
+ * block's grid); returns whether anything was missing. Until the first generated audio of an epoch plays (the preroll phase: LD_WINDOW_PREROLL slots
  * and gaps), the preroll parameter decides: the dry input or silence; then the underrun policy
  * fills gaps. [audio-thread] */
 static bool read_generated(ld_core *core, const ld_timeline *timeline, const ld_audio_block *block, uint32_t offset,
                            const ld_position *position, uint32_t frames, int policy, bool dry_preroll)
 {
+    bool offline = block->mode == LD_MODE_OFFLINE || (position->flags & LD_TRANSPORT_RENDER_INFERRED);
+    const uint32_t *grid = offline ? &position->grid : NULL;
     bool missing = false;
     int preroll = dry_preroll ? LD_UNDERRUN_DRY : LD_UNDERRUN_SILENCE;
-    uint32_t at = 0;
+    uint32_t at = 0, retries = 0;
     while (at < frames) {
         int64_t pos = position->pos_samples + at;
         ld_slot_view slot;
         int64_t next_start = INT64_MAX;
-        if (timeline && ld_timeline_find(timeline, position->epoch, pos, &slot, &next_start)) {
+        if (timeline && ld_timeline_find(timeline, position->epoch, grid, pos, &slot, &next_start)) {
             int64_t available = slot.start + slot.frames - pos;
             uint32_t n = available < frames - at ? (uint32_t)available : frames - at;
             if (slot.flags & LD_WINDOW_PREROLL) {
@@ -496,7 +499,11 @@ static bool read_generated(ld_core *core, const ld_timeline *timeline, const ld_
                 at += n;
                 continue;
             }
-            next_start = pos + n;       /* torn read: treat this stretch as missing */
+            /* Torn read: the engine withdrew the slot while we copied. It publishes a window's new
+             * placement before withdrawing the old one, so looking again finds it (bounded). */
+            if (retries++ < READ_RETRIES)
+                continue;
+            next_start = pos + n;
         }
         uint32_t n = next_start < pos + (frames - at) ? (uint32_t)(next_start - pos) : frames - at;
         if (core->in_preroll) {

@@ -226,8 +226,9 @@ static bool send_hello(io_state *io)
 static void send_transport(io_state *io, const ld_position *p, uint32_t mode, double now)
 {
     ld_core *core = io->core;
-    begin(io, 16, LD_MSG_TRANSPORT);
+    begin(io, 17, LD_MSG_TRANSPORT);
     put_uint(io, LD_KEY_EPOCH, p->epoch);
+    put_uint(io, LD_KEY_GRID, p->grid);
     put_uint(io, LD_KEY_FLAGS, p->flags);
     put_double(io, LD_KEY_TEMPO, p->tempo);
     put_int(io, LD_KEY_POS_SAMPLES, p->pos_samples);
@@ -325,8 +326,7 @@ static void append_audio(io_state *io, const ld_record *record, double now)
 /* [io-thread] */
 static bool transport_changed(const ld_position *a, const ld_position *b)
 {
-    return a->epoch != b->epoch || a->tempo != b->tempo || a->tsig_num != b->tsig_num || a->tsig_den != b->tsig_den
-        || a->flags != b->flags || a->loop_start_beats != b->loop_start_beats || a->loop_end_beats != b->loop_end_beats;
+    return a->grid != b->grid || a->flags != b->flags;
 }
 
 /* Move everything the audio thread pushed into messages. Before the engine welcomed us the

@@ -129,7 +129,7 @@ static uint32_t load_seq(const ld_slot *slot, memory_order order)
 }
 
 /* Snapshot a slot's header under the seqlock; false if it is being written or not READY. [audio-thread] */
-static bool snapshot(const ld_timeline *timeline, uint32_t index, uint32_t *epoch, ld_slot_view *view)
+static bool snapshot(const ld_timeline *timeline, uint32_t index, uint32_t *epoch, uint32_t *grid, ld_slot_view *view)
 {
     const ld_slot *slot = &timeline->header->slots[index];
     uint32_t seq = load_seq(slot, memory_order_acquire);
@@ -137,6 +137,7 @@ static bool snapshot(const ld_timeline *timeline, uint32_t index, uint32_t *epoc
         return false;
     uint32_t state = slot->state;
     *epoch = slot->epoch;
+    *grid = slot->grid;
     *view = (ld_slot_view){.index = index, .seq = seq, .start = slot->start_sample,
                            .frames = slot->frames, .flags = slot->flags, .window_id = slot->window_id};
     atomic_thread_fence(memory_order_acquire);
@@ -146,15 +147,16 @@ static bool snapshot(const ld_timeline *timeline, uint32_t index, uint32_t *epoc
         && view->frames <= timeline->capacity && view->start >= -SLOT_START_LIMIT && view->start <= SLOT_START_LIMIT;
 }
 
-bool ld_timeline_find(const ld_timeline *timeline, uint32_t epoch, int64_t pos,
+bool ld_timeline_find(const ld_timeline *timeline, uint32_t epoch, const uint32_t *grid, int64_t pos,
                       ld_slot_view *found, int64_t *next_start)
 {
     bool hit = false;
     *next_start = INT64_MAX;
     for (uint32_t i = 0; i < timeline->slot_count; i++) {
         ld_slot_view view;
-        uint32_t slot_epoch;
-        if (!snapshot(timeline, i, &slot_epoch, &view) || slot_epoch != epoch || view.frames == 0)
+        uint32_t slot_epoch, slot_grid;
+        if (!snapshot(timeline, i, &slot_epoch, &slot_grid, &view) || slot_epoch != epoch || view.frames == 0
+            || (grid && slot_grid != *grid))
             continue;
         if (view.start <= pos && pos < view.start + view.frames) {
             if (!hit || view.window_id > found->window_id)
@@ -181,13 +183,14 @@ bool ld_timeline_copy(const ld_timeline *timeline, const ld_slot_view *slot, int
     return load_seq(&timeline->header->slots[slot->index], memory_order_relaxed) == slot->seq;
 }
 
-bool ld_timeline_covers(const ld_timeline *timeline, uint32_t epoch, int64_t pos, uint32_t frames)
+bool ld_timeline_covers(const ld_timeline *timeline, uint32_t epoch, const uint32_t *grid, int64_t pos,
+                        uint32_t frames)
 {
     int64_t end = pos + frames;
     while (pos < end) {
         ld_slot_view view;
         int64_t next_start;
-        if (!ld_timeline_find(timeline, epoch, pos, &view, &next_start))
+        if (!ld_timeline_find(timeline, epoch, grid, pos, &view, &next_start))
             return false;
         pos = view.start + view.frames;
     }

@@ -48,10 +48,11 @@ bool ld_timeline_intact(const ld_timeline *timeline);
 /* [io-thread] (only when no audio thread can still use it, see core.h) */
 void ld_timeline_unmap(ld_timeline *timeline);
 
-/* The winning slot (largest window_id) of `epoch` that covers sample `pos`. When none does,
- * returns false and sets *next_start to the first covered sample after pos (INT64_MAX if
- * none), so callers know how long the gap is. [audio-thread] */
-bool ld_timeline_find(const ld_timeline *timeline, uint32_t epoch, int64_t pos,
+/* The winning slot (largest window_id) of `epoch` that covers sample `pos`, counting only slots
+ * made for grid sequence *grid when grid is not NULL (offline: audio for this block's tempo
+ * map). When none does, returns false and sets *next_start to the first covered sample after
+ * pos (INT64_MAX if none), so callers know how long the gap is. [audio-thread] */
+bool ld_timeline_find(const ld_timeline *timeline, uint32_t epoch, const uint32_t *grid, int64_t pos,
                       ld_slot_view *found, int64_t *next_start);
 
 /* Copy `frames` frames starting at timeline sample `pos` (inside the slot) into
@@ -64,7 +65,9 @@ bool ld_timeline_copy(const ld_timeline *timeline, const ld_slot_view *slot, int
  * page fault on first reading them. [io-thread] */
 void ld_timeline_prefault(ld_timeline *timeline);
 
-/* True when slots of `epoch` cover every sample of [pos, pos + frames). [audio-thread] */
-bool ld_timeline_covers(const ld_timeline *timeline, uint32_t epoch, int64_t pos, uint32_t frames);
+/* True when slots of `epoch` (made for *grid, when not NULL) cover every sample of
+ * [pos, pos + frames). [audio-thread] */
+bool ld_timeline_covers(const ld_timeline *timeline, uint32_t epoch, const uint32_t *grid, int64_t pos,
+                        uint32_t frames);
 
 #endif

@@ -30,7 +30,7 @@ def transport(instance: int, **changes) -> bytes:
     """A valid realtime TRANSPORT at the song start, with `changes` applied."""
     fields = dict(instance=instance, epoch=1, flags=PLAYING, tempo=TEMPO, pos_samples=0, pos_beats=0.0,
                   bar_start_beats=0.0, tsig_num=4, tsig_den=4, loop_start_beats=0.0, loop_end_beats=0.0,
-                  process_mode=const("LD_MODE_REALTIME"), underruns=0, offline_timeouts=0, dropped_frames=0)
+                  process_mode=const("LD_MODE_REALTIME"), underruns=0, offline_timeouts=0, dropped_frames=0, grid=1)
     return protocol.encode("transport", **{**fields, **changes})
 
 

@@ -1,7 +1,7 @@
 """`livediff bounce` through the real VST3 in pedalboard, with the loop generator, whose output is
 exactly predictable: the preroll bars play the dry input, every window after them is input bar 0
-(the only bar of context the first generated window has), joined by the engine's equal-power seam
-crossfade; the first one crossfades in from the dry input."""
+(the only bar of context the first generated window has), joined by the engine's seam crossfade;
+the first one crossfades in from the dry input."""
 from __future__ import annotations
 
 import json
@@ -53,9 +53,11 @@ def expected_output() -> np.ndarray:
     turn = np.arange(SEAM) / SEAM * np.pi / 2
     for bar in range(2, BARS):      # bars 0 and 1 are preroll (lookahead 2: horizon <= song start)
         window = bar0.copy()
-        # the previous window's tail continues bar 0 periodically; the engine fades the first in from silence
-        before = bar0[:, :SEAM] if bar > 2 else 0
-        window[:, :SEAM] = before * np.cos(turn) + bar0[:, :SEAM] * np.sin(turn)
+        # the previous window's tail continues bar 0 periodically, so the seam keeps bar 0 as it is
+        # (the crossfade keeps the amplitude of what both sides share); the engine fades the first in
+        # from silence (and the shim adds the dry input's fade-out)
+        if bar == 2:
+            window[:, :SEAM] *= np.sin(turn)
         out[:, bar * BAR:(bar + 1) * BAR] = window
     out[:, 2 * BAR:2 * BAR + SEAM] += loop[:, 2 * BAR:2 * BAR + SEAM] * np.cos(turn)   # ...and fades out
     return out

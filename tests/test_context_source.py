@@ -35,7 +35,8 @@ class SidechainRig(Rig):
             self.input[:] = 0
         self.sidechain = None
         if sidechain_bars is not None:
-            self.sidechain = np.random.default_rng(1).uniform(-1, 1, self.input.shape).astype(np.float32)
+            # main + sidechain, and their seams, stay under the engine's -0.1 dBFS limiter
+            self.sidechain = np.random.default_rng(1).uniform(-0.3, 0.3, self.input.shape).astype(np.float32)
             for bar in range(24):
                 if bar not in sidechain_bars:
                     self.sidechain[:, self.bar(bar):self.bar(bar + 1)] = 0

@@ -18,7 +18,7 @@ AUDIO = dict(instance=1, epoch=0, pos_samples=-512, pos_beats=-0.1, tempo=97.5, 
 def transport(**changes):
     fields = dict(instance=1, epoch=4, flags=const("LD_TRANSPORT_PLAYING"), tempo=120, pos_samples=0, pos_beats=0.0,
                   bar_start_beats=0.0, tsig_num=7, tsig_den=8, loop_start_beats=0.0, loop_end_beats=0.0,
-                  process_mode=const("LD_MODE_OFFLINE"), underruns=0, offline_timeouts=0, dropped_frames=0)
+                  process_mode=const("LD_MODE_OFFLINE"), underruns=0, offline_timeouts=0, dropped_frames=0, grid=0)
     return protocol.encode("transport", **{**fields, **changes})
 
 

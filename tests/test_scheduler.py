@@ -13,7 +13,7 @@ import pytest
 from bridge.convert import new_session
 from bridge.shm import TimelineReader, TimelineStore
 from engine.context import context_sources, window_seed
-from engine.dsp import SEAM_SECONDS, equal_power_crossfade
+from engine.dsp import PEAK_CEILING, SEAM_SECONDS, crossfade, limit
 from engine.publisher import WindowKind
 from engine.scheduler import Scheduler
 from engine.session import InputStore
@@ -34,9 +34,9 @@ class Rig:
         self.store = TimelineStore(0x5c4ed, 2, SR)
         self.session = new_session(0x5c4ed, SR, 2, self.store, offline=offline, **{"generator": "loop", **params})
         self.offline, self.tempo, self.tsig = offline, tempo, tsig
-        self.grid = Grid(SR, tempo, *tsig, 0, 0.0)
+        self.grid = Grid.constant(SR, tempo, *tsig, 0, 0.0)
         self.bar = lambda b: self.grid.bar_start_sample(b)
-        self.input = np.random.default_rng(0).uniform(-1, 1, (2, self.bar(24))).astype(np.float32)
+        self.input = np.random.default_rng(0).uniform(-0.4, 0.4, (2, self.bar(24))).astype(np.float32)
         self.scheduler.add(self.session)
         self.scheduler.start()
         self.reader = TimelineReader(self.store.name)
@@ -89,15 +89,32 @@ def test_window_seed_depends_on_seed_and_bar_only():
     assert len(seeds) == 4 * 64 and all(0 <= x < 2 ** 31 for x in seeds)
 
 
-def test_equal_power_crossfade():
+def test_seam_crossfades_keep_the_level_whatever_the_two_sides_share():
     n = 400
-    out = equal_power_crossfade(np.ones((1, n), np.float32), np.zeros((1, n + 10), np.float32))
+    out = crossfade(np.ones((1, n), np.float32), np.zeros((1, n + 10), np.float32))
     assert out[0, 0] == 1 and out.shape == (1, n + 10) and (out[0, n:] == 0).all()
     assert np.all(np.diff(out[0, :n]) <= 0)
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((2, 1, 200_000)).astype(np.float32)
-    mixed = equal_power_crossfade(a, b)
-    assert np.mean(mixed ** 2) == pytest.approx(1.0, rel=0.02), "uncorrelated power is not kept"
+    assert np.mean(crossfade(a, b) ** 2) == pytest.approx(1.0, rel=0.02), "uncorrelated power is not kept"
+    # the same music on both sides (consecutive windows of a loop): amplitude kept, no +3 dB bump
+    np.testing.assert_allclose(crossfade(a[:, :n], a), a, atol=1e-6)
+    equal_power = crossfade(a[:, :n], a, r=0.0)
+    assert np.abs(equal_power[:, :n]).max() > 1.3 * np.abs(a[:, :n]).max(), "what an equal-power fade would do"
+    # in between (half the material shared): the power stays within 0.5 dB through the fade
+    shared = rng.standard_normal((1, 200_000)).astype(np.float32)
+    x, y = (shared + rng.standard_normal((1, 200_000)).astype(np.float32) for _ in range(2))
+    blend = crossfade(x, y)
+    for part in np.array_split(blend[0], 10):
+        assert abs(10 * np.log10(np.mean(part ** 2) / np.mean(x ** 2))) < 0.5
+
+
+def test_the_limiter_holds_published_audio_under_minus_0_1_dbfs():
+    loud = (1.4 * np.sin(np.linspace(0, 200, 20_000))[None].repeat(2, axis=0)).astype(np.float32)
+    held = limit(loud, PEAK_CEILING)
+    assert np.abs(held).max() <= PEAK_CEILING and held.shape == loud.shape
+    quiet = 0.5 * loud
+    np.testing.assert_array_equal(limit(quiet, PEAK_CEILING), quiet)
 
 
 def test_context_sources_follow_the_horizon_rule():
@@ -137,9 +154,10 @@ def test_offline_windows_preroll_context_seeds_and_seams(rig_factory):
         assert w["window"] is WindowKind.GENERATED and w["seed"] == window_seed(7, bar)
         assert w["start_sample"] == rig.bar(bar) and not w["input_missing"]
         expected = bar0.copy()
-        # the first generated window fades in from the silent preroll, later ones from their predecessor
-        before = bar0[:, :seam] if bar > 2 else 0
-        expected[:, :seam] = before * np.cos(turn) + bar0[:, :seam] * np.sin(turn)
+        # the first generated window fades in from the silent preroll; later ones continue their
+        # predecessor, which played on with the same bar: the seam keeps it as it is
+        if bar == 2:
+            expected[:, :seam] *= np.sin(turn)
         np.testing.assert_allclose(rig.published(bar), expected, atol=1e-6)
 
 
@@ -295,3 +313,31 @@ def test_an_unknown_generator_is_reported_by_name(rig_factory):
     rig.transport(rig.bar(3))
     assert wait_until(lambda: rig.problems)
     assert "the banjo generator is not available" in rig.problems[0][1] and "registered: " in rig.problems[0][1]
+
+
+class Loud:
+    """A generator that answers with its context's last bar at 1.4x (over full scale)."""
+    name = "loud"
+
+    def generate(self, request):
+        from engine.loop_generator import LoopGenerator
+        return 1.4 * LoopGenerator().generate(request)
+
+    def generate_batch(self, requests):
+        return [self.generate(r) for r in requests]
+
+
+def test_published_windows_never_exceed_minus_0_1_dbfs_and_seams_do_not_raise_the_level(rig_factory, monkeypatch):
+    from engine import generators
+    monkeypatch.setattr(generators, "_LOADERS", dict(generators._LOADERS))
+    generators.register("loud", Loud)
+    for name in ("loop", "loud"):
+        rig = rig_factory(generator=name)
+        tone = 0.95 * np.sin(2 * np.pi * 250 * np.arange(rig.input.shape[1]) / SR)   # 125 cycles per bar
+        rig.input = np.stack([tone, tone]).astype(np.float32)
+        rig.play_bars(0, 6)
+        assert wait_until(lambda: rig.window(7) is not None)
+        peaks = [np.abs(rig.published(bar)).max() for bar in range(3, 8)]
+        assert max(peaks) <= PEAK_CEILING, (name, peaks)
+        if name == "loop":      # consecutive windows hold the same tone: the seams keep its level exactly
+            np.testing.assert_allclose(rig.published(4), rig.input[:, :rig.bar(1)], atol=1e-5)

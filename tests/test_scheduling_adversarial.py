@@ -33,7 +33,7 @@ class Host:
         self.client.send("transport", epoch=self.epoch, flags=flags, tempo=tempo, pos_samples=pos, pos_beats=beats,
                          bar_start_beats=0.0, tsig_num=tsig[0], tsig_den=tsig[1], loop_start_beats=0.0,
                          loop_end_beats=0.0, process_mode=const("LD_MODE_OFFLINE"), underruns=0, offline_timeouts=0,
-                         dropped_frames=0)
+                         dropped_frames=0, grid=0)
         self.client.audio(pos_samples=pos, tempo=TEMPO, epoch=self.epoch,
                           audio=np.full((1, BLOCK), 0.25, np.float32))
 

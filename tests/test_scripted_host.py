@@ -26,7 +26,7 @@ from tests.host.clap_host import ClapHost, Transport
 RATE = 48000
 BLOCK = 512
 AMPLITUDE = 0.5
-CLICK_FACTOR = 2.0      # equal-power fades of two sines stay under ~1.5x; a click is far above
+CLICK_FACTOR = 2.0      # crossfades of two sines stay under ~1.5x; a click is far above
 SEAM_GUARD = 0.04       # seconds around bar lines left out of the frequency check (crossfades)
 
 
@@ -320,8 +320,8 @@ def test_tempo_ramp_90_to_140_in_real_time(engine):
     generated = out[:, lines[2]:]
     steps = np.abs(np.diff(generated, axis=1)).max(axis=0)
     assert steps.max() <= 0.01, f"a step of {steps.max():.4f} at sample {lines[2] + 1 + int(steps.argmax())}"
-    held = out[:, lines[2] + RATE // 10:]      # equal-power seams of a level with itself rise to sqrt(2)
-    assert held.min() > AMPLITUDE - 1e-3 and held.max() < AMPLITUDE * math.sqrt(2) + 1e-3, "a gap or a wrong level"
+    held = out[:, lines[2] + RATE // 10:]      # seams never raise the level (an equal-power fade would, by 3 dB)
+    assert np.abs(held - AMPLITUDE).max() < 5e-3, "a gap or a wrong level"
 
 
 def test_offline_bounces_match_each_other_and_a_real_time_run(engine):

@@ -31,9 +31,9 @@ def window(value: float, frames: int) -> np.ndarray:
     return np.full((2, frames), value, np.float32)
 
 
-def publish(store, start, frames, value, epoch=0):
+def publish(store, start, frames, value, epoch=0, grid=0):
     return store.publish(epoch=epoch, start_sample=start, bar_index=start // 1000, start_beat=start / 500,
-                         tempo_bpm=120.0, kind=WindowKind.GENERATED, audio=window(value, frames))
+                         tempo_bpm=120.0, kind=WindowKind.GENERATED, grid=grid, audio=window(value, frames))
 
 
 def test_segment_is_0600_whatever_the_umask_and_has_the_header():
@@ -53,6 +53,18 @@ def test_segment_is_0600_whatever_the_umask_and_has_the_header():
         reader.close()
     finally:
         s.close()
+
+
+def test_slots_say_which_grid_they_were_made_for_and_can_be_acknowledged(store):
+    reader = TimelineReader(store.name)
+    long_id = publish(store, 0, 9000, 1.0, grid=7)           # three slots
+    other = publish(store, 9000, 100, 2.0, grid=7)
+    assert sorted(s.grid for s in reader.slots()) == [7, 7, 7, 7]
+    store.acknowledge(long_id, 8)
+    assert sorted((s.window_id, s.grid) for s in reader.slots()) == [(long_id, 8)] * 3 + [(other, 7)]
+    publish(store, 9100, 10, 3.0, grid=(1 << 32) + 9)     # the shim's sequence is a uint32
+    assert {s.grid for s in reader.slots() if s.start_sample == 9100} == {9}
+    reader.close()
 
 
 def test_a_taken_segment_name_moves_on_to_the_next_free_one():
@@ -87,7 +99,7 @@ def test_long_window_spans_slots_and_replacement_wins(store):
     reader = TimelineReader(store.name)
     audio = np.arange(2 * 9000, dtype=np.float32).reshape(2, 9000)
     first = store.publish(epoch=0, start_sample=100, bar_index=0, start_beat=0.2, tempo_bpm=120.0,
-                          kind=WindowKind.GENERATED, audio=audio)
+                          kind=WindowKind.GENERATED, grid=0, audio=audio)
     slots = sorted(reader.slots(), key=lambda s: s.start_sample)
     assert [(s.start_sample, s.frames, s.window_id) for s in slots] == [(100, 4000, first), (4100, 4000, first),
                                                                          (8100, 1000, first)]
@@ -157,7 +169,7 @@ while time.monotonic() < end:
     frames = 5000 + (n * 7919) % 17000       # lengths vary so a torn copy shows as a length mismatch too
     store.set_playhead(0, (n - 4) * 44100)
     store.publish(epoch=0, start_sample=n * 44100, bar_index=n, start_beat=float(n), tempo_bpm=60.0,
-                  kind=WindowKind.GENERATED, audio=np.full((2, frames), float(n), np.float32))
+                  kind=WindowKind.GENERATED, grid=0, audio=np.full((2, frames), float(n), np.float32))
 print(n, flush=True)
 sys.stdin.read()
 store.close()

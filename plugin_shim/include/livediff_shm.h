@@ -19,8 +19,8 @@
 /* LIVEDIFF_CDEF_BEGIN */
 
 enum ld_protocol {
-    LD_PROTOCOL_VERSION = 1,
-    LD_SHM_LAYOUT_VERSION = 1,
+    LD_PROTOCOL_VERSION = 2,            /* 2: TRANSPORT carries LD_KEY_GRID */
+    LD_SHM_LAYOUT_VERSION = 2,          /* 2: ld_slot.grid */
     LD_SHM_MAGIC = 0x4C444946,          /* "LDIF" */
     LD_MAX_MESSAGE_BYTES = 1048576,     /* engine rejects larger frames */
     LD_MAX_AUDIO_FRAMES = 16384,        /* per AUDIO message */
@@ -87,7 +87,8 @@ enum ld_key {
     LD_KEY_GENERATOR = 30,       /* str: generator serving the session ("diffusion", "loop", "custom", "sao_small") */
     LD_KEY_WINDOWS = 31,         /* uint64: windows published so far (status) */
     LD_KEY_DROPPED_FRAMES = 32,  /* uint64: input frames the shim dropped because its ring was full */
-    LD_KEY_CONTEXT_SOURCE = 33   /* str: where the latest window's context came from: "main" | "sidechain" | "both" (status) */
+    LD_KEY_CONTEXT_SOURCE = 33,  /* str: where the latest window's context came from: "main" | "sidechain" | "both" (status) */
+    LD_KEY_GRID = 34             /* uint32: grid sequence, bumped by the shim when epoch, tempo, meter or loop changes */
 };
 
 enum ld_process_mode {
@@ -184,6 +185,10 @@ enum ld_preroll { LD_PREROLL_DRY = 0, LD_PREROLL_SILENCE = 1 };
  * A reader loads seq (acquire), copies, fences, reloads seq, and discards the copy if
  * seq was odd or changed. When two READY slots cover the same sample for the same
  * epoch, the one with the larger window_id wins (a replacement, e.g. after a tempo change).
+ * Offline, the shim plays a block only from slots whose `grid` equals the block's grid
+ * sequence (LD_KEY_GRID): audio made (or re-acknowledged) for the tempo map that block
+ * belongs to. The engine acknowledges every window that still fits when the grid changes
+ * (rewriting `grid` under the seqlock) and remakes or stretches the others.
  *
  * Audio of slot i, channel c starts at byte
  *   audio_offset + ((i * channels + c) * slot_capacity_frames) * sizeof(float)
@@ -211,6 +216,8 @@ typedef struct ld_slot {
     double length_beats;
     double tempo_bpm;           /* tempo the audio was generated for */
     uint64_t window_id;         /* engine-wide increasing id; larger replaces smaller */
+    uint32_t grid;              /* the LD_KEY_GRID this audio was made for (offline plays only its block's grid) */
+    uint32_t reserved;          /* zero; keeps the slot a multiple of 8 bytes */
 } ld_slot;
 
 typedef struct ld_shm_header {

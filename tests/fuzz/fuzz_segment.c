@@ -27,12 +27,13 @@ static void read_at(const ld_timeline *timeline, uint32_t epoch, int64_t pos, ui
     float *const out[2] = {left, right};
     ld_slot_view slot;
     int64_t next;
-    if (ld_timeline_find(timeline, epoch, pos, &slot, &next)) {
+    uint32_t grid = (uint32_t)pos;     /* offline reads count only slots of one grid sequence */
+    if (ld_timeline_find(timeline, epoch, NULL, pos, &slot, &next)) {
         int64_t available = slot.start + slot.frames - pos;
         uint32_t n = available < frames ? (uint32_t)available : frames;
         ld_timeline_copy(timeline, &slot, pos, n, out, 0, 2);
     }
-    ld_timeline_covers(timeline, epoch, pos, frames);
+    ld_timeline_covers(timeline, epoch, &grid, pos, frames);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -85,18 +85,19 @@ class FakeEngine:
             os.chown(self.store.path, NOBODY, NOBODY)
         return self.store.name
 
-    def _publish(self, epoch: int) -> None:
-        """Slots of `epoch` covering the first 4 s: a tone, or the case's poison."""
+    def _publish(self, epoch: int, grid: int) -> None:
+        """Slots of `epoch` (made for the shim's grid sequence `grid`) covering the first 4 s: a
+        tone, or the case's poison."""
         t = np.arange(RATE) / RATE
         audio = np.tile(0.25 * np.sin(2 * np.pi * 440 * t), (2, 1)).astype(np.float32)
         if self.case == "non-finite":
             audio[:, 0::4], audio[:, 1::4], audio[:, 2::4], audio[:, 3::4] = np.nan, np.inf, -np.inf, 3e38
         for second in range(4):
             self.store.publish(epoch=epoch, start_sample=second * RATE, bar_index=second, start_beat=2.0 * second,
-                               tempo_bpm=120.0, kind=WindowKind.GENERATED, audio=audio)
+                               tempo_bpm=120.0, kind=WindowKind.GENERATED, grid=grid, audio=audio)
         if self.case == "huge-slot-start":   # besides the tone: a slot whose end overflows int64
             self.store.publish(epoch=epoch, start_sample=(1 << 63) - 100, bar_index=9, start_beat=0.0,
-                               tempo_bpm=120.0, kind=WindowKind.GENERATED, audio=audio)
+                               tempo_bpm=120.0, kind=WindowKind.GENERATED, grid=grid, audio=audio)
 
     def _serve(self) -> None:
         last_status = 0.0
@@ -112,7 +113,7 @@ class FakeEngine:
                     self.mapped.set()
                 elif kind == protocol.MSG["transport"] and self.epoch is None and self.store is not None:
                     self.epoch = message[protocol.KEY["epoch"]]
-                    self._publish(self.epoch)
+                    self._publish(self.epoch, message[protocol.KEY["grid"]])
             flood = self.case == "reply-flood"
             if self.hellos and (flood or time.monotonic() - last_status > 0.2):   # heartbeats keep the session
                 last_status = time.monotonic()
