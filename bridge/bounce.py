@@ -465,12 +465,16 @@ def load_plugin(plan: Plan, bpm: float, mix: float | None = None):
     import pedalboard
     plugin = pedalboard.load_plugin(str(PLUGIN))
     values = {"tempo_bpm": bpm, "seed": plan.seed, "generator": plan.generator, **plan.params}
-    if mix is not None:
+    if mix is not None:     # the generated stem: all wet, silent where nothing was generated yet
         values["mix"] = mix
+        values["preroll"] = "silence"
     for name, value in values.items():
         if name not in plugin.parameters:
             raise BounceError(f"{PLUGIN} has no parameter {name!r}; it has {sorted(plugin.parameters)}; "
                               f"run `livediff build-plugin`")
+        names = plugin.parameters[name].valid_values
+        if isinstance(value, int) and names and isinstance(names[0], str):
+            value = names[value]        # a list parameter (style) takes the name of its id
         setattr(plugin, name, value)
     return plugin
 
@@ -558,6 +562,7 @@ def bounce(plan: Plan) -> dict:
 
     with engine_for(plan, sidechain, rate) as engine:
         os.environ[ENV_VAR] = engine.endpoint  # the plugin computes its endpoint from the same rule
+        os.environ["LIVEDIFF_AUTO_LAUNCH"] = "0"  # this engine or none: a dead one fails the bounce
         check_generator(engine.endpoint, plan.generator, rate)
         result = render(plan, engine, audio, rate, plan.bpm, Progress(plan.progress, audio.shape[1], bar_frames, rate))
         rendered_by = (engine.windows() or [{}])[-1].get("instance")

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+
+from engine.styles import STYLES_DIR
 
 HELP = "Build the plugin: build/livediff.vst3 (VST3 bundle) and build/livediff.clap, from plugin_shim/."
 
@@ -47,9 +51,20 @@ def missing_requirements() -> list[str]:
     return [f"{tool} (apt install build-essential pkg-config)" for tool in tools] + headers
 
 
+def engine_command() -> str:
+    """The `livediff` of this installation, baked into the plugin as the command it starts when
+    no engine answers; "" (then `livediff` on PATH) when it is not found or its path would need
+    quoting."""
+    script = Path(sys.executable).with_name("livediff")
+    found = str(script) if script.is_file() else shutil.which("livediff") or ""
+    return found if re.fullmatch(r"[A-Za-z0-9_./+-]*", found) else ""
+
+
 def build(build_dir: Path, clean: bool = False) -> subprocess.CompletedProcess:
-    """Run make; returns the completed process (stdout+stderr in .stdout)."""
-    command = ["make", "-C", str(SHIM), f"BUILD={build_dir.resolve()}"]
+    """Run make; returns the completed process (stdout+stderr in .stdout). The style names come
+    from the trained styles (presets/styles/)."""
+    command = ["make", "-C", str(SHIM), f"BUILD={build_dir.resolve()}", f"PYTHON={sys.executable}",
+               f"PRESETS={STYLES_DIR}", f"ENGINE_COMMAND={engine_command()}"]
     if clean:
         subprocess.run([*command, "clean"], check=False, capture_output=True)
     return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -16,6 +16,7 @@ import sys
 
 COMMANDS = {
     "build-plugin": "bridge.build",
+    "install-plugin": "bridge.install",
     "serve": "bridge.server",
     "bounce": "bridge.bounce",
     "demo": "bridge.demo",

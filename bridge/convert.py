@@ -54,7 +54,8 @@ def transport_snapshot(t: protocol.Transport) -> TransportSnapshot:
         pos_beats=t.pos_beats, bar_start_beats=t.bar_start_beats, tsig_num=t.tsig_num, tsig_den=t.tsig_den,
         loop=(t.loop_start_beats, t.loop_end_beats) if flag("LD_TRANSPORT_LOOP_ACTIVE") else None,
         tempo_valid=flag("LD_TRANSPORT_TEMPO_VALID"), tsig_valid=flag("LD_TRANSPORT_TSIG_VALID"),
-        offline=t.process_mode == const("LD_MODE_OFFLINE"), underruns=t.underruns, grid=t.grid)
+        offline=t.process_mode == const("LD_MODE_OFFLINE"), underruns=t.underruns, grid=t.grid,
+        sync_switch=flag("LD_TRANSPORT_SYNC_SWITCH"))
 
 
 def input_block(a: protocol.Audio) -> InputBlock:

@@ -6,6 +6,7 @@ docs/protocol.md and here, nowhere else in Python.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import stat
@@ -73,3 +74,25 @@ def prepare(endpoint: str) -> str:
         raise EndpointError(f"ipc directory {directory} has mode {stat.S_IMODE(info.st_mode):o}; "
                             f"allowed: 700 (no group/other access)")
     return endpoint
+
+
+def lock(endpoint: str) -> int | None:
+    """Take the endpoint's lock (flock on `<socket>.lock` beside the ipc socket, holding the pid),
+    so engines started at the same moment leave exactly one serving: the others get an
+    EndpointError naming the holder. Returns the lock's descriptor, held until the process exits
+    or closes it; None for tcp, where binding the port is exclusive already. Call prepare() first."""
+    path = ipc_path(endpoint)
+    if path is None:
+        return None
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise EndpointError(f"another engine (pid {holder}) already serves or is starting on {endpoint} "
+                            f"(lock {lock_path}); stop it or use --endpoint") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd

@@ -23,7 +23,7 @@ MSG = {name[len("LD_MSG_"):].lower(): value for name, value in enum_members("ld_
 ERR = {name: value for name, value in enum_members("ld_error").items()}
 
 # Rates a host may run at; others get LD_ERR_SAMPLE_RATE (the generators resample nothing).
-SAMPLE_RATES = (22050, 32000, 44100, 48000, 88200, 96000, 176400, 192000)
+SAMPLE_RATES = tuple(sorted(enum_members("ld_sample_rate").values()))
 FORMATS = ("vst3", "clap", "harness")
 MAX_BLOCK_LIMIT = 1 << 20
 UINT32_MAX = (1 << 32) - 1
@@ -144,7 +144,8 @@ PARAM_NAME = {value: name for name, value in PARAM.items()}
 # Parameters whose range is a LD_<PREFIX>_MIN/MAX pair, and those whose values are an enum.
 _PARAM_RANGE_PREFIX = {"tempo_bpm": "TEMPO", "seed": "SEED", "style": "STYLE", "window_bars": "WINDOW_BARS",
                        "lookahead": "LOOKAHEAD", "context_bars": "CONTEXT_BARS", "mix": "MIX"}
-PARAM_ENUM = {"underrun_policy": "ld_underrun_policy", "sync_mode": "ld_sync_mode", "generator": "ld_generator"}
+PARAM_ENUM = {"underrun_policy": "ld_underrun_policy", "sync_mode": "ld_sync_mode", "generator": "ld_generator",
+              "bypass": "ld_bypass", "preroll": "ld_preroll"}
 
 
 def param_range(name: str) -> tuple[float, float]:
@@ -168,7 +169,7 @@ def default_params() -> dict[str, float]:
 def check_param(param_id: Any, value: Any) -> float:
     if not isinstance(param_id, int) or param_id not in PARAM_NAME:
         raise ProtocolError(ERR["LD_ERR_TYPE"], f"PARAMS has unknown parameter id {param_id!r}; "
-                                                f"allowed: 0..{len(PARAM) - 1} (LD_PARAM_*)")
+                                                f"allowed: {sorted(PARAM_NAME)} (LD_PARAM_*)")
     name = PARAM_NAME[param_id]
     low, high = param_range(name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

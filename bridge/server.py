@@ -27,7 +27,7 @@ import zmq
 from bridge import convert, protocol
 from bridge.admission import LOG_INTERVAL, REFUSALS_PER_SECOND, Admission, RefusalLog
 from bridge.client import engine_answers
-from bridge.endpoint import EndpointError, default_endpoint, ipc_path, prepare
+from bridge.endpoint import EndpointError, default_endpoint, ipc_path, lock, prepare
 from bridge.layout import const
 from bridge.presets import find_preset
 from bridge.protocol import ERR, MSG, ProtocolError
@@ -71,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-input-mb", type=float, default=DEFAULT_TOTAL_MB,
                         help=f"received input all sessions together keep, in MB (default {DEFAULT_TOTAL_MB}); past it "
                              f"the session holding most drops its oldest first")
+    parser.add_argument("--idle-exit", type=float, default=0.0, metavar="SECONDS",
+                        help="exit after this many seconds without any session (0, the default: never); "
+                             "engines the plugin starts itself use 600")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--model", action="append", default=[], metavar="[KIND=]DIR",
                         help="serve a model folder as a generator: DIR (a `livediff train --out` folder) becomes the "
@@ -137,7 +140,8 @@ class WindowLog:
 class Engine:
     def __init__(self, endpoint: str, session_timeout: float = 10.0, window_log: str | None = None,
                  sound: Sound = Sound(), parent: int | None = None, sidechain_file: Path | None = None,
-                 max_sessions: int = MAX_SESSIONS, max_input_mb: float = DEFAULT_TOTAL_MB):
+                 max_sessions: int = MAX_SESSIONS, max_input_mb: float = DEFAULT_TOTAL_MB,
+                 idle_exit: float = 0.0):
         self.endpoint = prepare(endpoint)
         self.session_timeout = session_timeout
         self.sound = sound          # what each session's windows get (a preset's engine part)
@@ -148,6 +152,8 @@ class Engine:
         self._refusals = RefusalLog(log)
         self._quarantined: dict[int, float] = {}   # instance -> until when its HELLO is refused
         self._dropped_logged = (0, time.monotonic())  # (admission.dropped, when) at the last summary line
+        self.idle_exit = idle_exit
+        self._lock: int | None = None
         self._window_log = WindowLog(window_log)
         self._problems: queue.SimpleQueue = queue.SimpleQueue()  # (instance, code, message) from the worker
         self.scheduler = Scheduler(max_input_mb=max_input_mb, on_window=self._on_window,
@@ -172,6 +178,7 @@ class Engine:
 
     # [main-thread]
     def serve(self, stop: threading.Event) -> None:
+        self._lock = lock(self.endpoint)    # before anything else: engines started together leave one
         if engine_answers(self.endpoint):
             raise EndpointError(f"another engine already answers on {self.endpoint}; stop it or use --endpoint")
         for name in sweep_stale_segments():
@@ -181,6 +188,7 @@ class Engine:
         self._bound = True
         self.scheduler.start()
         log.info("serving on %s", self.endpoint)
+        busy_at = time.monotonic()
         try:
             while not stop.is_set():
                 if self._parent is not None and os.getppid() != self._parent:
@@ -196,6 +204,12 @@ class Engine:
                 except Exception as exc:  # a bug here must not end the engine for every session
                     self._refusals.refused(b"engine", logging.ERROR, f"socket thread: {type(exc).__name__}: {exc}",
                                            time.monotonic(), exc_info=True)
+                now = time.monotonic()
+                if self.sessions:
+                    busy_at = now
+                elif self.idle_exit and now - busy_at > self.idle_exit:
+                    log.info("no session for %g s: exiting (--idle-exit)", self.idle_exit)
+                    break
         finally:
             self.close()
 
@@ -405,6 +419,9 @@ class Engine:
         path = ipc_path(self.endpoint)
         if self._bound and path is not None:
             path.unlink(missing_ok=True)  # libzmq leaves the socket file behind
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
         self._window_log.close()
 
 
@@ -433,7 +450,7 @@ def run(args: argparse.Namespace) -> int:
             open_audio(sidechain_file)
         engine = Engine(args.endpoint or default_endpoint(), args.session_timeout, args.window_log, sound,
                         os.getppid() if args.exit_with_parent else None, sidechain_file, args.max_sessions,
-                        args.max_input_mb)
+                        args.max_input_mb, args.idle_exit)
     except (ValueError, OSError) as exc:     # a bad endpoint, preset, sidechain file or --model folder
         log.error("%s", exc)
         return 2

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-SEAM_SECONDS = 0.03            # seam crossfade length (Magenta RT uses 40 ms)
+SEAM_SECONDS = 0.03            # seam crossfade length (Magenta RT uses 40 ms); = the shim's LD_SEAM_MS (test_layout)
 PEAK_CEILING = 10 ** (-0.1 / 20)   # -0.1 dBFS: no published window goes above it
 SLICE_FADE_SECONDS = 0.003     # regrid: fade where one slice gives way to the next
 SLICE_LEAD_SECONDS = 0.005     # regrid: slices are cut this far ahead of their grid line

@@ -25,6 +25,7 @@ class TransportSnapshot:
     offline: bool = False
     underruns: int = 0          # cumulative, as counted by the shim
     grid: int = 0               # the shim's grid sequence: bumped whenever epoch, tempo, meter or loop changes
+    sync_switch: bool = False   # this epoch began because the plugin's sync_mode moved the position, not the host
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,8 @@ def _enter_epoch(session: Session, t: TransportSnapshot, grid: Grid, loop, now: 
     (seek, restart, meter change, an unpredicted jump) starts the timeline over."""
     wrapped = (session.epoch is not None and session.loop is not None and t.epoch == session.next_epoch
                and grid is session.grid and loop == session.loop and _at_loop_start(session, t, grid))
-    session.epoch_changes.append(now)
+    if not t.sync_switch:               # the plugin's parameter did it, not a jumping host
+        session.epoch_changes.append(now)
     storm = len(session.epoch_changes) == EPOCH_STORM and now - session.epoch_changes[0] < 1.0
     if storm:
         warn_rarely(session, "storm", now, log, "%d epoch changes within %.2f s (the host position jumps, e.g. "
@@ -140,6 +141,8 @@ def _epoch_cause(session: Session, t: TransportSnapshot, grid: Grid, wrapped: bo
     to_bar = grid.bar_at_sample(t.pos_samples)
     if wrapped:
         return f"loop wrap back to bar {to_bar} (windows made ahead for it are kept)"
+    if t.sync_switch:
+        return f"the plugin's sync_mode moved the position onto the host's (bar {to_bar}); windows start over"
     moved = "" if grid is session.grid else f"; grid now {grid.tempo_bpm:.6g} BPM {grid.tsig_num}/{grid.tsig_den}"
     if not session.playing:
         return f"transport started at bar {to_bar}{moved}"

@@ -64,6 +64,23 @@ static void shim_on_main_thread(const clap_plugin *plugin) { (void)plugin; }    
 
 /* ---------------------------------------------------------------- process [audio-thread] */
 
+/* The block's parameter events, in time order, for the core to apply at their frames; past
+ * LD_MAX_BLOCK_EVENTS the last entry takes each later event (the final values stay right). [audio-thread] */
+static uint32_t collect_param_events(const clap_input_events *events, ld_param_event out[LD_MAX_BLOCK_EVENTS])
+{
+    uint32_t count = events ? events->size(events) : 0, n = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        const clap_event_header *header = events->get(events, i);
+        if (header->space_id != CLAP_CORE_EVENT_SPACE_ID || header->type != CLAP_EVENT_PARAM_VALUE)
+            continue;
+        const clap_event_param_value *event = (const clap_event_param_value *)header;
+        if (n == LD_MAX_BLOCK_EVENTS)
+            n--;
+        out[n++] = (ld_param_event){header->time, event->param_id, event->value};
+    }
+    return n;
+}
+
 /* [audio-thread], or [main-thread] through params_flush while inactive */
 static void apply_param_events(ld_core *core, const clap_input_events *events)
 {
@@ -109,9 +126,11 @@ static uint32_t usable_channels(const clap_audio_buffer *buffer)
 static int32_t shim_process(const clap_plugin *plugin, const clap_process *process)
 {
     clap_shim *shim = shim_of(plugin);
-    apply_param_events(shim->core, process->in_events);
-    if (process->audio_outputs_count < 1 || !process->audio_outputs)
+    if (process->audio_outputs_count < 1 || !process->audio_outputs) {
+        apply_param_events(shim->core, process->in_events);
         return CLAP_PROCESS_CONTINUE;
+    }
+    ld_param_event events[LD_MAX_BLOCK_EVENTS];
     ld_host_transport transport;
     if (process->transport)
         read_transport(process->transport, shim->sample_rate, &transport);
@@ -129,9 +148,10 @@ static int32_t shim_process(const clap_plugin *plugin, const clap_process *proce
         .sidechain_channels = usable_channels(side),
         .output = out->data32,
         .output_channels = usable_channels(out),
+        .events = events,
+        .event_count = collect_param_events(process->in_events, events),
     };
-    ld_core_process(shim->core, &block);
-    out->constant_mask = 0;
+    out->constant_mask = ld_core_process(shim->core, &block);    /* all-zero channels are constant */
     return CLAP_PROCESS_CONTINUE;
 }
 
@@ -161,17 +181,18 @@ static const clap_plugin_audio_ports audio_ports = {ports_count, ports_get};
 
 /* ---------------------------------------------------------------- params */
 
-static uint32_t params_count(const clap_plugin *plugin) { (void)plugin; return LD_PARAM_COUNT; }   /* [main-thread] */
+static uint32_t params_count(const clap_plugin *plugin) { (void)plugin; return LD_PARAM_DEFINED; }   /* [main-thread] */
 
 static bool params_get_info(const clap_plugin *plugin, uint32_t index, clap_param_info *info)   /* [main-thread] */
 {
     (void)plugin;
-    const ld_param_info *p = ld_param_find(index);
-    if (!p)
+    if (index >= LD_PARAM_DEFINED)
         return false;
+    const ld_param_info *p = &ld_param_table[index];
     memset(info, 0, sizeof *info);
     info->id = p->id;
-    info->flags = CLAP_PARAM_IS_AUTOMATABLE | (p->stepped ? CLAP_PARAM_IS_STEPPED : 0u) | (p->labels ? CLAP_PARAM_IS_ENUM : 0u);
+    info->flags = CLAP_PARAM_IS_AUTOMATABLE | (p->stepped ? CLAP_PARAM_IS_STEPPED : 0u) | (p->labels ? CLAP_PARAM_IS_ENUM : 0u)
+                | (p->bypass ? CLAP_PARAM_IS_BYPASS : 0u);
     snprintf(info->name, sizeof info->name, "%s", p->name);
     info->min_value = p->min;
     info->max_value = p->max;

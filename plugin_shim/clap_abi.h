@@ -167,7 +167,8 @@ typedef struct clap_plugin_audio_ports {
     bool (*get)(const clap_plugin *plugin, uint32_t index, bool is_input, clap_audio_port_info *info);
 } clap_plugin_audio_ports;
 
-enum { CLAP_PARAM_IS_STEPPED = 1 << 0, CLAP_PARAM_IS_AUTOMATABLE = 1 << 5, CLAP_PARAM_IS_ENUM = 1 << 16 };
+enum { CLAP_PARAM_IS_STEPPED = 1 << 0, CLAP_PARAM_IS_BYPASS = 1 << 4, CLAP_PARAM_IS_AUTOMATABLE = 1 << 5,
+       CLAP_PARAM_IS_ENUM = 1 << 16 };
 
 typedef struct clap_param_info {
     clap_id id;

@@ -13,7 +13,7 @@ void ld_clock_reset(ld_clock *clock)
 {
     uint32_t epoch = clock->epoch, grid = clock->last.grid;
     *clock = (ld_clock){.epoch = epoch + 1, .source = SOURCE_NONE, .tsig_num = 4, .tsig_den = 4,
-                        .last = {.grid = grid + 1}};
+                        .last = {.grid = grid + 1}, .sync_mode = -1};
 }
 
 /* Whether the engine must re-place (and acknowledge) windows for this block. [audio-thread] */
@@ -78,6 +78,8 @@ uint32_t ld_clock_advance(ld_clock *clock, const ld_host_transport *host, double
         clock->host_has_played = true;
 
     bool jumped = clock->source == SOURCE_NONE;
+    bool switched = clock->sync_mode >= 0 && sync_mode != clock->sync_mode;   /* by the parameter */
+    clock->sync_mode = sync_mode;
     if (host_tsig_ok && ((uint32_t)host->tsig_num != clock->tsig_num || (uint32_t)host->tsig_den != clock->tsig_den)) {
         jumped = true;
         clock->tsig_num = (uint32_t)host->tsig_num;
@@ -89,8 +91,8 @@ uint32_t ld_clock_advance(ld_clock *clock, const ld_host_transport *host, double
     int64_t samples;
     double beats;
     if (source == SOURCE_OWN) {
-        if (clock->source != SOURCE_OWN && clock->source != SOURCE_NONE)
-            jumped = true;   /* sync mode switched: our own clock starts over */
+        if (clock->source != SOURCE_OWN && clock->source != SOURCE_NONE && !switched)
+            jumped = true;   /* the host left (e.g. never played after a reset): our own clock starts over */
         samples = jumped ? 0 : clock->next_samples;
         beats = jumped ? 0.0 : clock->next_beats;
     } else {
@@ -125,6 +127,7 @@ uint32_t ld_clock_advance(ld_clock *clock, const ld_host_transport *host, double
     *out = (ld_position){
         .epoch = clock->epoch,
         .flags = (advancing ? LD_TRANSPORT_PLAYING : 0u) | (loop ? LD_TRANSPORT_LOOP_ACTIVE : 0u)
+               | (jumped && switched ? LD_TRANSPORT_SYNC_SWITCH : 0u)
                | (source != SOURCE_OWN ? LD_TRANSPORT_HOST_CLOCK : 0u)
                | (host_tempo_ok ? LD_TRANSPORT_TEMPO_VALID : 0u) | (host_tsig_ok ? LD_TRANSPORT_TSIG_VALID : 0u),
         .tempo = tempo,

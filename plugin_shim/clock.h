@@ -3,7 +3,10 @@
  *
  * Follows the host while it reports playing; runs its own sample clock (at the tempo_bpm
  * parameter) when the host never reported playing or sync_mode is free; stands still when a
- * host that played has stopped. Bumps the epoch on every discontinuity, never on tempo.
+ * host that played has stopped. Bumps the epoch on every discontinuity, never on tempo. A
+ * sync_mode change onto the own clock continues from the current position; one that moves the
+ * position (onto the host's) is marked LD_TRANSPORT_SYNC_SWITCH, so it is not taken for a host
+ * that jumps.
  * All functions are pure and [audio-thread] (no allocation, locks or system calls).
  */
 #ifndef LIVEDIFF_CLOCK_H
@@ -62,6 +65,7 @@ typedef struct ld_clock {
     uint32_t tsig_num, tsig_den;
     double host_tempo;          /* last sane host tempo, 0 if none yet */
     ld_position last;           /* the previous block's position (grid changes are counted against it) */
+    int sync_mode;              /* of the previous block, -1 after reset */
 } ld_clock;
 
 /* Start over: own clock at 0, new epoch (and grid). [audio-thread] (or [main-thread] while not processing) */

@@ -49,8 +49,8 @@ ld_core *ld_core_create(const char *format)
     if (!core)
         return NULL;
     snprintf(core->format, sizeof core->format, "%s", format);
-    for (uint32_t id = 0; id < LD_PARAM_COUNT; id++)
-        store_param(core, id, ld_param_table[id].def);
+    for (uint32_t i = 0; i < LD_PARAM_DEFINED; i++)
+        store_param(core, ld_param_table[i].id, ld_param_table[i].def);
     ld_clock_reset(&core->clock);
     return core;
 }
@@ -119,6 +119,23 @@ static double offline_timeout_from_env(void)
     return text && end != text && isfinite(value) && value > 0 ? value : OFFLINE_TIMEOUT_DEFAULT_S;
 }
 
+/* LIVEDIFF_RENDER_FALLBACK=off: never infer a render from the host's speed. [main-thread] */
+static bool infer_render_from_env(void)
+{
+    const char *text = getenv("LIVEDIFF_RENDER_FALLBACK");
+    return !(text && (strcmp(text, "off") == 0 || strcmp(text, "0") == 0));
+}
+
+bool ld_core_rate_supported(double sample_rate)
+{
+    static const uint32_t rates[] = {LD_RATE_22050, LD_RATE_32000, LD_RATE_44100, LD_RATE_48000,
+                                     LD_RATE_88200, LD_RATE_96000, LD_RATE_176400, LD_RATE_192000};
+    for (size_t i = 0; i < sizeof rates / sizeof *rates; i++)
+        if (sample_rate == rates[i])
+            return true;
+    return false;
+}
+
 /* Each activation is a new engine session with a fresh id (also the ZeroMQ routing identity):
  * the ROUTER refuses a second connection with an identity still in use, and a BYE from the
  * previous activation can then never close the new session. [main-thread] */
@@ -134,33 +151,46 @@ static void new_session_id(ld_core *core)
 bool ld_core_prepare(ld_core *core, double sample_rate, uint32_t max_block, uint32_t channels, uint32_t mode)
 {
     ld_core_release(core);
-    if (!(sample_rate >= 1000 && sample_rate <= 1e6) || max_block == 0 || max_block > (1u << 20)
-        || channels == 0 || channels > LD_MAX_CHANNELS)
+    if (!ld_core_rate_supported(sample_rate) || max_block == 0 || channels == 0 || channels > LD_MAX_CHANNELS)
         return false;
     core->sample_rate = sample_rate;
     core->max_block = max_block;
+    core->piece = max_block < LD_MAX_AUDIO_FRAMES ? max_block : LD_MAX_AUDIO_FRAMES;
     core->channels = channels;
     core->declared_mode = mode;
     core->offline_timeout_s = offline_timeout_from_env();
+    core->infer_render = infer_render_from_env();
     new_session_id(core);
     resolve_endpoint(core);
 
-    /* Ring: RING_SECONDS of input and sidechain plus room for a few whole blocks and the
+    /* Ring: RING_SECONDS of input and sidechain plus room for a few whole pieces and the
      * record headers of 32-frame blocks. */
-    double frames = RING_SECONDS * sample_rate + 4.0 * max_block;
+    uint32_t piece = core->piece;
+    double frames = RING_SECONDS * sample_rate + 4.0 * piece;
     uint64_t bytes = (uint64_t)(frames * channels * 2 * sizeof(float) + frames / 32 * sizeof(ld_record));
-    core->scratch = calloc((size_t)(channels + 1) * max_block, sizeof(float));
+    core->fade_frames = (uint32_t)(((uint64_t)sample_rate * LD_SEAM_MS + 500) / 1000);
+    core->scratch = calloc((size_t)(channels + 1) * piece + core->fade_frames, sizeof(float));
     if (!core->scratch || !ld_ring_init(&core->ring, bytes)) {
         free(core->scratch);
         core->scratch = NULL;
         return false;
     }
     for (uint32_t c = 0; c < channels; c++)
-        core->wet[c] = core->scratch + (size_t)c * max_block;
-    core->zeros = core->scratch + (size_t)channels * max_block;
+        core->wet[c] = core->scratch + (size_t)c * piece;
+    core->zeros = core->scratch + (size_t)channels * piece;
+    core->fade = core->zeros + piece;
+    for (uint32_t i = 0; i < core->fade_frames; i++)   /* the engine's sin fade-in, complemented */
+        core->fade[i] = (float)cos((double)i / core->fade_frames * (M_PI / 2));
 
     ld_clock_reset(&core->clock);
     core->hold_timeline = NULL;
+    core->phase_known = false;
+    core->bypass_gain = load_param(core, LD_PARAM_BYPASS) >= LD_BYPASS_ON ? 1.0f : 0.0f;
+    atomic_store(&core->frames_processed, 0);
+    atomic_store(&core->wait_ns, 0);
+    atomic_store(&core->render_inferred, false);
+    atomic_store(&core->sessions, 0);
+    atomic_store(&core->engine_launched, false);
     core->late_engine_left_s = LATE_ENGINE_S;
     atomic_store(&core->engine_state, LD_ENGINE_CONNECTING);
     atomic_store(&core->io_stop, false);
@@ -218,7 +248,7 @@ void ld_core_set_param(ld_core *core, uint32_t id, double plain)
 
 size_t ld_core_save_state(const ld_core *core, uint8_t out[LD_PARAM_STATE_BYTES])
 {
-    double values[LD_PARAM_COUNT];
+    double values[LD_PARAM_COUNT] = {0};
     for (uint32_t id = 0; id < LD_PARAM_COUNT; id++)
         values[id] = load_param(core, id);
     return ld_params_save(values, out);
@@ -231,8 +261,8 @@ bool ld_core_load_state(ld_core *core, const uint8_t *in, size_t size)
         values[id] = load_param(core, id);
     if (!ld_params_load(in, size, values))
         return false;
-    for (uint32_t id = 0; id < LD_PARAM_COUNT; id++)
-        ld_core_set_param(core, id, values[id]);
+    for (uint32_t i = 0; i < LD_PARAM_DEFINED; i++)
+        ld_core_set_param(core, ld_param_table[i].id, values[ld_param_table[i].id]);
     return true;
 }
 
@@ -243,8 +273,11 @@ void ld_core_get_stats(const ld_core *core, ld_core_stats *out)
         .underruns = atomic_load(&c->underruns),
         .offline_timeouts = atomic_load(&c->offline_timeouts),
         .dropped_frames = atomic_load(&c->dropped_frames),
+        .sessions = atomic_load(&c->sessions),
         .engine_state = atomic_load(&c->engine_state),
         .epoch = atomic_load(&c->last_epoch),
+        .render_inferred = atomic_load(&c->render_inferred),
+        .engine_launched = atomic_load(&c->engine_launched),
     };
 }
 
@@ -254,6 +287,7 @@ void ld_core_reset(ld_core *core)
 {
     ld_clock_reset(&core->clock);
     core->hold_timeline = NULL;
+    core->phase_known = false;
 }
 
 /* Hazard pointer: announce which mapping we use before using it; the I/O thread unmaps a
@@ -281,12 +315,19 @@ static void sleep_briefly(void)
     nanosleep(&step, NULL);
 }
 
+/* [audio-thread], offline blocks only: account waiting time, so the I/O thread's view of the
+ * host's speed leaves out the time the host spent waiting for us. */
+static void add_wait(ld_core *core, double since)
+{
+    atomic_fetch_add_explicit(&core->wait_ns, (uint64_t)((ld_now_s() - since) * 1e9), memory_order_relaxed);
+}
+
 /* Hand the block to the I/O thread. Realtime: drop and count when the ring is full.
  * Offline: wait for room (bounded), since a bounce must not lose input. [audio-thread] */
-static void push_record(ld_core *core, const ld_position *position, const ld_audio_block *block,
+static void push_record(ld_core *core, const ld_position *position, const ld_audio_block *block, uint32_t mode,
                         uint32_t offset, uint32_t frames, bool advancing)
 {
-    ld_record record = {.position = *position, .mode = block->mode, .frames = advancing ? frames : 0,
+    ld_record record = {.position = *position, .mode = mode, .frames = advancing ? frames : 0,
                         .channels = core->channels};
     const void *parts[1 + 2 * LD_MAX_CHANNELS] = {&record};
     size_t sizes[1 + 2 * LD_MAX_CHANNELS] = {sizeof record};
@@ -307,13 +348,16 @@ static void push_record(ld_core *core, const ld_position *position, const ld_aud
     }
     if (ld_ring_push(&core->ring, parts, sizes, count))
         return;
-    if (block->mode == LD_MODE_OFFLINE) {
-        double deadline = ld_now_s() + core->offline_timeout_s;
+    if (mode == LD_MODE_OFFLINE) {
+        double started = ld_now_s(), deadline = started + core->offline_timeout_s;
         while (atomic_load(&core->engine_state) != LD_ENGINE_DEAD && ld_now_s() < deadline) {
             sleep_briefly();
-            if (ld_ring_push(&core->ring, parts, sizes, count))
+            if (ld_ring_push(&core->ring, parts, sizes, count)) {
+                add_wait(core, started);
                 return;
+            }
         }
+        add_wait(core, started);
     }
     atomic_fetch_add_explicit(&core->dropped_frames, record.frames, memory_order_relaxed);
 }
@@ -321,14 +365,17 @@ static void push_record(ld_core *core, const ld_position *position, const ld_aud
 /* Offline only: wait until audio made for the block's grid covers it, or give up (bounded by the
  * offline timeout). While the engine is dead or absent the I/O thread keeps saying HELLO and
  * the blocks keep waiting for it, LATE_ENGINE_S in all until it answers again, so a bounce
- * started before its engine, or across an engine restart, goes on. [audio-thread] */
-static bool wait_for_coverage(ld_core *core, const ld_position *position, uint32_t frames)
+ * started before its engine, or across an engine restart, goes on. Blocks treated as offline
+ * only because the host runs fast (`inferred`) do not wait for a dead engine. [audio-thread] */
+static bool wait_for_coverage(ld_core *core, const ld_position *position, uint32_t frames, bool inferred)
 {
-    double now = ld_now_s(), deadline = now + core->offline_timeout_s;
+    double started = ld_now_s(), now = started, deadline = started + core->offline_timeout_s;
     for (;;) {
         const ld_timeline *timeline = acquire_timeline(core);
-        if (timeline && ld_timeline_covers(timeline, position->epoch, &position->grid, position->pos_samples, frames))
+        if (timeline && ld_timeline_covers(timeline, position->epoch, &position->grid, position->pos_samples, frames)) {
+            add_wait(core, started);
             return true;
+        }
         uint32_t state = atomic_load(&core->engine_state);
         double later = ld_now_s();
         if (state == LD_ENGINE_ALIVE)
@@ -336,8 +383,10 @@ static bool wait_for_coverage(ld_core *core, const ld_position *position, uint32
         else if (state == LD_ENGINE_DEAD)
             core->late_engine_left_s -= later - now;
         now = later;
-        if (core->late_engine_left_s <= 0 || now >= deadline) {
+        /* An inferred render waits for a live engine only: the host may be realtime after all. */
+        if (core->late_engine_left_s <= 0 || now >= deadline || (inferred && state != LD_ENGINE_ALIVE)) {
             atomic_fetch_add(&core->offline_timeouts, 1);
+            add_wait(core, started);
             return false;
         }
         sleep_briefly();
@@ -375,13 +424,54 @@ static void fill_gap(ld_core *core, const ld_timeline *timeline, const ld_audio_
     }
 }
 
-/* Generated audio for [pos, pos + frames) into core->wet (offline: only audio made for the
- * block's grid); returns whether anything was missing. [audio-thread] */
-static bool read_generated(ld_core *core, const ld_timeline *timeline, const ld_audio_block *block, uint32_t offset,
-                           const ld_position *position, uint32_t frames, int policy)
+/* Going from the preroll's dry input into generated audio at timeline position `pos` of `slot`:
+ * when the slot's first LD_SEAM_MS are still ahead, the engine faded them in from silence with
+ * sin, so the dry input gets the matching cos (an equal-power crossfade); a slot entered later
+ * (re-placed windows) gets a whole crossfade of its own. [audio-thread] */
+static void start_crossfade(ld_core *core, const ld_slot_view *slot, uint32_t epoch, int64_t pos)
 {
-    const uint32_t *grid = block->mode == LD_MODE_OFFLINE ? &position->grid : NULL;
+    core->xfade_active = true;
+    core->xfade_epoch = epoch;
+    core->xfade_start = pos;
+    core->xfade_entry = pos - slot->start < core->fade_frames ? (int32_t)(pos - slot->start) : -1;
+}
+
+/* The crossfade from the dry input, on wet frames [at, at + frames) of timeline [pos, ...). [audio-thread] */
+static void crossfade_from_dry(ld_core *core, const ld_audio_block *block, uint32_t offset, uint32_t epoch,
+                               int64_t pos, uint32_t at, uint32_t frames)
+{
+    if (!core->xfade_active || epoch != core->xfade_epoch || pos < core->xfade_start)
+        return;
+    uint32_t done = (uint32_t)(pos - core->xfade_start);          /* frames of the fade already played */
+    uint32_t first = core->xfade_entry >= 0 ? (uint32_t)core->xfade_entry + done : done;  /* index into fade */
+    uint32_t n = first < core->fade_frames ? core->fade_frames - first : 0;
+    if (n > frames)
+        n = frames;
+    else
+        core->xfade_active = false;
+    const float *const *input = block->input_channels ? block->input : NULL;
+    for (uint32_t c = 0; c < core->channels && input; c++) {
+        const float *in = input[c < block->input_channels ? c : block->input_channels - 1];
+        float *wet = core->wet[c] + at;
+        for (uint32_t i = 0; in && i < n; i++) {
+            uint32_t k = first + i;
+            float dry = in[offset + at + i] * core->fade[k];
+            wet[i] = core->xfade_entry >= 0 ? wet[i] + dry : dry + wet[i] * (k ? core->fade[core->fade_frames - k] : 0.0f);
+        }
+    }
+}
+
+/* Generated audio for [pos, pos + frames) into core->wet (offline: only audio made for the
+ * block's grid); returns whether anything was missing. Until the first generated audio of an epoch plays (the preroll phase: LD_WINDOW_PREROLL slots
+ * and gaps), the preroll parameter decides: the dry input or silence; then the underrun policy
+ * fills gaps. [audio-thread] */
+static bool read_generated(ld_core *core, const ld_timeline *timeline, const ld_audio_block *block, uint32_t offset,
+                           const ld_position *position, uint32_t frames, int policy, bool dry_preroll)
+{
+    bool offline = block->mode == LD_MODE_OFFLINE || (position->flags & LD_TRANSPORT_RENDER_INFERRED);
+    const uint32_t *grid = offline ? &position->grid : NULL;
     bool missing = false;
+    int preroll = dry_preroll ? LD_UNDERRUN_DRY : LD_UNDERRUN_SILENCE;
     uint32_t at = 0, retries = 0;
     while (at < frames) {
         int64_t pos = position->pos_samples + at;
@@ -390,7 +480,20 @@ static bool read_generated(ld_core *core, const ld_timeline *timeline, const ld_
         if (timeline && ld_timeline_find(timeline, position->epoch, grid, pos, &slot, &next_start)) {
             int64_t available = slot.start + slot.frames - pos;
             uint32_t n = available < frames - at ? (uint32_t)available : frames - at;
+            if (slot.flags & LD_WINDOW_PREROLL) {
+                fill_gap(core, NULL, block, offset, pos, at, n, preroll);
+                core->preroll_played = true;
+                core->preroll_next = pos + n;
+                at += n;
+                continue;
+            }
             if (ld_timeline_copy(timeline, &slot, pos, n, core->wet, at, core->channels)) {
+                if (core->in_preroll) {
+                    if (dry_preroll && core->preroll_played && pos == core->preroll_next)
+                        start_crossfade(core, &slot, position->epoch, pos);
+                    core->in_preroll = false;
+                }
+                crossfade_from_dry(core, block, offset, position->epoch, pos, at, n);
                 core->hold = slot;
                 core->hold_timeline = timeline;
                 at += n;
@@ -403,7 +506,13 @@ static bool read_generated(ld_core *core, const ld_timeline *timeline, const ld_
             next_start = pos + n;
         }
         uint32_t n = next_start < pos + (frames - at) ? (uint32_t)(next_start - pos) : frames - at;
-        fill_gap(core, timeline, block, offset, pos, at, n, policy);
+        if (core->in_preroll) {
+            fill_gap(core, NULL, block, offset, pos, at, n, preroll);
+            core->preroll_played = true;
+            core->preroll_next = pos + n;
+        } else {
+            fill_gap(core, timeline, block, offset, pos, at, n, policy);
+        }
         missing = true;
         at += n;
     }
@@ -446,11 +555,48 @@ LD_EXPORT uint64_t livediff_offline_misses(uint64_t first, int64_t *starts, uint
     return count;
 }
 
-/* [audio-thread]; waits (bounded) only when the block is offline */
-static void process_piece(ld_core *core, const ld_audio_block *block, uint32_t offset, uint32_t frames)
+/* dry + mix * (wet - dry), then towards the dry input by the bypass gain, which ramps over the
+ * seam length so switching bypass does not click. Returns a bit per output channel that got a
+ * non-zero sample. [audio-thread] */
+static uint64_t write_output(ld_core *core, const ld_audio_block *block, uint32_t offset, uint32_t frames,
+                             float mix, bool bypass)
+{
+    float target = bypass ? 1.0f : 0.0f, step = 1.0f / (float)core->fade_frames;
+    float start = core->bypass_gain;
+    uint64_t loud = 0;
+    for (uint32_t c = 0; c < block->output_channels; c++) {
+        float *out = block->output[c];
+        if (!out)
+            continue;
+        const float *wet = core->wet[c < core->channels ? c : core->channels - 1];
+        const float *in = block->input && block->input_channels
+                        ? block->input[c < block->input_channels ? c : block->input_channels - 1] : NULL;
+        float gain = start;
+        bool nonzero = false;
+        for (uint32_t i = 0; i < frames; i++) {
+            float dry = in ? in[offset + i] : 0.0f;
+            float mixed = dry + mix * (bounded(wet[i]) - dry);
+            if (gain != target)
+                gain = target > gain ? fminf(gain + step, target) : fmaxf(gain - step, target);
+            float value = gain == 0.0f ? mixed : gain == 1.0f ? dry : mixed + gain * (dry - mixed);
+            out[offset + i] = value;
+            nonzero |= value != 0.0f;
+        }
+        if (nonzero && c < 64)
+            loud |= 1ull << c;
+    }
+    float moved = (float)frames * step;
+    core->bypass_gain = target > start ? fminf(start + moved, target) : fmaxf(start - moved, target);
+    return loud;
+}
+
+/* [audio-thread]; waits (bounded) only when the piece is offline. Returns write_output's bits. */
+static uint64_t process_piece(ld_core *core, const ld_audio_block *block, uint32_t offset, uint32_t frames)
 {
     int policy = (int)load_param(core, LD_PARAM_UNDERRUN_POLICY);
     float mix = (float)(load_param(core, LD_PARAM_MIX) / 100.0);
+    bool bypass = load_param(core, LD_PARAM_BYPASS) == LD_BYPASS_ON;
+    bool dry_preroll = load_param(core, LD_PARAM_PREROLL) == LD_PREROLL_DRY;
     ld_position position;
     uint32_t problems = ld_clock_advance(&core->clock, block->transport, load_param(core, LD_PARAM_TEMPO_BPM),
                                          (int)load_param(core, LD_PARAM_SYNC_MODE), frames, core->sample_rate, &position);
@@ -458,10 +604,23 @@ static void process_piece(ld_core *core, const ld_audio_block *block, uint32_t o
         atomic_fetch_or_explicit(&core->host_problems, problems, memory_order_relaxed);
     atomic_store_explicit(&core->last_epoch, position.epoch, memory_order_relaxed);
     bool advancing = position.flags & LD_TRANSPORT_PLAYING;
-    push_record(core, &position, block, offset, frames, advancing);
+    if (!core->phase_known || position.epoch != core->preroll_epoch) {
+        core->phase_known = true;       /* a new epoch: the lookahead fills again */
+        core->preroll_epoch = position.epoch;
+        core->in_preroll = true;
+        core->preroll_played = false;
+        core->xfade_active = false;
+    }
+    bool inferred = block->mode != LD_MODE_OFFLINE && atomic_load_explicit(&core->render_inferred, memory_order_relaxed);
+    uint32_t mode = inferred ? LD_MODE_OFFLINE : block->mode;
+    if (inferred)
+        position.flags |= LD_TRANSPORT_RENDER_INFERRED;
+    push_record(core, &position, block, mode, offset, frames, advancing);
 
-    bool offline = block->mode == LD_MODE_OFFLINE;
-    bool covered = advancing && offline ? wait_for_coverage(core, &position, frames) : true;
+    /* Fully bypassed, the piece plays the dry input: nothing to wait for, nothing missed. */
+    bool heard = !(bypass && core->bypass_gain == 1.0f);
+    bool wait = advancing && mode == LD_MODE_OFFLINE && heard;
+    bool covered = wait ? wait_for_coverage(core, &position, frames, inferred) : true;
     const ld_timeline *timeline = acquire_timeline(core);
     if (!advancing) {
         /* A stopped host: nothing plays, the position stands still. */
@@ -470,46 +629,54 @@ static void process_piece(ld_core *core, const ld_audio_block *block, uint32_t o
     } else if (!covered) {
         fill_gap(core, NULL, block, offset, position.pos_samples, 0, frames, LD_UNDERRUN_SILENCE);
         record_offline_miss(position.pos_samples, frames);
-    } else if (read_generated(core, timeline, block, offset, &position, frames, policy)) {
+    } else if (read_generated(core, timeline, block, offset, &position, frames, policy, dry_preroll) && heard) {
         atomic_fetch_add_explicit(&core->underruns, 1, memory_order_relaxed);
-        if (offline)
+        if (mode == LD_MODE_OFFLINE)
             record_offline_miss(position.pos_samples, frames);
     }
     release_timeline(core);
-
-    for (uint32_t c = 0; c < block->output_channels; c++) {
-        float *out = block->output[c];
-        if (!out)
-            continue;
-        const float *wet = core->wet[c < core->channels ? c : core->channels - 1];
-        const float *in = block->input && block->input_channels
-                        ? block->input[c < block->input_channels ? c : block->input_channels - 1] : NULL;
-        for (uint32_t i = 0; i < frames; i++) {
-            float dry = in ? in[offset + i] : 0.0f;
-            out[offset + i] = dry + mix * (bounded(wet[i]) - dry);
-        }
-    }
+    uint64_t loud = write_output(core, block, offset, frames, mix, bypass);
+    atomic_fetch_add_explicit(&core->frames_processed, frames, memory_order_relaxed);
+    return loud;
 }
 
-void ld_core_process(ld_core *core, const ld_audio_block *block)
+/* [audio-thread] */
+static void apply_events(ld_core *core, const ld_audio_block *block, uint32_t *next, uint32_t upto)
 {
+    for (; *next < block->event_count && block->events[*next].offset <= upto; (*next)++)
+        ld_core_set_param(core, block->events[*next].id, block->events[*next].plain);
+}
+
+uint64_t ld_core_process(ld_core *core, const ld_audio_block *block)
+{
+    uint32_t channels = block->output_channels < 64 ? block->output_channels : 64;
+    uint64_t all = channels == 64 ? ~0ull : (1ull << channels) - 1;
+    uint32_t next = 0;
     if (!core->prepared) {
-        for (uint32_t c = 0; c < block->output_channels; c++)
+        apply_events(core, block, &next, UINT32_MAX);
+        for (uint32_t c = 0; c < block->output_channels && block->frames; c++)
             if (block->output[c])
                 memset(block->output[c], 0, block->frames * sizeof(float));
-        return;
+        return all;
     }
+    uint64_t loud = 0;
     ld_audio_block piece = *block;
     ld_host_transport later;
-    for (uint32_t offset = 0; offset < block->frames; offset += core->max_block) {
-        uint32_t frames = block->frames - offset < core->max_block ? block->frames - offset : core->max_block;
+    for (uint32_t offset = 0; offset < block->frames;) {
+        apply_events(core, block, &next, offset);
+        uint32_t frames = block->frames - offset < core->piece ? block->frames - offset : core->piece;
+        if (next < block->event_count && block->events[next].offset < offset + frames)
+            frames = block->events[next].offset - offset;     /* the next value starts a new piece */
         if (offset && block->transport) {
-            /* A host block larger than promised: later pieces start where the earlier ended. */
+            /* Later pieces start where the earlier ended. */
             later = *block->transport;
             later.pos_samples += offset;
             later.pos_beats += offset * (later.tempo / 60.0 / core->sample_rate);
             piece.transport = &later;
         }
-        process_piece(core, &piece, offset, frames);
+        loud |= process_piece(core, &piece, offset, frames);
+        offset += frames;
     }
+    apply_events(core, block, &next, UINT32_MAX);
+    return ~loud & all;
 }

@@ -34,14 +34,18 @@ struct ld_core {
     bool prepared;
     double sample_rate;
     uint32_t max_block, channels, declared_mode;
+    uint32_t piece;             /* frames processed at once: min(max_block, LD_MAX_AUDIO_FRAMES) */
     double offline_timeout_s;
+    bool infer_render;          /* LIVEDIFF_RENDER_FALLBACK is not "off" */
     uint64_t instance_id;       /* LD_KEY_INSTANCE: new on every prepare (one engine session each) */
     char endpoint[512];
     char endpoint_error[256];   /* non-empty: endpoint refused, the I/O thread does not connect */
     ld_ring ring;
-    float *scratch;             /* wet[channels], zeros: (channels + 1) x max_block floats */
+    float *scratch;             /* wet[channels], zeros: (channels + 1) x piece floats, then fade */
     float *wet[LD_MAX_CHANNELS];
     float *zeros;
+    float *fade;                /* cos of a quarter turn over fade_frames: the dry's fade-out after a preroll */
+    uint32_t fade_frames;       /* the engine's seam: round(rate * LD_SEAM_MS / 1000) */
     void *zmq_context;          /* process-wide, NULL if it could not be created */
     pthread_t io_thread;
     _Atomic bool io_stop;
@@ -50,6 +54,16 @@ struct ld_core {
     ld_clock clock;
     ld_slot_view hold;          /* last slot played, for the "hold" underrun policy */
     const ld_timeline *hold_timeline;
+    bool phase_known;           /* preroll_epoch is the epoch of the last piece */
+    uint32_t preroll_epoch;
+    bool in_preroll;            /* no generated audio played yet in this epoch (read_generated) */
+    bool preroll_played;        /* ...and preroll frames were, up to preroll_next */
+    int64_t preroll_next;
+    bool xfade_active;          /* crossfading from the dry input into the first generated audio */
+    uint32_t xfade_epoch;
+    int64_t xfade_start;        /* timeline position where it began */
+    int32_t xfade_entry;        /* index into fade[] there (the engine's fade-in continues), -1: a whole crossfade */
+    float bypass_gain;          /* 0 = processed, 1 = dry; ramps over fade_frames towards the parameter */
     double late_engine_left_s;  /* offline: how much longer blocks may wait for a dead engine */
 
     /* Audio thread -> I/O thread. */
@@ -57,16 +71,23 @@ struct ld_core {
     _Atomic uint32_t host_problems;         /* ld_host_problem bits not yet logged */
     _Atomic uint32_t last_epoch;
     _Atomic(ld_timeline *) reading;         /* hazard pointer: the mapping the audio thread uses */
+    _Atomic uint64_t frames_processed;      /* progress, for the I/O thread's render inference */
+    _Atomic uint64_t wait_ns;               /* time spent in offline waits (not the host's) */
 
     /* I/O thread only, kept across activations so a re-activated instance does not repeat itself. */
     char logged_text[256];                  /* last problem logged (logged once until it changes) */
     uint64_t logged_timeouts;
     double logged_timeouts_at;
 
-    /* I/O thread -> audio thread. */
+    /* I/O thread -> audio thread (and stats). */
     _Atomic(ld_timeline *) published;       /* current mapping, NULL when none */
     _Atomic uint32_t engine_state;          /* ld_engine_state */
     _Atomic uint32_t latency;
+    /* The host labels its blocks realtime but runs far faster than real time (a render without
+     * clap.render, or a VST3 export labelled realtime): treat them as offline (io_thread.c). */
+    _Atomic bool render_inferred;
+    _Atomic uint64_t sessions;              /* WELCOMEs since prepare */
+    _Atomic bool engine_launched;
 };
 
 /* The I/O thread's entry point (io_thread.c). [io-thread] */

@@ -8,11 +8,22 @@
 #include <errno.h>
 #include <math.h>
 #include <msgpack.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
+
+extern char **environ;
+
+#ifndef LD_ENGINE_COMMAND
+#define LD_ENGINE_COMMAND ""            /* the Makefile bakes in the livediff that built the plugin */
+#endif
 
 #define POLL_MS 1
 #define HELLO_INTERVAL_S 1.0
@@ -25,6 +36,22 @@
 #define LOG_INTERVAL_S 5.0
 #define ABSENT_ANSWER_S 0.25            /* ...when an engine was already found absent in this process */
 #define REPLIES_PER_WAKE 256            /* bounded like the engine's drain: a flood cannot hold this thread */
+#define KEEPALIVE_S 0.25                /* send something this often whatever the audio thread does */
+#define LAUNCH_AFTER_S 0.5              /* no answer this long: start an engine (a running one answers in ms) */
+#define ENGINE_START_S 30.0             /* a started engine gets this long to answer before anyone retries */
+#define ENGINE_IDLE_EXIT_S 600          /* an auto-launched engine exits after this long without sessions */
+/* Render inference: realtime-labelled blocks are treated as offline once at least
+ * INFER_ENTER_AUDIO_S of audio went through within INFER_WINDOW_S of wall time, INFER_RATIO times
+ * faster than real time (the time the audio thread spent waiting for us left out); a realtime host
+ * cannot do that for long, a freewheeling export does it at once. Back to realtime after
+ * INFER_LEAVE_S of wall time at under INFER_LEAVE_RATIO (a stopped host counts). */
+#define INFER_SAMPLE_S 0.002            /* fine: a fast export passes 1 s of audio in a few ms */
+#define INFER_HISTORY 1024              /* > INFER_LEAVE_S / INFER_SAMPLE_S */
+#define INFER_ENTER_AUDIO_S 1.0
+#define INFER_WINDOW_S 0.5
+#define INFER_RATIO 2.0
+#define INFER_LEAVE_S 2.0               /* long: leaving too early costs an export its windows */
+#define INFER_LEAVE_RATIO 1.5
 
 /* Whether the last I/O thread (of any instance) found no engine: then the next one gives a
  * missing engine only ABSENT_ANSWER_S, so hosts that re-activate often (pedalboard) do not
@@ -63,7 +90,19 @@ void ld_zmq_context_release(void)
     pthread_mutex_unlock(&context_lock);
 }
 
+/* One engine start per endpoint at a time in this process (instances created together start
+ * one engine); across processes the engine's own lock file leaves exactly one. */
+static pthread_mutex_t launch_lock = PTHREAD_MUTEX_INITIALIZER;
+static char launch_endpoint[512];
+static double launch_at = -1e9;
+
 /* ---------------------------------------------------------------- [io-thread] state */
+
+typedef struct progress_sample {
+    double wall;
+    uint64_t frames;
+    double wait;
+} progress_sample;
 
 typedef struct io_state {
     ld_core *core;
@@ -84,7 +123,12 @@ typedef struct io_state {
     bool have_latest;
     double latest_at;
     bool welcomed;
-    double started, last_heard, next_hello;
+    bool hello_sent;                /* a HELLO went out on this socket: BYE on the way out */
+    double started, last_heard, next_hello, last_send;
+    progress_sample progress[INFER_HISTORY];   /* render inference, one sample per INFER_SAMPLE_S */
+    uint32_t progress_count;
+    bool launch_configured, auto_launch, launched;
+    char engine_command[512], engine_log[512];
 } io_state;
 
 /* [io-thread] */
@@ -143,17 +187,20 @@ static void put_double(io_state *io, int key, double value)
 static void put_params(io_state *io)
 {
     msgpack_pack_int(&io->packer, LD_KEY_PARAMS);
-    msgpack_pack_map(&io->packer, LD_PARAM_COUNT);
-    for (uint32_t id = 0; id < LD_PARAM_COUNT; id++) {
-        msgpack_pack_uint32(&io->packer, id);
-        msgpack_pack_double(&io->packer, param(io->core, id));
+    msgpack_pack_map(&io->packer, LD_PARAM_DEFINED);
+    for (uint32_t i = 0; i < LD_PARAM_DEFINED; i++) {
+        msgpack_pack_uint32(&io->packer, ld_param_table[i].id);
+        msgpack_pack_double(&io->packer, param(io->core, ld_param_table[i].id));
     }
 }
 
 /* Never blocks: a full queue (engine not reading) loses the message. [io-thread] */
 static bool finish(io_state *io)
 {
-    return io->socket && zmq_send(io->socket, io->buffer.data, io->buffer.size, ZMQ_DONTWAIT) >= 0;
+    bool sent = io->socket && zmq_send(io->socket, io->buffer.data, io->buffer.size, ZMQ_DONTWAIT) >= 0;
+    if (sent)
+        io->last_send = ld_now_s();
+    return sent;
 }
 
 /* [io-thread] */
@@ -165,12 +212,14 @@ static bool send_hello(io_state *io)
     msgpack_pack_int(&io->packer, LD_KEY_FORMAT);
     msgpack_pack_str_with_body(&io->packer, core->format, strlen(core->format));
     put_uint(io, LD_KEY_SAMPLE_RATE, (uint64_t)llround(core->sample_rate));
-    put_uint(io, LD_KEY_MAX_BLOCK, core->max_block);
+    put_uint(io, LD_KEY_MAX_BLOCK, core->piece);     /* the largest piece the engine will see */
     put_uint(io, LD_KEY_CHANNELS, core->channels);
     put_uint(io, LD_KEY_PROCESS_MODE, io->have_latest ? io->latest_mode : core->declared_mode);
     atomic_store(&core->params_dirty, false);   /* HELLO carries them all */
     put_params(io);
-    return finish(io);
+    bool sent = finish(io);
+    io->hello_sent |= sent;
+    return sent;
 }
 
 /* [io-thread] */
@@ -416,6 +465,7 @@ static void on_welcome(io_state *io, const msgpack_object *map, double now)
         return;
     }
     atomic_store(&io->core->latency, (uint32_t)latency);
+    atomic_fetch_add(&io->core->sessions, 1);
     if (!io->welcomed && !atomic_exchange(&connect_logged, true))
         log_line(io, "engine connected");
     io->welcomed = true;
@@ -531,6 +581,146 @@ static void receive_all(io_state *io, double now)
     }
 }
 
+/* ---------------------------------------------------------------- [io-thread] auto-launch */
+
+/* "yes"/"no" and friends; -1 when the text is neither. [io-thread] */
+static int parse_bool(const char *text)
+{
+    static const char *const yes[] = {"1", "yes", "true", "on"}, *const no[] = {"0", "no", "false", "off"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(text, yes[i]) == 0)
+            return 1;
+        if (strcasecmp(text, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* Settings of auto-launch, read once per activation, the first time no engine answers: the
+ * environment (LIVEDIFF_AUTO_LAUNCH, LIVEDIFF_ENGINE_COMMAND) overrides the config file
+ * ($XDG_CONFIG_HOME or ~/.config, livediff/plugin.conf: `auto_launch = no`, `engine_command = ...`),
+ * which overrides the livediff the plugin was built with. [io-thread] */
+static void configure_launch(io_state *io)
+{
+    io->launch_configured = true;
+    io->auto_launch = true;
+    snprintf(io->engine_command, sizeof io->engine_command, "%s", *LD_ENGINE_COMMAND ? LD_ENGINE_COMMAND : "livediff");
+    const char *config_home = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+    char path[512] = "";
+    if (config_home && *config_home)
+        snprintf(path, sizeof path, "%s/livediff/plugin.conf", config_home);
+    else if (home && *home)
+        snprintf(path, sizeof path, "%s/.config/livediff/plugin.conf", home);
+    FILE *file = *path ? fopen(path, "r") : NULL;
+    char line[600];
+    for (int number = 1; file && fgets(line, sizeof line, file); number++) {
+        char *key = line + strspn(line, " \t"), *end = key + strcspn(key, "\r\n");
+        *end = '\0';
+        if (*key == '#' || *key == '\0')
+            continue;
+        char *equals = strchr(key, '=');
+        char *value = equals ? equals + 1 + strspn(equals + 1, " \t") : NULL;
+        for (char *k = equals ? equals : end; k > key && (k[-1] == ' ' || k[-1] == '\t'); k--)
+            k[-1] = '\0';
+        if (equals)
+            *equals = '\0';
+        char text[700];
+        if (value && strcmp(key, "auto_launch") == 0 && parse_bool(value) >= 0) {
+            io->auto_launch = parse_bool(value);
+        } else if (value && strcmp(key, "engine_command") == 0 && *value) {
+            snprintf(io->engine_command, sizeof io->engine_command, "%s", value);
+        } else {
+            snprintf(text, sizeof text, "%.300s line %d ignored: allowed are `auto_launch = yes|no` and "
+                     "`engine_command = <command>`", path, number);
+            log_once(io, text);
+        }
+    }
+    if (file)
+        fclose(file);
+    const char *env_launch = getenv("LIVEDIFF_AUTO_LAUNCH"), *env_command = getenv("LIVEDIFF_ENGINE_COMMAND");
+    if (env_launch && parse_bool(env_launch) >= 0)
+        io->auto_launch = parse_bool(env_launch);
+    if (env_command && *env_command)
+        snprintf(io->engine_command, sizeof io->engine_command, "%s", env_command);
+    /* The engine's log goes beside its ipc socket (a directory only we may use). */
+    const char *endpoint = io->core->endpoint;
+    const char *slash = strrchr(endpoint, '/');
+    if (strncmp(endpoint, "ipc://", 6) == 0 && slash)
+        snprintf(io->engine_log, sizeof io->engine_log, "%.*s/engine.log", (int)(slash - endpoint - 6), endpoint + 6);
+    else
+        snprintf(io->engine_log, sizeof io->engine_log, "/dev/null");
+}
+
+/* Start `<engine_command> serve --endpoint E --idle-exit N` detached (its own session, stdio to
+ * the log, no descriptors of the host) through /bin/sh, which exits at once. [io-thread] */
+static bool spawn_engine(io_state *io)
+{
+    const char *endpoint = io->core->endpoint;
+    if (strchr(endpoint, '\'') || strchr(io->engine_log, '\''))
+        return false;
+    char directory[512];
+    snprintf(directory, sizeof directory, "%s", io->engine_log);
+    char *slash = strrchr(directory, '/');
+    if (slash && strcmp(io->engine_log, "/dev/null") != 0) {
+        *slash = '\0';
+        mkdir(directory, 0700);         /* the engine checks its owner and mode */
+    }
+    char script[1600];
+    snprintf(script, sizeof script, "exec %s serve --endpoint '%s' --idle-exit %d </dev/null >>'%s' 2>&1 &",
+             io->engine_command, endpoint, ENGINE_IDLE_EXIT_S, io->engine_log);
+    posix_spawnattr_t attributes;
+    posix_spawn_file_actions_t actions;
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigfillset(&defaults);
+    posix_spawnattr_init(&attributes);
+    posix_spawnattr_setsigmask(&attributes, &none);          /* not the host's blocked signals */
+    posix_spawnattr_setsigdefault(&attributes, &defaults);   /* nor its ignored ones */
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    char *argv[] = {"sh", "-c", script, NULL};
+    pid_t pid;
+    int failed = posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attributes);
+    if (failed)
+        return false;
+    int status;
+    waitpid(pid, &status, 0);           /* sh backgrounds the engine and exits */
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* True while an engine started by this process for our endpoint may still come up (starting
+ * one now if none is), so the instance waits for it instead of giving up. [io-thread] */
+static bool engine_starting(io_state *io, double now)
+{
+    if (!io->launch_configured)
+        configure_launch(io);
+    if (!io->auto_launch || io->core->endpoint_error[0])
+        return false;
+    pthread_mutex_lock(&launch_lock);
+    bool starting = strcmp(launch_endpoint, io->core->endpoint) == 0 && now - launch_at < ENGINE_START_S;
+    if (!starting) {
+        char text[900];
+        starting = spawn_engine(io);
+        if (starting) {
+            snprintf(launch_endpoint, sizeof launch_endpoint, "%s", io->core->endpoint);
+            launch_at = now;
+            io->launched = true;
+            atomic_store(&io->core->engine_launched, true);
+            snprintf(text, sizeof text, "no engine answered on %.200s: started `%.300s serve` (log: %.200s; "
+                     "LIVEDIFF_AUTO_LAUNCH=0 turns this off)", io->core->endpoint, io->engine_command, io->engine_log);
+        } else {
+            snprintf(text, sizeof text, "could not start the engine with `%.300s` (set LIVEDIFF_ENGINE_COMMAND "
+                     "or engine_command in livediff/plugin.conf)", io->engine_command);
+        }
+        log_line(io, text);
+    }
+    pthread_mutex_unlock(&launch_lock);
+    return starting;
+}
+
 /* ---------------------------------------------------------------- [io-thread] liveness */
 
 /* Give up on the engine's session: play silence and HELLO again. [io-thread] */
@@ -550,11 +740,66 @@ static void check_liveness(io_state *io, double now)
         log_line(io, "engine silent for 2 s: treating it as dead, playing silence, retrying HELLO");
         atomic_store(&connect_logged, false);
         lose_session(io);
-    } else if (!io->welcomed && atomic_load(&core->engine_state) == LD_ENGINE_CONNECTING
-               && now - io->started > (atomic_load(&engine_absent) ? ABSENT_ANSWER_S : FIRST_ANSWER_S)) {
+    }
+    if (io->welcomed)
+        return;
+    if (now - fmax(io->started, io->last_heard) > LAUNCH_AFTER_S && engine_starting(io, now)) {
+        set_state(io, LD_ENGINE_CONNECTING);    /* offline waits wait for the engine coming up */
+        return;
+    }
+    if (atomic_load(&core->engine_state) == LD_ENGINE_CONNECTING
+        && now - io->started > (atomic_load(&engine_absent) ? ABSENT_ANSWER_S : FIRST_ANSWER_S)) {
         atomic_store(&engine_absent, true);
-        log_once(io, "no engine answered (start one with `livediff serve`); playing silence, retrying HELLO");
+        char text[900];
+        if (io->launched)
+            snprintf(text, sizeof text, "the engine started with `%.300s` did not answer within %.0f s (see %.200s); "
+                     "playing silence, retrying HELLO", io->engine_command, ENGINE_START_S, io->engine_log);
+        else
+            snprintf(text, sizeof text, "no engine answered (start one with `livediff serve`); playing silence, "
+                     "retrying HELLO");
+        log_once(io, text);
         set_state(io, LD_ENGINE_DEAD);
+    }
+}
+
+/* The host's speed, from the audio thread's progress: see INFER_* above. Hosts that label their
+ * blocks offline are left alone (they wait anyway). [io-thread] */
+static void infer_render(io_state *io, double now)
+{
+    ld_core *core = io->core;
+    if (!core->infer_render)
+        return;
+    progress_sample *history = io->progress;
+    uint32_t count = io->progress_count;
+    if (count && now - history[(count - 1) % INFER_HISTORY].wall < INFER_SAMPLE_S)
+        return;
+    progress_sample sample = {now, atomic_load(&core->frames_processed), atomic_load(&core->wait_ns) * 1e-9};
+    history[count % INFER_HISTORY] = sample;
+    io->progress_count = ++count;
+    bool inferred = atomic_load(&core->render_inferred);
+    bool host_offline = io->have_latest && io->latest_mode == LD_MODE_OFFLINE
+                     && !(io->latest.flags & LD_TRANSPORT_RENDER_INFERRED);
+    double window = inferred ? INFER_LEAVE_S : INFER_WINDOW_S;
+    const progress_sample *old = NULL;     /* the oldest sample inside the window */
+    for (uint32_t back = 1; back < count && back < INFER_HISTORY; back++) {
+        const progress_sample *candidate = &history[(count - 1 - back) % INFER_HISTORY];
+        if (now - candidate->wall > window)
+            break;
+        old = candidate;
+    }
+    if (!old)
+        return;
+    double audio = (double)(sample.frames - old->frames) / core->sample_rate;
+    double busy = fmax(now - old->wall - (sample.wait - old->wait), 1e-3);
+    char text[240];
+    if (!inferred && !host_offline && audio >= INFER_ENTER_AUDIO_S && audio >= INFER_RATIO * busy) {
+        atomic_store(&core->render_inferred, true);
+        snprintf(text, sizeof text, "the host processes %.0fx faster than real time but calls it real time (no "
+                 "clap.render, or an export labelled realtime): rendering offline, waiting for generated audio", audio / busy);
+        log_line(io, text);
+    } else if (inferred && (host_offline || (now - old->wall >= 0.9 * INFER_LEAVE_S && audio < INFER_LEAVE_RATIO * busy))) {
+        atomic_store(&core->render_inferred, false);
+        log_line(io, "the host processes at real-time speed again (or stopped): realtime, no waiting");
     }
 }
 
@@ -629,7 +874,7 @@ static void close_socket(io_state *io)
 {
     if (!io->socket)
         return;
-    if (io->welcomed) {
+    if (io->hello_sent) {               /* also before WELCOME: the session may just be opening */
         send_bye(io);
         int linger = BYE_LINGER_MS;     /* long enough to deliver BYE, short enough to never hang */
         zmq_setsockopt(io->socket, ZMQ_LINGER, &linger, sizeof linger);
@@ -642,7 +887,7 @@ void *ld_io_thread_main(void *arg)
 {
     ld_core *core = arg;
     io_state *io = calloc(1, sizeof *io);
-    size_t max_payload = (size_t)core->max_block * core->channels * 2 * sizeof(float);
+    size_t max_payload = (size_t)core->piece * core->channels * 2 * sizeof(float);
     size_t run_bytes = (size_t)LD_MAX_AUDIO_FRAMES * core->channels * sizeof(float);
     if (io) {
         io->payload = malloc(max_payload);
@@ -701,7 +946,13 @@ void *ld_io_thread_main(void *arg)
                 send_params(io);
             if (io->have_latest && now - io->sent_at >= TRANSPORT_INTERVAL_S && now - io->latest_at < 0.5)
                 send_transport(io, &io->latest, io->latest_mode, now);
+            /* Keep-alive whatever the audio thread does: a host that does not call process()
+             * while stopped, or an offline wait, must not let the engine close the session.
+             * PARAMS with unchanged values changes nothing in the engine. */
+            if (now - io->last_send >= KEEPALIVE_S)
+                send_params(io);
         }
+        infer_render(io, now);
         report_problems(io);
         report_offline_timeouts(io, now);
     }

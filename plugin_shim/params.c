@@ -6,26 +6,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "style_names.h"         /* style_labels[], generated from presets/styles/ at build time */
+
 static const char *const underrun_labels[] = {"silence", "hold", "dry"};
 static const char *const sync_labels[] = {"auto", "host", "free"};
 static const char *const generator_labels[] = {"diffusion", "loop", "custom", "sao_small"};
+static const char *const bypass_labels[] = {"off", "on"};
+static const char *const preroll_labels[] = {"dry", "silence"};
 
-const ld_param_info ld_param_table[LD_PARAM_COUNT] = {
-    {LD_PARAM_TEMPO_BPM, "tempo_bpm", LD_TEMPO_MIN, LD_TEMPO_MAX, LD_TEMPO_DEFAULT, false, NULL},
-    {LD_PARAM_SEED, "seed", LD_SEED_MIN, LD_SEED_MAX, LD_SEED_DEFAULT, true, NULL},
-    {LD_PARAM_STYLE, "style", LD_STYLE_MIN, LD_STYLE_MAX, LD_STYLE_DEFAULT, true, NULL},
-    {LD_PARAM_WINDOW_BARS, "window_bars", LD_WINDOW_BARS_MIN, LD_WINDOW_BARS_MAX, LD_WINDOW_BARS_DEFAULT, true, NULL},
-    {LD_PARAM_LOOKAHEAD, "lookahead", LD_LOOKAHEAD_MIN, LD_LOOKAHEAD_MAX, LD_LOOKAHEAD_DEFAULT, true, NULL},
-    {LD_PARAM_CONTEXT_BARS, "context_bars", LD_CONTEXT_BARS_MIN, LD_CONTEXT_BARS_MAX, LD_CONTEXT_BARS_DEFAULT, true, NULL},
-    {LD_PARAM_UNDERRUN_POLICY, "underrun_policy", LD_UNDERRUN_SILENCE, LD_UNDERRUN_DRY, LD_UNDERRUN_SILENCE, true, underrun_labels},
-    {LD_PARAM_SYNC_MODE, "sync_mode", LD_SYNC_AUTO, LD_SYNC_FREE, LD_SYNC_AUTO, true, sync_labels},
-    {LD_PARAM_GENERATOR, "generator", LD_GENERATOR_DIFFUSION, LD_GENERATOR_SAO_SMALL, LD_GENERATOR_DIFFUSION, true, generator_labels},
-    {LD_PARAM_MIX, "mix", LD_MIX_MIN, LD_MIX_MAX, LD_MIX_DEFAULT, true, NULL},
+_Static_assert(sizeof style_labels / sizeof *style_labels == LD_STYLE_COUNT && LD_STYLE_MAX == LD_STYLE_COUNT - 1,
+               "presets/styles/ must name exactly LD_STYLE_COUNT styles, ids 0..LD_STYLE_MAX");
+
+const ld_param_info ld_param_table[LD_PARAM_DEFINED] = {
+    {LD_PARAM_TEMPO_BPM, "tempo_bpm", LD_TEMPO_MIN, LD_TEMPO_MAX, LD_TEMPO_DEFAULT, false, NULL, false},
+    {LD_PARAM_SEED, "seed", LD_SEED_MIN, LD_SEED_MAX, LD_SEED_DEFAULT, true, NULL, false},
+    {LD_PARAM_STYLE, "style", LD_STYLE_MIN, LD_STYLE_MAX, LD_STYLE_DEFAULT, true, style_labels, false},
+    {LD_PARAM_WINDOW_BARS, "window_bars", LD_WINDOW_BARS_MIN, LD_WINDOW_BARS_MAX, LD_WINDOW_BARS_DEFAULT, true, NULL, false},
+    {LD_PARAM_LOOKAHEAD, "lookahead", LD_LOOKAHEAD_MIN, LD_LOOKAHEAD_MAX, LD_LOOKAHEAD_DEFAULT, true, NULL, false},
+    {LD_PARAM_CONTEXT_BARS, "context_bars", LD_CONTEXT_BARS_MIN, LD_CONTEXT_BARS_MAX, LD_CONTEXT_BARS_DEFAULT, true, NULL, false},
+    {LD_PARAM_UNDERRUN_POLICY, "underrun_policy", LD_UNDERRUN_SILENCE, LD_UNDERRUN_DRY, LD_UNDERRUN_SILENCE, true, underrun_labels, false},
+    {LD_PARAM_SYNC_MODE, "sync_mode", LD_SYNC_AUTO, LD_SYNC_FREE, LD_SYNC_AUTO, true, sync_labels, false},
+    {LD_PARAM_GENERATOR, "generator", LD_GENERATOR_DIFFUSION, LD_GENERATOR_SAO_SMALL, LD_GENERATOR_DIFFUSION, true, generator_labels, false},
+    {LD_PARAM_MIX, "mix", LD_MIX_MIN, LD_MIX_MAX, LD_MIX_DEFAULT, true, NULL, false},
+    {LD_PARAM_BYPASS, "bypass", LD_BYPASS_OFF, LD_BYPASS_ON, LD_BYPASS_OFF, true, bypass_labels, true},
+    {LD_PARAM_PREROLL, "preroll", LD_PREROLL_DRY, LD_PREROLL_SILENCE, LD_PREROLL_DRY, true, preroll_labels, false},
 };
 
 const ld_param_info *ld_param_find(uint32_t id)
 {
-    return id < LD_PARAM_COUNT ? &ld_param_table[id] : NULL;
+    for (uint32_t i = 0; i < LD_PARAM_DEFINED; i++)     /* a dozen compares: fine on the audio thread */
+        if (ld_param_table[i].id == id)
+            return &ld_param_table[i];
+    return NULL;
 }
 
 double ld_param_sanitize(const ld_param_info *p, double plain)
@@ -98,9 +110,10 @@ static uint32_t get_u32(const uint8_t *in)
 size_t ld_params_save(const double values[LD_PARAM_COUNT], uint8_t out[LD_PARAM_STATE_BYTES])
 {
     memcpy(out, "LDP1", 4);
-    put_u32(out + 4, LD_PARAM_COUNT);
-    for (uint32_t id = 0; id < LD_PARAM_COUNT; id++) {
-        uint8_t *entry = out + 8 + id * 12;
+    put_u32(out + 4, LD_PARAM_DEFINED);
+    for (uint32_t i = 0; i < LD_PARAM_DEFINED; i++) {
+        uint32_t id = ld_param_table[i].id;
+        uint8_t *entry = out + 8 + i * 12;
         uint64_t bits;
         memcpy(&bits, &values[id], 8);
         put_u32(entry, id);

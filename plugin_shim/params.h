@@ -20,9 +20,13 @@ typedef struct ld_param_info {
     double min, max, def;
     bool stepped;                   /* integer-valued */
     const char *const *labels;      /* names of each step for enum parameters, else NULL */
+    bool bypass;                    /* the host's bypass switch (VST3 kIsBypass, CLAP_PARAM_IS_BYPASS) */
 } ld_param_info;
 
-extern const ld_param_info ld_param_table[LD_PARAM_COUNT];
+/* The parameters in id order. Ids may have gaps (reserved ids, see ld_param), so hosts index
+ * this table and values[] arrays are indexed by id (LD_PARAM_COUNT entries). */
+enum { LD_PARAM_DEFINED = 12 };
+extern const ld_param_info ld_param_table[LD_PARAM_DEFINED];
 
 /* The table entry of `id`, NULL when id is not a parameter. [any-thread] */
 const ld_param_info *ld_param_find(uint32_t id);
@@ -41,12 +45,13 @@ void ld_param_format(const ld_param_info *p, double plain, char *out, size_t out
 bool ld_param_parse(const ld_param_info *p, const char *text, double *plain);
 
 /* Saved state: "LDP1", a uint32 count, then (uint32 id, float64 value) pairs, little-endian. */
-enum { LD_PARAM_STATE_BYTES = 8 + LD_PARAM_COUNT * 12 };
+enum { LD_PARAM_STATE_BYTES = 8 + LD_PARAM_DEFINED * 12 };
 
 /* Write values[] (indexed by id) into out; returns the bytes written. [main-thread] */
 size_t ld_params_save(const double values[LD_PARAM_COUNT], uint8_t out[LD_PARAM_STATE_BYTES]);
 
-/* Read a saved state into values[]: unknown ids are skipped, values sanitized. False if the
+/* Read a saved state into values[]: unknown ids are skipped, values sanitized, parameters the
+ * state lacks (saved by an older plugin) keep their values. False if the
  * bytes are not a livediff parameter state (values[] is then untouched). [main-thread] */
 bool ld_params_load(const uint8_t *in, size_t size, double values[LD_PARAM_COUNT]);
 

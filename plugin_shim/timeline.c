@@ -139,7 +139,7 @@ static bool snapshot(const ld_timeline *timeline, uint32_t index, uint32_t *epoc
     *epoch = slot->epoch;
     *grid = slot->grid;
     *view = (ld_slot_view){.index = index, .seq = seq, .start = slot->start_sample,
-                           .frames = slot->frames, .window_id = slot->window_id};
+                           .frames = slot->frames, .flags = slot->flags, .window_id = slot->window_id};
     atomic_thread_fence(memory_order_acquire);
     /* A start beyond the wire range is an engine bug: refusing it keeps start + frames and
      * pos - start far from overflowing. */

@@ -29,6 +29,7 @@ typedef struct ld_slot_view {
     uint32_t seq;               /* even; the audio is valid while the slot's seq still equals it */
     int64_t start;
     uint32_t frames;
+    uint32_t flags;             /* ld_window_flags */
     uint64_t window_id;
 } ld_slot_view;
 

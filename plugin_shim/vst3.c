@@ -21,6 +21,7 @@ typedef struct v3_plugin {
     const v3_component_vtbl *component;         /* also FUnknown and IPluginBase */
     const v3_audio_processor_vtbl *processor;
     const v3_edit_controller_vtbl *controller;
+    const v3_process_context_requirements_vtbl *requirements;
     _Atomic uint32_t refs;
     ld_core *core;
     v3_process_setup setup;
@@ -33,6 +34,8 @@ static v3_plugin *from_component(void *self) { return self; }
 static v3_plugin *from_processor(void *self) { return (v3_plugin *)((char *)self - offsetof(v3_plugin, processor)); }
 /* [any-thread] */
 static v3_plugin *from_controller(void *self) { return (v3_plugin *)((char *)self - offsetof(v3_plugin, controller)); }
+/* [any-thread] */
+static v3_plugin *from_requirements(void *self) { return (v3_plugin *)((char *)self - offsetof(v3_plugin, requirements)); }
 
 /* [any-thread] */
 static bool same_id(const v3_tuid a, const uint8_t b[16]) { return memcmp(a, b, 16) == 0; }
@@ -44,13 +47,15 @@ static v3_result plugin_query(v3_plugin *p, const v3_tuid iid, void **obj)
 {
     static const uint8_t unknown[16] = V3_FUNKNOWN_IID, base[16] = V3_PLUGIN_BASE_IID,
         component[16] = V3_COMPONENT_IID, processor[16] = V3_AUDIO_PROCESSOR_IID,
-        controller[16] = V3_EDIT_CONTROLLER_IID;
+        controller[16] = V3_EDIT_CONTROLLER_IID, requirements[16] = V3_PROCESS_CONTEXT_REQUIREMENTS_IID;
     if (same_id(iid, unknown) || same_id(iid, base) || same_id(iid, component))
         *obj = &p->component;
     else if (same_id(iid, processor))
         *obj = &p->processor;
     else if (same_id(iid, controller))
         *obj = &p->controller;
+    else if (same_id(iid, requirements))
+        *obj = &p->requirements;
     else {
         *obj = NULL;
         return V3_NO_INTERFACE;
@@ -81,6 +86,7 @@ static uint32_t plugin_release(v3_plugin *p)
 FUNKNOWN_FOR(component, from_component)
 FUNKNOWN_FOR(processor, from_processor)
 FUNKNOWN_FOR(controller, from_controller)
+FUNKNOWN_FOR(requirements, from_requirements)
 
 /* IPluginBase for both faces: nothing to set up beyond create, nothing to tear down before release. [main-thread] */
 static v3_result base_initialize(void *self, void *context) { (void)self; (void)context; return V3_OK; }
@@ -234,9 +240,10 @@ static uint32_t get_latency_samples(void *self) { return ld_core_get_latency(fro
 /* [main-thread] */
 static uint32_t get_tail_samples(void *self) { (void)self; return 0; }
 
-static v3_result setup_processing(void *self, v3_process_setup *setup)   /* [main-thread] */
+/* Refuses rates the engine does not run at here, where hosts (and the SDK validator) expect it. [main-thread] */
+static v3_result setup_processing(void *self, v3_process_setup *setup)
 {
-    if (setup->symbolic_sample_size != V3_SAMPLE32)
+    if (setup->symbolic_sample_size != V3_SAMPLE32 || !ld_core_rate_supported(setup->sample_rate))
         return V3_FALSE;
     from_processor(self)->setup = *setup;
     return V3_OK;
@@ -245,21 +252,41 @@ static v3_result setup_processing(void *self, v3_process_setup *setup)   /* [mai
 /* [main-thread] or [audio-thread]: VST3 allows either */
 static v3_result set_processing(void *self, uint8_t state) { (void)self; (void)state; return V3_OK; }
 
-/* Parameter automation: the last point of each queue is the value for this block. [audio-thread] */
-static void apply_parameter_changes(ld_core *core, v3_parameter_changes *changes)
+/* Parameter automation: every point of every queue is read and, sorted by sample offset, handed
+ * to the core to apply at its frame. Past LD_MAX_BLOCK_EVENTS points, a queue's middle points are
+ * dropped so that every queue keeps its last point at its offset (or, with more queues than that,
+ * gets it applied at once: each queue is one parameter, so the order between queues does not
+ * matter). [audio-thread] */
+static uint32_t collect_parameter_changes(ld_core *core, v3_parameter_changes *changes,
+                                          ld_param_event events[LD_MAX_BLOCK_EVENTS])
 {
-    if (!changes)
-        return;
-    int32_t count = changes->vtbl->get_parameter_count(changes);
-    for (int32_t i = 0; i < count; i++) {
+    int32_t queues = changes ? changes->vtbl->get_parameter_count(changes) : 0;
+    uint32_t n = 0;
+    for (int32_t i = 0; i < queues; i++) {
         v3_param_value_queue *queue = changes->vtbl->get_parameter_data(changes, i);
-        int32_t points = queue ? queue->vtbl->get_point_count(queue) : 0;
-        int32_t offset;
-        double value;
         const ld_param_info *info = queue ? ld_param_find(queue->vtbl->get_parameter_id(queue)) : NULL;
-        if (info && points > 0 && queue->vtbl->get_point(queue, points - 1, &offset, &value) == V3_OK)
-            ld_core_set_param(core, info->id, ld_param_from_normalized(info, value));
+        int32_t points = info ? queue->vtbl->get_point_count(queue) : 0;
+        uint32_t reserve = (uint32_t)(queues - i - 1);      /* room kept for the later queues' last points */
+        for (int32_t k = 0; k < points; k++) {
+            int32_t offset;
+            double value;
+            if (queue->vtbl->get_point(queue, k, &offset, &value) != V3_OK)
+                continue;
+            bool last = k == points - 1;
+            if (!last && n + 1 + reserve >= LD_MAX_BLOCK_EVENTS)
+                continue;
+            double plain = ld_param_from_normalized(info, value);
+            if (n == LD_MAX_BLOCK_EVENTS) {
+                ld_core_set_param(core, info->id, plain);
+                continue;
+            }
+            uint32_t frame = offset > 0 ? (uint32_t)offset : 0, at = n++;
+            for (; at > 0 && events[at - 1].offset > frame; at--)   /* insertion sort, stable */
+                events[at] = events[at - 1];
+            events[at] = (ld_param_event){frame, info->id, plain};
+        }
     }
+    return n;
 }
 
 /* [audio-thread] */
@@ -287,11 +314,13 @@ static void read_transport(const v3_process_context *context, ld_host_transport 
 static v3_result process(void *self, v3_process_data *data)   /* [audio-thread] */
 {
     v3_plugin *p = from_processor(self);
-    apply_parameter_changes(p->core, data->input_parameter_changes);
-    if (data->num_samples <= 0 || data->num_outputs < 1 || !data->outputs)
-        return V3_OK;
-    if (data->symbolic_sample_size != V3_SAMPLE32)
-        return V3_INVALID_ARGUMENT;
+    ld_param_event events[LD_MAX_BLOCK_EVENTS];
+    uint32_t event_count = collect_parameter_changes(p->core, data->input_parameter_changes, events);
+    if (data->num_samples <= 0 || data->num_outputs < 1 || !data->outputs || data->symbolic_sample_size != V3_SAMPLE32) {
+        for (uint32_t i = 0; i < event_count; i++)      /* a parameter flush: values, no audio */
+            ld_core_set_param(p->core, events[i].id, events[i].plain);
+        return data->symbolic_sample_size != V3_SAMPLE32 && data->num_samples > 0 ? V3_INVALID_ARGUMENT : V3_OK;
+    }
     ld_host_transport transport;
     if (data->context)
         read_transport(data->context, &transport);
@@ -308,11 +337,24 @@ static v3_result process(void *self, v3_process_data *data)   /* [audio-thread] 
         .sidechain_channels = aux && aux->channel_buffers32 && aux->num_channels > 0 ? (uint32_t)aux->num_channels : 0,
         .output = out->channel_buffers32,
         .output_channels = out->channel_buffers32 && out->num_channels > 0 ? (uint32_t)out->num_channels : 0,
+        .events = events,
+        .event_count = event_count,
     };
-    ld_core_process(p->core, &block);
-    out->silence_flags = 0;
+    out->silence_flags = ld_core_process(p->core, &block);
     return V3_OK;
 }
+
+/* What the clock reads (clock.c): positions, bar line, loop, tempo, meter and play state. [main-thread] */
+static uint32_t get_process_context_requirements(void *self)
+{
+    (void)self;
+    return V3_NEED_PROJECT_TIME_MUSIC | V3_NEED_BAR_POSITION_MUSIC | V3_NEED_CYCLE_MUSIC | V3_NEED_TEMPO
+         | V3_NEED_TIME_SIGNATURE | V3_NEED_TRANSPORT_STATE;
+}
+
+static const v3_process_context_requirements_vtbl requirements_vtbl = {
+    requirements_query, requirements_add_ref, requirements_release, get_process_context_requirements,
+};
 
 static const v3_audio_processor_vtbl processor_vtbl = {
     processor_query, processor_add_ref, processor_release, set_bus_arrangements, get_bus_arrangement,
@@ -337,22 +379,22 @@ static v3_result controller_set_state(void *self, v3_bstream *stream) { (void)se
 /* [main-thread] */
 static v3_result controller_get_state(void *self, v3_bstream *stream) { (void)self; (void)stream; return V3_OK; }
 /* [main-thread] */
-static int32_t get_parameter_count(void *self) { (void)self; return LD_PARAM_COUNT; }
+static int32_t get_parameter_count(void *self) { (void)self; return LD_PARAM_DEFINED; }
 
 /* [main-thread] */
 static v3_result get_parameter_info(void *self, int32_t index, v3_param_info *info)
 {
     (void)self;
-    const ld_param_info *p = index >= 0 ? ld_param_find((uint32_t)index) : NULL;
-    if (!p)
+    if (index < 0 || index >= LD_PARAM_DEFINED)
         return V3_INVALID_ARGUMENT;
+    const ld_param_info *p = &ld_param_table[index];
     memset(info, 0, sizeof *info);     /* units stay empty: pedalboard appends them to names */
     info->id = p->id;
     to_utf16(p->name, info->title);
     to_utf16(p->name, info->short_title);
     info->step_count = p->stepped ? (int32_t)(p->max - p->min) : 0;
     info->default_normalized_value = ld_param_to_normalized(p, p->def);
-    info->flags = V3_PARAM_CAN_AUTOMATE | (p->labels ? V3_PARAM_IS_LIST : 0);
+    info->flags = V3_PARAM_CAN_AUTOMATE | (p->labels ? V3_PARAM_IS_LIST : 0) | (p->bypass ? V3_PARAM_IS_BYPASS : 0);
     return V3_OK;
 }
 
@@ -509,6 +551,7 @@ static v3_result create_instance(void *self, const v3_tuid cid, const v3_tuid ii
     p->component = &component_vtbl;
     p->processor = &processor_vtbl;
     p->controller = &controller_vtbl;
+    p->requirements = &requirements_vtbl;
     p->channels = 2;
     atomic_store(&p->refs, 1);
     v3_result result = plugin_query(p, iid, obj);

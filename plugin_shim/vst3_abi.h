@@ -32,6 +32,7 @@ enum {
 #define V3_COMPONENT_IID        V3_ID(0xE831FF31, 0xF2D54301, 0x928EBBEE, 0x25697802)
 #define V3_AUDIO_PROCESSOR_IID  V3_ID(0x42043F99, 0xB7DA453C, 0xA569E79D, 0x9AAEC33D)
 #define V3_EDIT_CONTROLLER_IID  V3_ID(0xDCD7BBE3, 0x7742448D, 0xA874AACC, 0x979C759E)
+#define V3_PROCESS_CONTEXT_REQUIREMENTS_IID V3_ID(0x2A654303, 0xEF764E3D, 0x95B5FE83, 0x730EF6D0)
 
 /* FUnknown: the first three slots of every vtable. */
 #define V3_FUNKNOWN_METHODS                                                     \
@@ -226,7 +227,7 @@ typedef struct v3_audio_processor_vtbl {
     uint32_t (*get_tail_samples)(void *self);
 } v3_audio_processor_vtbl;
 
-enum { V3_PARAM_CAN_AUTOMATE = 1 << 0, V3_PARAM_IS_LIST = 1 << 3 };
+enum { V3_PARAM_CAN_AUTOMATE = 1 << 0, V3_PARAM_IS_LIST = 1 << 3, V3_PARAM_IS_BYPASS = 1 << 16 };
 
 typedef struct v3_param_info {
     uint32_t id;
@@ -255,6 +256,18 @@ typedef struct v3_edit_controller_vtbl {
     v3_result (*set_component_handler)(void *self, void *handler);
     void *(*create_view)(void *self, const char *name);
 } v3_edit_controller_vtbl;
+
+/* IProcessContextRequirements (mandatory since SDK 3.7): which ProcessContext fields the
+ * processor needs, asked once between initialize and setActive. */
+enum {
+    V3_NEED_PROJECT_TIME_MUSIC = 1 << 2, V3_NEED_BAR_POSITION_MUSIC = 1 << 3, V3_NEED_CYCLE_MUSIC = 1 << 4,
+    V3_NEED_TEMPO = 1 << 6, V3_NEED_TIME_SIGNATURE = 1 << 7, V3_NEED_TRANSPORT_STATE = 1 << 10
+};
+
+typedef struct v3_process_context_requirements_vtbl {
+    V3_FUNKNOWN_METHODS;
+    uint32_t (*get_process_context_requirements)(void *self);
+} v3_process_context_requirements_vtbl;
 
 /* The module's exports (Linux). */
 void *GetPluginFactory(void);

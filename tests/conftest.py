@@ -54,6 +54,12 @@ class EngineProcess:
         return self.process.returncode
 
 
+@pytest.fixture(autouse=True)
+def no_auto_launch(monkeypatch):
+    """Plugins loaded by tests never start an engine of their own, unless a test asks for it."""
+    monkeypatch.setenv("LIVEDIFF_AUTO_LAUNCH", "0")
+
+
 @pytest.fixture
 def private_endpoint(monkeypatch):
     """An ipc endpoint in a fresh 0700 directory (short path: ipc paths are limited to ~107 bytes),

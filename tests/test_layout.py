@@ -36,6 +36,14 @@ def test_c_and_python_agree_on_the_header(tmp_path):
     assert {k: v for k, v in c.items() if python[k] != v} == {}
 
 
+def test_the_engine_fades_seams_over_the_length_the_shim_crossfades_the_preroll_with():
+    """The engine (which never reads the header) bakes its seam fade over SEAM_SECONDS; after a
+    preroll the shim adds the dry input's complementary fade over LD_SEAM_MS."""
+    from bridge.layout import const
+    from engine.dsp import SEAM_SECONDS
+    assert SEAM_SECONDS == const("LD_SEAM_MS") / 1000
+
+
 def test_the_probe_notices_a_difference(tmp_path):
     """The comparison can fail: a shifted offset shows up as a mismatch."""
     c = c_view(tmp_path)

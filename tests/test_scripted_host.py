@@ -123,7 +123,8 @@ def offline_script(engine):
 
     def make(tempo=120.0, tsig=(4, 4)) -> Script:
         hosts.append(ClapHost(sample_rate=RATE, max_frames=BLOCK, offline=True))
-        connect(hosts[-1], lookahead=1, context_bars=1)
+        # preroll silence: the oracle (check_played) tells "never heard" by silence
+        connect(hosts[-1], lookahead=1, context_bars=1, preroll=const("LD_PREROLL_SILENCE"))
         return Script(hosts[-1], tempo, tsig)
 
     yield make

@@ -26,7 +26,16 @@ enum ld_protocol {
     LD_MAX_AUDIO_FRAMES = 16384,        /* per AUDIO message */
     LD_MAX_CHANNELS = 2,
     LD_SHM_MAX_SLOTS = 32,
-    LD_STATUS_TEXT_BYTES = 256
+    LD_STATUS_TEXT_BYTES = 256,
+    LD_SEAM_MS = 30                     /* seam crossfade: the engine bakes a sin fade-in into a window's
+                                           first LD_SEAM_MS (round(rate * LD_SEAM_MS / 1000) frames); after
+                                           a preroll the shim adds the dry input's matching cos fade-out */
+};
+
+/* Host sample rates the engine runs at (the shim refuses others in setupProcessing/activate). */
+enum ld_sample_rate {
+    LD_RATE_22050 = 22050, LD_RATE_32000 = 32000, LD_RATE_44100 = 44100, LD_RATE_48000 = 48000,
+    LD_RATE_88200 = 88200, LD_RATE_96000 = 96000, LD_RATE_176400 = 176400, LD_RATE_192000 = 192000
 };
 
 /* Message types (value of LD_KEY_TYPE). */
@@ -102,7 +111,11 @@ enum ld_transport_flags {
     LD_TRANSPORT_LOOP_ACTIVE = 2,
     LD_TRANSPORT_HOST_CLOCK = 4,     /* position came from the host; unset = the shim's own clock */
     LD_TRANSPORT_TEMPO_VALID = 8,
-    LD_TRANSPORT_TSIG_VALID = 16
+    LD_TRANSPORT_TSIG_VALID = 16,
+    LD_TRANSPORT_RENDER_INFERRED = 32,/* PROCESS_MODE offline because the host runs faster than real time
+                                         without saying it renders (e.g. no clap.render) */
+    LD_TRANSPORT_SYNC_SWITCH = 64     /* this epoch began because the sync_mode parameter moved the
+                                         position (onto the host's), not because the host jumped */
 };
 
 enum ld_error {
@@ -133,7 +146,10 @@ enum ld_param {
     LD_PARAM_SYNC_MODE = 7,       /* ld_sync_mode */
     LD_PARAM_GENERATOR = 8,       /* ld_generator */
     LD_PARAM_MIX = 9,             /* percent wet: 0 = dry input only, 100 = generated only */
-    LD_PARAM_COUNT = 10
+    LD_PARAM_BYPASS = 10,         /* ld_bypass: on = the dry input, latency-aligned; the engine keeps going */
+    /* 11 is reserved (LD_PARAM_CONTEXT_SOURCE): ids below LD_PARAM_COUNT are not all parameters */
+    LD_PARAM_PREROLL = 12,        /* ld_preroll: what plays while the lookahead fills (LD_WINDOW_PREROLL slots) */
+    LD_PARAM_COUNT = 13           /* every parameter id is below this */
 };
 
 /* Parameter ranges (inclusive) and defaults; every parameter is integer-valued except
@@ -152,6 +168,8 @@ enum ld_param_range {
 enum ld_underrun_policy { LD_UNDERRUN_SILENCE = 0, LD_UNDERRUN_HOLD = 1, LD_UNDERRUN_DRY = 2 };
 enum ld_sync_mode { LD_SYNC_AUTO = 0, LD_SYNC_HOST = 1, LD_SYNC_FREE = 2 };
 enum ld_generator { LD_GENERATOR_DIFFUSION = 0, LD_GENERATOR_LOOP = 1, LD_GENERATOR_CUSTOM = 2, LD_GENERATOR_SAO_SMALL = 3 };
+enum ld_bypass { LD_BYPASS_OFF = 0, LD_BYPASS_ON = 1 };
+enum ld_preroll { LD_PREROLL_DRY = 0, LD_PREROLL_SILENCE = 1 };
 
 /* ---------------------------------------------------------------------------------
  * Shared memory: a timeline store, one POSIX segment per plugin instance, mode 0600.
@@ -180,7 +198,8 @@ enum ld_generator { LD_GENERATOR_DIFFUSION = 0, LD_GENERATOR_LOOP = 1, LD_GENERA
 enum ld_slot_state { LD_SLOT_EMPTY = 0, LD_SLOT_READY = 1 };
 
 enum ld_window_flags {
-    LD_WINDOW_PREROLL = 1,      /* nothing to continue yet: published silent so offline waits end */
+    LD_WINDOW_PREROLL = 1,      /* nothing to continue yet: published silent so offline waits end;
+                                   the shim plays the dry input or silence (LD_PARAM_PREROLL) */
     LD_WINDOW_STRETCHED = 2,    /* time-stretched stand-in after a tempo change */
     LD_WINDOW_GENERATED = 4     /* audio came from the generator */
 };

@@ -2,7 +2,14 @@
  * rt_probe.c — drives build/livediff.clap like a realtime host and counts, on the audio
  * thread only and only inside process(), every allocation, lock and system call.
  *
- *   rt_probe PLUGIN.clap [--blocks N] [--frames F] [--rate R] [--tempo BPM] [--control] [--bench]
+ *   rt_probe PLUGIN.clap [--blocks N] [--frames F] [--rate R] [--tempo BPM] [--control] [--bench] [--automate]
+ *
+ * The input is a tone with a click per beat for the first two bars (the preroll, which plays
+ * the dry input) and silence after, so a block after them that is not bypassed sounds only if
+ * generated audio played ("generated_blocks" of "eligible_blocks"). The preroll crossfade into
+ * the first window runs on the way. --automate sends, every block, two mix points (100 % at
+ * frame 0, 60 % halfway: the core splits the block there) and switches bypass on for one
+ * stretch of 250 in eight (bypass ramps); silence flags are computed every block.
  *
  * Allocations and locks: this executable exports malloc/calloc/realloc/free/aligned_alloc/
  * posix_memalign and the pthread mutex/cond and sem functions (-rdynamic), so the plugin and
@@ -143,9 +150,9 @@ typedef struct run {
     const clap_plugin *plugin;
     unsigned blocks, frames;
     double rate, tempo;
-    int control, bench;
+    int control, bench, automate;
     double *durations_us;
-    unsigned generated_blocks;
+    unsigned generated_blocks, eligible_blocks;
     int seccomp_failed;
 } run;
 
@@ -155,6 +162,27 @@ static double now_s(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
+
+/* The block's parameter events (--automate), handed to process() through in_events. */
+typedef struct block_events {
+    clap_event_param_value events[3];
+    uint32_t count;
+} block_events;
+
+static uint32_t events_size(const clap_input_events *list) { return ((const block_events *)list->ctx)->count; }
+static const clap_event_header *events_get(const clap_input_events *list, uint32_t index)
+{
+    return &((const block_events *)list->ctx)->events[index].header;
+}
+
+static clap_event_param_value param_event(uint32_t time, clap_id id, double value)
+{
+    return (clap_event_param_value){.header = {.size = sizeof(clap_event_param_value), .time = time,
+                                               .type = CLAP_EVENT_PARAM_VALUE}, .param_id = id, .value = value};
+}
+
+/* Bypassed in block i? One 250-block stretch in eight. */
+static int bypassed(unsigned i) { return (i / 250) % 8 == 7; }
 
 static void *audio_thread(void *arg)
 {
@@ -167,10 +195,15 @@ static void *audio_thread(void *arg)
         .flags = CLAP_TRANSPORT_HAS_TEMPO | CLAP_TRANSPORT_HAS_BEATS_TIMELINE | CLAP_TRANSPORT_HAS_SECONDS_TIMELINE
                | CLAP_TRANSPORT_HAS_TIME_SIGNATURE | CLAP_TRANSPORT_IS_PLAYING,
         .tempo = r->tempo, .tsig_num = 4, .tsig_denom = 4};
+    block_events automation = {.count = 0};
+    clap_input_events in_events = {.ctx = &automation, .size = events_size, .get = events_get};
     clap_process process = {.frames_count = r->frames, .transport = &transport, .audio_inputs = inputs,
-                            .audio_outputs = outputs, .audio_inputs_count = 2, .audio_outputs_count = 1};
+                            .audio_outputs = outputs, .audio_inputs_count = 2, .audio_outputs_count = 1,
+                            .in_events = &in_events};
     pthread_mutex_t control_lock = PTHREAD_MUTEX_INITIALIZER;
     long beat = lround(r->rate * 60.0 / r->tempo);
+    long preroll_end = 2 * 4 * beat;    /* two bars of 4/4 */
+    long ramp = lround(r->rate * LD_SEAM_MS / 1000.0);
 
     if (r->bench) {
         struct sched_param priority = {.sched_priority = 80};
@@ -183,8 +216,16 @@ static void *audio_thread(void *arg)
     for (unsigned i = 0; i < r->blocks; i++) {
         long first = (long)i * r->frames;
         for (unsigned f = 0; f < r->frames; f++)            /* a tone with a click per beat: context */
-            in_l[f] = in_r[f] = 0.2f * sinf(6.2831853f * 220.0f * (float)((first + f) % (long)r->rate) / (float)r->rate)
-                              + ((first + f) % beat == 0 ? 0.7f : 0.0f);
+            in_l[f] = in_r[f] = first + f >= preroll_end ? 0.0f
+                              : 0.2f * sinf(6.2831853f * 220.0f * (float)((first + f) % (long)r->rate) / (float)r->rate)
+                                + ((first + f) % beat == 0 ? 0.7f : 0.0f);
+        automation.count = 0;
+        if (r->automate) {
+            automation.events[automation.count++] = param_event(0, LD_PARAM_MIX, 100);
+            automation.events[automation.count++] = param_event(r->frames / 2, LD_PARAM_MIX, 60);
+            if (i == 0 || bypassed(i) != bypassed(i - 1))
+                automation.events[automation.count++] = param_event(r->frames > 3 ? 3 : 0, LD_PARAM_BYPASS, bypassed(i));
+        }
         double seconds = first / r->rate;
         transport.song_pos_seconds = llround(seconds * CLAP_SECTIME_FACTOR);
         transport.song_pos_beats = llround(seconds * r->tempo / 60.0 * CLAP_BEATTIME_FACTOR);
@@ -210,11 +251,16 @@ static void *audio_thread(void *arg)
         double t1 = now_s();
         counting = 0;
         r->durations_us[i] = (t1 - t0) * 1e6;
-        for (unsigned f = 0; f < r->frames; f++)
-            if (out_l[f] != 0.0f) {
-                r->generated_blocks++;
-                break;
-            }
+        /* After the preroll and away from bypass and its ramps, only generated audio sounds. */
+        int settled = !bypassed(i) && (i < 250 || !bypassed(i - (unsigned)(ramp / r->frames) - 2));
+        if (first >= preroll_end + ramp && (!r->automate || settled)) {
+            r->eligible_blocks++;
+            for (unsigned f = 0; f < r->frames; f++)
+                if (out_l[f] != 0.0f) {
+                    r->generated_blocks++;
+                    break;
+                }
+        }
     }
     return NULL;
 }
@@ -245,6 +291,7 @@ int main(int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--control")) r.control = 1;
         else if (!strcmp(argv[i], "--bench")) r.bench = 1;
+        else if (!strcmp(argv[i], "--automate")) r.automate = 1;
         else if (!strcmp(argv[i], "--blocks") && i + 1 < argc) r.blocks = (unsigned)atoi(argv[++i]);
         else if (!strcmp(argv[i], "--frames") && i + 1 < argc) r.frames = (unsigned)atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rate") && i + 1 < argc) r.rate = atof(argv[++i]);
@@ -299,7 +346,7 @@ int main(int argc, char **argv)
     printf("engine_state %u\nblocks %u\nframes %u\nrate %.0f\n", s.engine_state, r.blocks, r.frames, r.rate);
     printf("allocations %lu\nlocks %lu\nsyscalls %lu\nfirst_syscall_nr %ld\n", atomic_load(&allocations),
            atomic_load(&locks), atomic_load(&syscalls), (long)atomic_load(&first_syscall_nr));
-    printf("generated_blocks %u\nunderruns %llu\ndropped_frames %llu\n", r.generated_blocks,
+    printf("generated_blocks %u\neligible_blocks %u\nunderruns %llu\ndropped_frames %llu\n", r.generated_blocks, r.eligible_blocks,
            (unsigned long long)s.underruns, (unsigned long long)s.dropped_frames);
     printf("median_us %.3f\np99_us %.3f\np999_us %.3f\nmax_us %.3f\n", r.durations_us[r.blocks / 2],
            r.durations_us[(size_t)(r.blocks * 0.99)], r.durations_us[(size_t)(r.blocks * 0.999)],

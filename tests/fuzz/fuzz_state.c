@@ -13,16 +13,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    double values[LD_PARAM_COUNT];
-    for (uint32_t id = 0; id < LD_PARAM_COUNT; id++)
-        values[id] = ld_param_table[id].def;
+    double values[LD_PARAM_COUNT] = {0};   /* indexed by id; the table lists the ids in use */
+    for (uint32_t i = 0; i < LD_PARAM_DEFINED; i++)
+        values[ld_param_table[i].id] = ld_param_table[i].def;
     char text[64];
     size_t n = size < sizeof text - 1 ? size : sizeof text - 1;
     memcpy(text, data, n);
     text[n] = '\0';
     bool loaded = ld_params_load(data, size, values);
-    for (uint32_t id = 0; id < LD_PARAM_COUNT; id++) {
-        const ld_param_info *p = &ld_param_table[id];
+    for (uint32_t i = 0; i < LD_PARAM_DEFINED; i++) {
+        const ld_param_info *p = &ld_param_table[i];
+        uint32_t id = p->id;
         if (loaded && !(values[id] >= p->min && values[id] <= p->max))
             abort();                /* a loaded value outside its range reaches the engine refused */
         char shown[64];

@@ -7,11 +7,16 @@ calls process() with a scripted transport.
         out = plugin.process(audio, Transport(playing=True, tempo=120, beats=0.0))
 
 API (all on the calling thread, which plays main thread and audio thread in turn):
-    ClapHost(path=None, sample_rate, max_frames, offline=False)   activate + start_processing
+    ClapHost(path=None, sample_rate, max_frames, offline=False, render=True)   activate + start_processing
+        render=False: the host never calls clap.render (like qtractor); blocks are then realtime
     .process(audio [2, n] float32 | None, transport | None, sidechain=None) -> [2, n] float32
         transport None = a free-running host (clap_process.transport is NULL)
-    .set_param(name_or_id, value)  queued as a CLAP_EVENT_PARAM_VALUE for the next process()
+        .constant_mask afterwards: the output buffer's constant_mask the plugin set
+    .set_param(name_or_id, value, time=0)  queued as a CLAP_EVENT_PARAM_VALUE for the next process(),
+                                   at frame `time` of that block (queue them in time order)
     .param(name_or_id) -> float    current plain value (clap.params get_value)
+    .param_infos() -> list[dict]   clap.params get_info of every index (id, name, flags, min, max, default)
+    .value_text(name_or_id, value) -> str   clap.params value_to_text
     .stats() -> dict               livediff_clap_stats: underruns, offline_timeouts, dropped_frames,
                                    engine_state (0 connecting, 1 alive, 2 dead), epoch
     .latency() -> int, .save_state() -> bytes, .load_state(bytes) -> bool
@@ -33,17 +38,14 @@ import numpy as np
 from bridge.layout import _CDEF_BLOCK, const
 from tests.host.build import built_plugin
 
-CLAP_ABI = Path(__file__).resolve().parents[2] / "plugin_shim" / "clap_abi.h"
+SHIM = Path(__file__).resolve().parents[2] / "plugin_shim"
 FIXED_POINT = 1 << 31
 PLUGIN_ID = b"org.livediff.shim"
 
 ffi = cffi.FFI()
-ffi.cdef(_CDEF_BLOCK.search(CLAP_ABI.read_text()).group(1))
+ffi.cdef(_CDEF_BLOCK.search((SHIM / "clap_abi.h").read_text()).group(1))
+ffi.cdef(_CDEF_BLOCK.search((SHIM / "core.h").read_text()).group(1))
 ffi.cdef("""
-    typedef struct ld_core_stats {
-        uint64_t underruns, offline_timeouts, dropped_frames;
-        uint32_t engine_state, epoch;
-    } ld_core_stats;
     extern clap_plugin_entry clap_entry;
     void livediff_clap_stats(const clap_plugin *plugin, ld_core_stats *out);
 """)
@@ -110,7 +112,7 @@ class Transport:
 
 class ClapHost:
     def __init__(self, path: str | Path | None = None, sample_rate: float = 48000.0, max_frames: int = 512,
-                 offline: bool = False, channels: int = 2):
+                 offline: bool = False, channels: int = 2, render: bool = True):
         self.path = str(path or built_plugin()["CLAP"])
         self.sample_rate = sample_rate
         self.channels = channels
@@ -128,7 +130,9 @@ class ClapHost:
         self._render = ffi.cast("const clap_plugin_render *", self.plugin.get_extension(self.plugin, b"clap.render"))
         self._latency = ffi.cast("const clap_plugin_latency *", self.plugin.get_extension(self.plugin, b"clap.latency"))
         self._state = ffi.cast("const clap_plugin_state *", self.plugin.get_extension(self.plugin, b"clap.state"))
-        self._render.set(self.plugin, 1 if offline else 0)
+        if render:
+            self._render.set(self.plugin, 1 if offline else 0)
+        self.constant_mask = 0
         self._pending: list = []
         self._events_in, self._events_out = self._new_event_lists()
         self._process = ffi.new("clap_process *")
@@ -162,10 +166,11 @@ class ClapHost:
         return events_in, events_out
 
     # -- parameters ------------------------------------------------------------------------
-    def set_param(self, name_or_id: str | int, value: float) -> None:
+    def set_param(self, name_or_id: str | int, value: float, time: int = 0) -> None:
         event = ffi.new("clap_event_param_value *")
         event.header.size = ffi.sizeof("clap_event_param_value")
         event.header.type = 5
+        event.header.time = time
         event.param_id = _param_id(name_or_id)
         event.value = value
         self._pending.append(event)
@@ -175,6 +180,21 @@ class ClapHost:
         if not self._params.get_value(self.plugin, _param_id(name_or_id), out):
             raise KeyError(name_or_id)
         return out[0]
+
+    def param_infos(self) -> list[dict]:
+        infos = []
+        info = ffi.new("clap_param_info *")
+        for index in range(self._params.count(self.plugin)):
+            assert self._params.get_info(self.plugin, index, info)
+            infos.append({"id": info.id, "name": ffi.string(info.name).decode(), "flags": info.flags,
+                          "min": info.min_value, "max": info.max_value, "default": info.default_value})
+        return infos
+
+    def value_text(self, name_or_id: str | int, value: float) -> str:
+        text = ffi.new("char[256]")
+        if not self._params.value_to_text(self.plugin, _param_id(name_or_id), value, text, 256):
+            raise KeyError(name_or_id)
+        return ffi.string(text).decode()
 
     # -- processing ------------------------------------------------------------------------
     def _buffers(self, audio: np.ndarray | None, frames: int):
@@ -207,6 +227,7 @@ class ClapHost:
         p.in_events = self._events_in
         p.out_events = self._events_out
         status = self.plugin.process(self.plugin, p)
+        self.constant_mask = out_buffer.constant_mask
         self._pending.clear()
         self._steady += frames
         del main_in, main_ptrs, side_ptrs, out_ptrs, clap_transport

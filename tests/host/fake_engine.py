@@ -156,6 +156,8 @@ def run(case: str, plugin: str | None, blocks: int) -> dict:
     directory = tempfile.mkdtemp(prefix="ld-fake-", dir="/tmp")
     endpoint = f"ipc://{directory}/engine.sock"
     os.environ["LIVEDIFF_ENDPOINT"] = endpoint
+    # A realtime host that does not pace its blocks: do not take it for a render (docs/hosts.md).
+    os.environ["LIVEDIFF_RENDER_FALLBACK"] = "off"
     spawn = multiprocessing.get_context("spawn")
     mapped, commands, replies = spawn.Event(), spawn.Queue(), spawn.Queue()
     engine = spawn.Process(target=_engine_process, args=(endpoint, case, mapped, commands, replies))
@@ -169,6 +171,7 @@ def run(case: str, plugin: str | None, blocks: int) -> dict:
     generated = 0
     try:
         host = ClapHost(path=plugin, sample_rate=RATE, max_frames=BLOCK)
+        host.set_param("preroll", 1)    # LD_PREROLL_SILENCE: sound in the output is the fake engine's audio
         mapped.wait(3.0)
         transport = Transport(playing=True, tempo=120.0)
         t = np.arange(BLOCK) / RATE
