@@ -145,7 +145,7 @@ PARAM_NAME = {value: name for name, value in PARAM.items()}
 _PARAM_RANGE_PREFIX = {"tempo_bpm": "TEMPO", "seed": "SEED", "style": "STYLE", "window_bars": "WINDOW_BARS",
                        "lookahead": "LOOKAHEAD", "context_bars": "CONTEXT_BARS", "mix": "MIX"}
 PARAM_ENUM = {"underrun_policy": "ld_underrun_policy", "sync_mode": "ld_sync_mode", "generator": "ld_generator",
-              "bypass": "ld_bypass", "preroll": "ld_preroll"}
+              "bypass": "ld_bypass", "preroll": "ld_preroll", "context_source": "ld_context_source"}
 
 
 def param_range(name: str) -> tuple[float, float]:

@@ -242,6 +242,7 @@ void ld_core_set_param(ld_core *core, uint32_t id, double plain)
     double value = ld_param_sanitize(p, plain);
     if (value != load_param(core, id)) {
         store_param(core, id, value);
+        atomic_fetch_add_explicit(&core->params_version, 1, memory_order_release);
         atomic_store_explicit(&core->params_dirty, true, memory_order_release);
     }
 }
@@ -328,7 +329,8 @@ static void push_record(ld_core *core, const ld_position *position, const ld_aud
                         uint32_t offset, uint32_t frames, bool advancing)
 {
     ld_record record = {.position = *position, .mode = mode, .frames = advancing ? frames : 0,
-                        .channels = core->channels};
+                        .channels = core->channels,
+                        .params_version = atomic_load_explicit(&core->params_version, memory_order_acquire)};
     const void *parts[1 + 2 * LD_MAX_CHANNELS] = {&record};
     size_t sizes[1 + 2 * LD_MAX_CHANNELS] = {sizeof record};
     unsigned count = 1;

@@ -20,6 +20,7 @@ typedef struct ld_record {
     uint32_t frames;            /* 0 while the position stands still (stopped host) */
     uint32_t channels;
     uint32_t has_sidechain;
+    uint32_t params_version;    /* ld_core.params_version when the block was processed */
 } ld_record;
 
 struct ld_core {
@@ -29,6 +30,7 @@ struct ld_core {
     /* Any thread: parameters (double bits) and "changed since the engine heard" flag. */
     _Atomic uint64_t params[LD_PARAM_COUNT];
     _Atomic bool params_dirty;
+    _Atomic uint32_t params_version;        /* bumped on every change: records carry it (ordering) */
 
     /* Main thread, read-only while prepared. */
     bool prepared;

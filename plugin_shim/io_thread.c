@@ -37,6 +37,7 @@ extern char **environ;
 #define ABSENT_ANSWER_S 0.25            /* ...when an engine was already found absent in this process */
 #define REPLIES_PER_WAKE 256            /* bounded like the engine's drain: a flood cannot hold this thread */
 #define KEEPALIVE_S 0.25                /* send something this often whatever the audio thread does */
+#define PARAMS_IDLE_S 0.1               /* no block for this long: a parameter change goes out on its own */
 #define LAUNCH_AFTER_S 0.5              /* no answer this long: start an engine (a running one answers in ms) */
 #define ENGINE_START_S 30.0             /* a started engine gets this long to answer before anyone retries */
 #define ENGINE_IDLE_EXIT_S 600          /* an auto-launched engine exits after this long without sessions */
@@ -119,6 +120,7 @@ typedef struct io_state {
     bool sent_any;
     double sent_at;
     ld_position latest;             /* position of the last record drained */
+    uint32_t params_heard;          /* params_version the engine has been sent (drain_ring: at its block) */
     uint32_t latest_mode;
     bool have_latest;
     double latest_at;
@@ -216,6 +218,7 @@ static bool send_hello(io_state *io)
     put_uint(io, LD_KEY_CHANNELS, core->channels);
     put_uint(io, LD_KEY_PROCESS_MODE, io->have_latest ? io->latest_mode : core->declared_mode);
     atomic_store(&core->params_dirty, false);   /* HELLO carries them all */
+    io->params_heard = atomic_load(&core->params_version);
     put_params(io);
     bool sent = finish(io);
     io->hello_sent |= sent;
@@ -248,9 +251,11 @@ static void send_transport(io_state *io, const ld_position *p, uint32_t mode, do
     io->sent_at = now;
 }
 
-/* [io-thread] */
+/* The current values; params_heard becomes the version they include (at least). [io-thread] */
 static void send_params(io_state *io)
 {
+    atomic_store(&io->core->params_dirty, false);
+    io->params_heard = atomic_load(&io->core->params_version);
     begin(io, 3, LD_MSG_PARAMS);
     put_params(io);
     finish(io);
@@ -355,6 +360,15 @@ static void drain_ring(io_state *io, double now)
         offline_seen |= record.mode == LD_MODE_OFFLINE;
         if (!io->welcomed)
             continue;
+        if (record.params_version != io->params_heard) {
+            /* A parameter changed before this block: the engine hears it at this block's position,
+             * in order with the audio (a new context_source takes effect at the next window
+             * after it), not whenever this thread wakes. */
+            flush_audio(io);
+            send_transport(io, &record.position, record.mode, now);
+            send_params(io);
+            io->params_heard = record.params_version;   /* a later change is sent at its own block */
+        }
         if (!io->sent_any || transport_changed(&io->sent, &record.position)) {
             flush_audio(io);
             send_transport(io, &record.position, record.mode, now);
@@ -942,14 +956,15 @@ void *ld_io_thread_main(void *arg)
         if (timeline)
             ld_timeline_prefault(timeline);
         if (io->welcomed) {
-            if (atomic_exchange(&core->params_dirty, false))
+            /* While blocks flow, drain_ring sends a change in order with them. */
+            if (now - io->latest_at >= PARAMS_IDLE_S && atomic_load(&core->params_dirty))
                 send_params(io);
             if (io->have_latest && now - io->sent_at >= TRANSPORT_INTERVAL_S && now - io->latest_at < 0.5)
                 send_transport(io, &io->latest, io->latest_mode, now);
             /* Keep-alive whatever the audio thread does: a host that does not call process()
              * while stopped, or an offline wait, must not let the engine close the session.
              * PARAMS with unchanged values changes nothing in the engine. */
-            if (now - io->last_send >= KEEPALIVE_S)
+            if (now - io->last_send >= KEEPALIVE_S && atomic_load(&core->params_version) == io->params_heard)
                 send_params(io);
         }
         infer_render(io, now);

@@ -13,6 +13,7 @@ static const char *const sync_labels[] = {"auto", "host", "free"};
 static const char *const generator_labels[] = {"diffusion", "loop", "custom", "sao_small"};
 static const char *const bypass_labels[] = {"off", "on"};
 static const char *const preroll_labels[] = {"dry", "silence"};
+static const char *const context_source_labels[] = {"auto", "main", "sidechain", "both"};
 
 _Static_assert(sizeof style_labels / sizeof *style_labels == LD_STYLE_COUNT && LD_STYLE_MAX == LD_STYLE_COUNT - 1,
                "presets/styles/ must name exactly LD_STYLE_COUNT styles, ids 0..LD_STYLE_MAX");
@@ -29,6 +30,8 @@ const ld_param_info ld_param_table[LD_PARAM_DEFINED] = {
     {LD_PARAM_GENERATOR, "generator", LD_GENERATOR_DIFFUSION, LD_GENERATOR_SAO_SMALL, LD_GENERATOR_DIFFUSION, true, generator_labels, false},
     {LD_PARAM_MIX, "mix", LD_MIX_MIN, LD_MIX_MAX, LD_MIX_DEFAULT, true, NULL, false},
     {LD_PARAM_BYPASS, "bypass", LD_BYPASS_OFF, LD_BYPASS_ON, LD_BYPASS_OFF, true, bypass_labels, true},
+    {LD_PARAM_CONTEXT_SOURCE, "context_source", LD_CONTEXT_SOURCE_AUTO, LD_CONTEXT_SOURCE_BOTH, LD_CONTEXT_SOURCE_AUTO,
+     true, context_source_labels, false},
     {LD_PARAM_PREROLL, "preroll", LD_PREROLL_DRY, LD_PREROLL_SILENCE, LD_PREROLL_DRY, true, preroll_labels, false},
 };
 

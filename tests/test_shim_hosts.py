@@ -101,18 +101,18 @@ def test_style_is_a_list_of_the_trained_styles_by_name_in_both_formats(private_e
     assert vst3_plugin().parameters["style"].valid_values == names
 
 
-def test_parameter_ids_skip_the_reserved_one_and_bypass_is_flagged(private_endpoint):
+def test_parameter_ids_and_bypass_is_flagged(private_endpoint):
     with ClapHost(sample_rate=RATE) as host:
         infos = host.param_infos()
     assert [i["id"] for i in infos] == sorted(PARAM.values())
-    assert 11 not in PARAM.values(), "id 11 is reserved for context_source (not defined yet)"
     assert [i["name"] for i in infos if i["flags"] & CLAP_BYPASS] == ["bypass"]
     assert list(vst3_plugin().parameters) == [i["name"] for i in infos]
 
 
 def test_state_round_trips_every_parameter_in_both_formats(private_endpoint, vst3_host):
     changed = {"tempo_bpm": 97.5, "seed": 42, "style": 3, "window_bars": 2, "lookahead": 3, "context_bars": 4,
-               "underrun_policy": 1, "sync_mode": 2, "generator": 1, "mix": 35, "bypass": 1, "preroll": 1}
+               "underrun_policy": 1, "sync_mode": 2, "generator": 1, "mix": 35, "bypass": 1, "preroll": 1,
+               "context_source": 2}
     assert set(changed) == set(PARAM)
     with ClapHost(sample_rate=RATE) as host:
         for name, value in changed.items():

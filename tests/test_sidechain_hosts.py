@@ -50,11 +50,12 @@ def open_host(fmt: str, aux: str = "stereo", **params: float):
 
 def play(host, main: np.ndarray, sidechain: np.ndarray | None, changes: dict[int, dict] | None = None) -> np.ndarray:
     """The output of playing main (and the sidechain, None = no aux buffers) from song sample 0;
-    changes: {sample: {parameter: value}} set at the block starting there."""
+    changes: {sample: {parameter: value}} set at the block that holds that sample."""
     out = []
     for pos in range(0, main.shape[1], BLOCK):
-        for name, value in (changes or {}).get(pos, {}).items():
-            host.set_param(name, value)
+        for at, values in (changes or {}).items():
+            for name, value in values.items() if pos <= at < pos + BLOCK else ():
+                host.set_param(name, value)
         transport = Transport(playing=True, tempo=TEMPO, beats=pos * TEMPO / 60 / RATE, seconds=pos / RATE)
         side = None if sidechain is None else sidechain[:, pos:pos + BLOCK]
         out.append(host.process(main[:, pos:pos + BLOCK], transport, sidechain=side))
@@ -161,3 +162,19 @@ def test_diffusion_continues_the_sidechain_closer_than_from_silence_or_a_shuffle
     generated = [w for w in engine.windows() if w["flags"] & const("LD_WINDOW_GENERATED")]
     assert generated and {w["generator"] for w in generated} == {"diffusion"}
     assert distances["sidechain"] < distances["silence"] and distances["sidechain"] < distances["shuffled"], distances
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_switching_context_source_takes_effect_at_the_next_bar_line(engine, fmt):
+    """Both inputs play different songs; context_source goes main -> sidechain mid-bar 3 and
+    sidechain -> both mid-bar 5 (automation, as a DAW sends it)."""
+    track, other = song(8, seed=7), song(8, seed=8, style=1)
+    changes = {3 * BAR + BAR // 2: {"context_source": const("LD_CONTEXT_SOURCE_SIDECHAIN")},
+               5 * BAR + BAR // 2: {"context_source": const("LD_CONTEXT_SOURCE_BOTH")}}
+    host = open_host(fmt, lookahead=1, context_bars=1, context_source=const("LD_CONTEXT_SOURCE_MAIN"))
+    out = play(host, track, other, changes)
+    for b in range(1, 8):
+        source = "main" if b <= 3 else "sidechain" if b <= 5 else "both"
+        heard = {"main": bar(track, b - 1), "sidechain": bar(other, b - 1),
+                 "both": bar(track, b - 1) + bar(other, b - 1)}[source]
+        assert_bar(out, b, heard, f"{source} bar {b - 1}", dry=bar(track, b))

@@ -147,7 +147,7 @@ enum ld_param {
     LD_PARAM_GENERATOR = 8,       /* ld_generator */
     LD_PARAM_MIX = 9,             /* percent wet: 0 = dry input only, 100 = generated only */
     LD_PARAM_BYPASS = 10,         /* ld_bypass: on = the dry input, latency-aligned; the engine keeps going */
-    /* 11 is reserved (LD_PARAM_CONTEXT_SOURCE): ids below LD_PARAM_COUNT are not all parameters */
+    LD_PARAM_CONTEXT_SOURCE = 11, /* ld_context_source: what the windows continue */
     LD_PARAM_PREROLL = 12,        /* ld_preroll: what plays while the lookahead fills (LD_WINDOW_PREROLL slots) */
     LD_PARAM_COUNT = 13           /* every parameter id is below this */
 };
@@ -170,6 +170,9 @@ enum ld_sync_mode { LD_SYNC_AUTO = 0, LD_SYNC_HOST = 1, LD_SYNC_FREE = 2 };
 enum ld_generator { LD_GENERATOR_DIFFUSION = 0, LD_GENERATOR_LOOP = 1, LD_GENERATOR_CUSTOM = 2, LD_GENERATOR_SAO_SMALL = 3 };
 enum ld_bypass { LD_BYPASS_OFF = 0, LD_BYPASS_ON = 1 };
 enum ld_preroll { LD_PREROLL_DRY = 0, LD_PREROLL_SILENCE = 1 };
+enum ld_context_source {         /* auto: the sidechain while it sounds, else main (docs/protocol.md, "Sidechain") */
+    LD_CONTEXT_SOURCE_AUTO = 0, LD_CONTEXT_SOURCE_MAIN = 1, LD_CONTEXT_SOURCE_SIDECHAIN = 2, LD_CONTEXT_SOURCE_BOTH = 3
+};
 
 /* ---------------------------------------------------------------------------------
  * Shared memory: a timeline store, one POSIX segment per plugin instance, mode 0600.
