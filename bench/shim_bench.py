@@ -21,10 +21,12 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from bridge.bounce import engine_on  # noqa: E402
 from bridge.shm import TimelineStore  # noqa: E402
 from engine.publisher import WindowKind  # noqa: E402
 from tests.host.build import BUILD_DIR, built_plugin  # noqa: E402
+
+sys.path.insert(0, str(REPO / "bench"))
+from load_instances import spawn_engine, stop_engine  # noqa: E402
 
 OUT = BUILD_DIR / "bench"
 
@@ -41,12 +43,15 @@ def compile_tools() -> dict[str, Path]:
 
 
 def process_cost(probe: Path, frames: int, blocks: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="ld-bench-", dir="/tmp") as directory, \
-            engine_on(f"ipc://{directory}/engine.sock", None):
-        env = dict(os.environ, LIVEDIFF_ENDPOINT=f"ipc://{directory}/engine.sock")
-        out = subprocess.run([str(probe), str(built_plugin()["CLAP"]), "--rate", "48000", "--tempo", "300",
-                              "--frames", str(frames), "--blocks", str(blocks), "--bench"],
-                             capture_output=True, text=True, env=env, check=True).stdout
+    with tempfile.TemporaryDirectory(prefix="ld-bench-", dir="/tmp") as directory:
+        process, endpoint = spawn_engine(Path(directory) / "windows.jsonl")
+        try:
+            env = dict(os.environ, LIVEDIFF_ENDPOINT=endpoint)
+            out = subprocess.run([str(probe), str(built_plugin()["CLAP"]), "--rate", "48000", "--tempo", "300",
+                                  "--frames", str(frames), "--blocks", str(blocks), "--bench"],
+                                 capture_output=True, text=True, env=env, check=True).stdout
+        finally:
+            stop_engine(process)
     return {k: float(v) for k, v in (line.split() for line in out.splitlines())}
 
 

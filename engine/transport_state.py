@@ -84,8 +84,6 @@ def _enter_epoch(session: Session, t: TransportSnapshot, grid: Grid, loop, now: 
         warn_rarely(session, "storm", now, log, "%d epoch changes within %.2f s (the host position jumps, e.g. "
                     "backwards every block); generation restarts at each one", EPOCH_STORM,
                     now - session.epoch_changes[0])
-    elif session.epoch is not None:
-        log.info("session %016x: epoch %d: %s", session.instance, t.epoch, _epoch_cause(session, t, grid, wrapped))
     if not wrapped and session.loop_inferred:
         loop, session.loop_inferred = None, False     # a jump elsewhere: not that loop any more
     jumped_back = not wrapped and loop is None and _jumped_back(session, t, grid)
@@ -100,10 +98,9 @@ def _enter_epoch(session: Session, t: TransportSnapshot, grid: Grid, loop, now: 
         past = t.pos_samples - line if t.pos_samples - line <= _bar(grid) / 8 else 0
         loop = (grid.beat_at_sample(t.pos_samples - past), grid.beat_at_sample(end - past))
         session.loop_inferred = True
-        log.info("session %016x: the position jumped back from bar %d to bar %d, into what was heard: a loop "
-                 "without loop points (beats %.6g-%.6g); its bars continue what played before the jump, and "
-                 "the next jump back is predicted", session.instance, grid.bar_at_sample(end - 1),
-                 grid.bar_at_sample(t.pos_samples), *loop)
+    if session.epoch is not None and not storm:
+        log.info("session %016x: epoch %d: %s", session.instance, t.epoch,
+                 _epoch_cause(session, t, grid, wrapped, loop if jumped_back else None))
     session.post_wrap = wrapped or jumped_back
     session.epoch, session.epoch_start, session.grid, session.loop = t.epoch, t.pos_samples, grid, loop
     session.changed_at = t.pos_samples
@@ -136,11 +133,16 @@ def _jumped_back(session: Session, t: TransportSnapshot, grid: Grid) -> bool:
     return min(session.epoch_start, session.heard_from) - _bar(grid) / 8 <= t.pos_samples <= end - _bar(grid)
 
 
-def _epoch_cause(session: Session, t: TransportSnapshot, grid: Grid, wrapped: bool) -> str:
+def _epoch_cause(session: Session, t: TransportSnapshot, grid: Grid, wrapped: bool, inferred_loop) -> str:
     """Why the shim started a new epoch, in words (for the log)."""
     to_bar = grid.bar_at_sample(t.pos_samples)
     if wrapped:
         return f"loop wrap back to bar {to_bar} (windows made ahead for it are kept)"
+    if inferred_loop:
+        from_bar = grid.bar_at_sample(session.input_end.get(session.epoch, session.playhead) - 1)
+        return (f"jumped back from bar {from_bar} to bar {to_bar}, into what was heard: a loop without loop points "
+                f"(beats {inferred_loop[0]:.6g}-{inferred_loop[1]:.6g}); its bars continue what played before the "
+                f"jump, and the next jump back is predicted")
     if t.sync_switch:
         return f"the plugin's sync_mode moved the position onto the host's (bar {to_bar}); windows start over"
     moved = "" if grid is session.grid else f"; grid now {grid.tempo_bpm:.6g} BPM {grid.tsig_num}/{grid.tsig_den}"

@@ -832,15 +832,17 @@ static void report_problems(io_state *io)
     }
 }
 
-/* At most every few seconds, so a long bounce without an engine does not flood the log. [io-thread] */
-static void report_offline_timeouts(io_state *io, double now)
+/* At most every few seconds, so a long bounce without an engine does not flood the log; `final`
+ * (the thread stopping) reports the total, which may include blocks after the last report. [io-thread] */
+static void report_offline_timeouts(io_state *io, double now, bool final)
 {
     ld_core *core = io->core;
     uint64_t count = atomic_load(&core->offline_timeouts);
-    if (count != core->logged_timeouts && now - core->logged_timeouts_at >= LOG_INTERVAL_S) {
+    if (final ? count > 0 : count != core->logged_timeouts && now - core->logged_timeouts_at >= LOG_INTERVAL_S) {
         char text[200];
-        snprintf(text, sizeof text, "offline render: %llu block(s) so far emitted silence because no generated "
-                 "audio arrived in time (LD_ERR_OFFLINE_TIMEOUT); the bounce is incomplete", (unsigned long long)count);
+        snprintf(text, sizeof text, "offline render: %llu block(s) %s emitted silence because no generated "
+                 "audio arrived in time (LD_ERR_OFFLINE_TIMEOUT); the bounce is incomplete",
+                 (unsigned long long)count, final ? "in all" : "so far");
         log_line(io, text);
         core->logged_timeouts = count;
         core->logged_timeouts_at = now;
@@ -969,11 +971,12 @@ void *ld_io_thread_main(void *arg)
         }
         infer_render(io, now);
         report_problems(io);
-        report_offline_timeouts(io, now);
+        report_offline_timeouts(io, now, false);
     }
 
     drain_ring(io, ld_now_s());
     flush_audio(io);
+    report_offline_timeouts(io, ld_now_s(), true);
     close_socket(io);
     retire_timeline(io);
     msgpack_sbuffer_destroy(&io->buffer);

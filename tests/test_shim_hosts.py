@@ -305,7 +305,7 @@ def test_no_process_calls_while_stopped_keep_the_session(engine_factory):
         assert len(segments_of(engine.process.pid)) == 1, "the session (and its segment) is still there"
 
 
-def test_an_offline_wait_keeps_the_session_alive(private_endpoint, monkeypatch):
+def test_an_offline_wait_keeps_the_session_alive(private_endpoint, monkeypatch, capfd):
     """A window that takes longer than the engine's session timeout to make: here an engine (in
     the test) that welcomes the plugin and sends its heartbeats but never publishes. While the
     audio thread waits offline, the I/O thread keeps the session alive: a message at least every
@@ -345,6 +345,8 @@ def test_an_offline_wait_keeps_the_session_alive(private_endpoint, monkeypatch):
         during = [t for t in arrivals if started <= t <= ended]
         gaps = np.diff([started, *during, ended])
         assert gaps.max() < 0.5, f"{len(during)} messages during the wait, the longest gap {gaps.max():.2f} s"
+        # the plugin's last word on the render is the total, even one block after its last report
+        assert "offline render: 1 block(s) in all emitted silence" in capfd.readouterr().err
     finally:
         stop.set()
         thread.join()
