@@ -149,19 +149,31 @@ class RealtimeSession:
         self.client.close()
 
 
+def _senders(context: zmq.Context, endpoint: str, count: int) -> list:
+    """`count` DEALER sockets that queue much and read nothing (replies are let drop)."""
+    sockets = []
+    for _ in range(count):
+        socket = context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.SNDHWM, 100000)
+        socket.setsockopt(zmq.RCVHWM, 10)
+        socket.connect(endpoint)
+        sockets.append(socket)
+    return sockets
+
+
+def _close_all(context: zmq.Context, sockets: list) -> None:
+    for socket in sockets:
+        socket.close(0)
+    context.term()
+
+
 def flood(endpoint: str, seconds: float, identities: int = 1, rate: float | None = None) -> int:
     """Send refused messages (valid msgpack, unknown session) from `identities` sockets for
     `seconds`, as fast as possible or at `rate` messages/s in total; returns how many were sent.
     Meant for a child process (multiprocessing spawn): it makes its own ZeroMQ context."""
     context = zmq.Context()
-    sockets = []
-    for n in range(identities):
-        socket = context.socket(zmq.DEALER)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.SNDHWM, 100000)
-        socket.setsockopt(zmq.RCVHWM, 10)   # replies are not read: let them drop
-        socket.connect(endpoint)
-        sockets.append(socket)
+    sockets = _senders(context, endpoint, identities)
     frames = [transport(0xBAD0000 + n, pos_beats=float(n)) for n in range(identities)]
     sent = 0
     started = time.monotonic()
@@ -175,9 +187,7 @@ def flood(endpoint: str, seconds: float, identities: int = 1, rate: float | None
             sent += 1
         except zmq.Again:
             time.sleep(0.0005)
-    for socket in sockets:
-        socket.close(0)
-    context.term()
+    _close_all(context, sockets)
     return sent
 
 
@@ -185,14 +195,7 @@ def big_frames(endpoint: str, seconds: float, megabytes: float, connections: int
     """Send frames of `megabytes` of zeros (not msgpack) from `connections` sockets for `seconds`,
     as fast as ZeroMQ takes them; returns how many went. (Child process: its own context.)"""
     context = zmq.Context()
-    sockets = []
-    for _ in range(connections):
-        socket = context.socket(zmq.DEALER)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.SNDHWM, 100000)
-        socket.setsockopt(zmq.RCVHWM, 10)
-        socket.connect(endpoint)
-        sockets.append(socket)
+    sockets = _senders(context, endpoint, connections)
     frame, sent, started = bytes(int(megabytes * 2 ** 20)), 0, time.monotonic()
     while time.monotonic() - started < seconds:
         for socket in sockets:
@@ -201,9 +204,7 @@ def big_frames(endpoint: str, seconds: float, megabytes: float, connections: int
                 sent += 1
             except zmq.Again:
                 time.sleep(0.0005)
-    for socket in sockets:
-        socket.close(0)
-    context.term()
+    _close_all(context, sockets)
     return sent
 
 
