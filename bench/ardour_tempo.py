@@ -52,8 +52,11 @@ def prepare(args) -> None:
     s = session(args.tempos)
     end = end_sample(s)
     audio = daw.drums(s, end) if args.input == "drums" else daw.song(s, end)
-    folder = args.dir / "interchange" / args.name / "audiofiles"
-    folder.mkdir(parents=True, exist_ok=True)
+    # Ardour made one folder under interchange/ (named after the session's directory) and
+    # refuses to load a session with two.
+    folder, = (args.dir / "interchange").iterdir()
+    folder = folder / "audiofiles"
+    folder.mkdir(exist_ok=True)
     with AudioFile(str(folder / "input.wav"), "w", RATE, 2, bit_depth=32) as f:
         f.write(audio)
 

@@ -56,13 +56,13 @@ for case in $CASES; do
     for _ in $(seq 120); do [ -S "$dir/engine.sock" ] && break; sleep 0.5; done
     [ -S "$dir/engine.sock" ] || { echo "$name: the engine did not start (see $dir/engine.log)" >&2; exit 1; }
 
-    LD_SESSION_DIR=$dir/session LD_SESSION_NAME=$name LD_TEMPO_FROM=$from LD_TEMPO_TO=$to LD_CHANGE_BEAT=16 \
-        LD_GENERATOR=$generator_id ardour7-lua "$repo/bench/ardour_tempo.lua" > "$dir/lua.log" 2>&1 \
+    LD_SESSION_DIR=$dir/$name LD_SESSION_NAME=$name LD_TEMPO_FROM=$from LD_TEMPO_TO=$to LD_CHANGE_BEAT=16 \
+        LD_GENERATOR=$generator_id ardour7-lua "$repo/bench/ardour_tempo.lua" < /dev/null > "$dir/lua.log" 2>&1 \
         || { echo "$name: ardour7-lua failed (see $dir/lua.log)" >&2; exit 1; }
-    "$python" "$repo/bench/ardour_tempo.py" prepare "$dir/session" "$name" --tempos "$tempos" --input "$input"
+    "$python" "$repo/bench/ardour_tempo.py" prepare "$dir/$name" "$name" --tempos "$tempos" --input "$input"
 
     started=$(date +%s.%N)
-    timeout 900 nice -n 19 ardour7-export -b float -o "$dir/export.wav" "$dir/session" "$name" > "$dir/export.log" 2>&1 \
+    timeout 600 nice -n 19 ardour7-export -b float -o "$dir/export.wav" "$dir/$name" "$name" < /dev/null > "$dir/export.log" 2>&1 \
         || { echo "$name: ardour7-export failed (see $dir/export.log)" >&2; exit 1; }
     seconds=$(echo "$(date +%s.%N) - $started" | bc)
     stop_engine
