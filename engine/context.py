@@ -17,6 +17,7 @@ from engine.timeline import round_half_up, window_bar
 
 _MASK64 = (1 << 64) - 1
 BROUGHT_CACHE = 32             # context bars kept brought to a bar length, per session
+MEMORY_BARS = 128              # how far back the track's last sound is looked for (and the ~3 min of input kept)
 
 
 def window_seed(session_seed: int, bar: int) -> int:
@@ -100,6 +101,21 @@ def bring(session: Session, bars: list[tuple[np.ndarray, np.ndarray, float, tupl
     return np.concatenate(out, axis=1)
 
 
+def track_memory(session: Session, key: tuple, horizon: int, count: int, sounds_at: Callable[[int], bool]) -> list[int]:
+    """The newest `count` bars before `horizon`, at most MEMORY_BARS back, in which the track
+    sounded, oldest first. [scheduler lock held] The session keeps what it found up to the
+    last horizon of the same `key` (source, epoch, count), so windows that follow scan only
+    their new bars; the answer is the same as a full scan's."""
+    lowest = horizon - MEMORY_BARS
+    if session.memory is not None and session.memory[0] == key and session.memory[1] <= horizon:
+        _, scanned, found = session.memory
+    else:
+        scanned, found = lowest, ()
+    found = [b for b in (*found, *(b for b in range(max(scanned, lowest), horizon) if sounds_at(b))) if b >= lowest]
+    session.memory = (key, horizon, tuple(found[-count:]))
+    return found[-count:]
+
+
 def gather(job: Job) -> Callable[[], WindowRequest]:
     """[scheduler lock held] What the job's window is made from, collected quickly; the
     returned function brings every bar to the window's bar length and builds the request
@@ -122,6 +138,9 @@ def gather(job: Job) -> Callable[[], WindowRequest]:
     sources = context_sources(first, horizon, context_bars, lambda b: own(b) is not None)
     parts = [track_bar(b) if source == "input" else own(b) for b, source in sources]
     track = [track_bar(b) for b in range(horizon - context_bars, horizon)]
+    memory = [track_bar(b) for b in track_memory(s, (heard, epoch, context_bars), horizon, context_bars,
+                                                  lambda b: context_source.sounds(track_bar(b)[0]))]
+    memory = [bar for bar in memory if context_source.sounds(bar[0])]   # fell out of the input kept since
     frames = grid.bar_start_sample(job.bar + span) - grid.bar_start_sample(first)
     steps = s.sound.steps
     return lambda: WindowRequest(
@@ -129,4 +148,4 @@ def gather(job: Job) -> Callable[[], WindowRequest]:
         tsig_den=grid.tsig_den, context_bars=context_bars, bars=job.bar + span - first, frames=frames,
         tail_frames=round(SEAM_SECONDS * rate), style=s.setting("style"), seed=window_seed(s.setting("seed"), first),
         bar_index=first, input_context=bring(s, track, tempo, grid.bar_beats), input_gap_bars=first - horizon,
-        steps=steps)
+        track_memory=bring(s, memory, tempo, grid.bar_beats) if memory else None, steps=steps)

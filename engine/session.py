@@ -208,6 +208,7 @@ class Session:
     warned: dict[str, float] = field(default_factory=dict)    # kind -> when last logged
     sound: Sound = field(default_factory=Sound)               # a preset's steps, FX chain and gain
     brought: dict = field(default_factory=dict)   # context bars already brought to a bar length (worker's cache)
+    memory: tuple | None = None   # engine/context.py track_memory's scan: (key, horizon, bars found)
 
     def __post_init__(self):
         self.tracker = GridTracker(self.sample_rate, float(self.params["tempo_bpm"]), self.tempo_range)

@@ -25,9 +25,13 @@ def test_a_24_bar_free_running_jam_keeps_level_grid_and_headroom(generator):
         for block in row["blocks"]:
             where = f"{row['meter']} bars {block['bars']}"
             assert abs(block["loudness_vs_intro_db"]) <= 3.0, where
-            assert block["peak_dbfs"] <= -0.1, where
+            assert long_eval.within_ceiling(block["peak_dbfs"]), where
             assert block["on_grid"] >= 0.6, where       # today's pipeline: 0.3-0.5 by bar 30
             assert abs(block["width_vs_intro_db"]) <= 4.0, where
+        # held to the track as it last sounded, the groove does not wash out block by block
+        # (held to its own output, the first song has 6 dB less contrast in the third block)
+        first, last = row["blocks"][0]["contrast_vs_intro_db"], row["blocks"][-1]["contrast_vs_intro_db"]
+        assert last >= first - 2.0, f"{row['meter']}: contrast {first:+.1f} -> {last:+.1f} dB"
     # a rollout is chaotic (BLAS summation order changes which block loses a few onsets): the mean
     assert np.mean([block["on_grid"] for block in blocks]) >= 0.85
 

@@ -1,0 +1,86 @@
+"""The track as it last sounded (engine/context.py track_memory, WindowRequest.track_memory):
+while the track is silent, the diffusion model holds what it makes to the track's last sounding
+bars, not to its own previous output, which loses a little groove every window (a 64-bar
+free-running jam became a wash, 20-30 dB less rhythmic contrast, in docs/model-card.md)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from engine.context import MEMORY_BARS, track_memory
+from engine.diffusion import load_builtin
+from engine.long_eval import contrast_db
+from engine.session import Session
+from tests.model_fixtures import song_request
+from tests.test_scheduler import Recorder, Rig
+from tests.conftest import closing_factory, wait_until
+
+
+def full_scan(sounding: set[int], horizon: int, count: int) -> list[int]:
+    return sorted(b for b in sounding if horizon - MEMORY_BARS <= b < horizon)[-count:]
+
+
+def test_the_incremental_scan_finds_what_a_full_scan_does():
+    rng = np.random.default_rng(5)
+    sounding = {b for b in range(-10, 300) if rng.random() < 0.15}
+    session = Session.__new__(Session)
+    session.memory = None
+    scans = []
+    # windows that follow each other, a jump ahead past the scanned range, a seek back, a new key
+    for step, (horizon, key) in enumerate([(h, "a") for h in range(0, 120, 3)] + [(250, "a"), (40, "a"), (41, "b")]):
+        sounds_at = lambda b: scans.append(b) or b in sounding  # noqa: E731
+        assert track_memory(session, (key,), horizon, 2, sounds_at) == full_scan(sounding, horizon, 2), (step, horizon)
+    # following windows scan only their new bars, not MEMORY_BARS each
+    assert len(scans) < 120 + 4 * MEMORY_BARS
+
+
+@pytest.fixture
+def rig_factory():
+    yield from closing_factory(Rig)
+
+
+def test_windows_after_the_track_stops_carry_its_last_sounding_bars(rig_factory, monkeypatch):
+    from engine import generators
+    recorder = Recorder()
+    monkeypatch.setattr(generators, "_LOADERS", dict(generators._LOADERS))
+    generators.register("recorder", lambda: recorder)
+    rig = rig_factory(generator="recorder", lookahead=1, context_bars=2)
+    rig.input[:, rig.bar(5):] = 0                       # the track plays bars 0-4, then stops
+    rig.play_bars(0, 14)
+    assert wait_until(lambda: rig.window(13) is not None)
+    for request in recorder.requests:
+        horizon = request.bar_index - request.input_gap_bars     # input is heard up to this bar line
+        last = [b for b in range(max(0, horizon - 64), horizon) if b < 5][-2:]
+        if not last:
+            assert request.track_memory is None
+            continue
+        expected = np.concatenate([rig.input[:, rig.bar(b):rig.bar(b + 1)] for b in last], axis=1)
+        np.testing.assert_array_equal(request.track_memory, expected, err_msg=f"window {request.bar_index}")
+    assert {r.bar_index - r.input_gap_bars for r in recorder.requests} >= set(range(6, 13)), "windows after the stop"
+    assert max(r.bar_index for r in recorder.requests) >= 13
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return load_builtin("torch")
+
+
+def test_a_washed_out_context_is_held_to_the_track_it_continues(generator):
+    """The model's own context has gone to a wash (the song's level as steady noise); with the
+    track's last bars as memory, the bar it makes has the track's groove back."""
+    contrast = {}
+    for seed in range(3):
+        request, _ = song_request(30 + seed, style=seed)
+        song = np.asarray(request.context, np.float32)
+        level = np.sqrt(np.mean(song ** 2))
+        wash = np.random.default_rng(seed).normal(0, level, song.shape).astype(np.float32)
+        free = replace(request, context=wash, input_context=np.zeros_like(song), input_gap_bars=1)
+        for name, req in (("own output", free), ("track memory", replace(free, track_memory=song))):
+            out = generator.generate(req)[:, :req.frames]
+            contrast.setdefault(name, []).append(contrast_db(out, req.tempo_bpm))
+        contrast.setdefault("track", []).append(contrast_db(song, request.tempo_bpm))
+    held, drifted, track = (np.mean(contrast[k]) for k in ("track memory", "own output", "track"))
+    assert held > drifted + 3, contrast
+    assert abs(held - track) < abs(drifted - track), contrast
