@@ -92,8 +92,9 @@ class Client:
     def bye(self) -> None:
         self.send("bye")
 
-    def close(self) -> None:
-        self.socket.close(0)
+    def close(self, linger_ms: int = 0) -> None:
+        """`linger_ms`: how long messages still queued (a BYE just sent) may take to go out."""
+        self.socket.close(linger_ms)
 
 
 def engine_answers(endpoint: str, timeout: float = 0.3) -> bool:

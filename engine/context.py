@@ -139,7 +139,7 @@ def gather(job: Job) -> Callable[[], WindowRequest]:
     parts = [track_bar(b) if source == "input" else own(b) for b, source in sources]
     track = [track_bar(b) for b in range(horizon - context_bars, horizon)]
     memory = [track_bar(b) for b in track_memory(s, (heard, epoch, context_bars), horizon, context_bars,
-                                                  lambda b: context_source.sounds(track_bar(b)[0]))]
+                                                  lambda b: context_source.bar_sounds(s, heard, s.heard_at(epoch, b)))]
     memory = [bar for bar in memory if context_source.sounds(bar[0])]   # fell out of the input kept since
     frames = grid.bar_start_sample(job.bar + span) - grid.bar_start_sample(first)
     steps = s.sound.steps

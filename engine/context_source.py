@@ -41,6 +41,18 @@ def read_bar(session: Session, source: str, bar: int) -> np.ndarray:
     return session.inputs[_STORES[source]].read(start, frames)
 
 
+def bar_sounds(session: Session, source: str, bar: int) -> bool:
+    """Whether `source` had sound in `bar`; a bar nothing was received for is not read."""
+    grid = session.grid
+    first, last = grid.bar_span_beats(bar)
+    start = grid.sample_at_beat(first)
+    frames = grid.sample_at_beat(last) - start
+    names = ("main", "sidechain") if source == "both" else (source,)
+    if not any(getattr(session.inputs[_STORES[name]], "holds", lambda *_: True)(start, frames) for name in names):
+        return False
+    return sounds(read_bar(session, source, bar))
+
+
 def version(session: Session, source: str, start: int, frames: int) -> tuple:
     """Changes whenever what `source` played in [start, start + frames) changes (a sidechain
     file never does)."""

@@ -85,6 +85,10 @@ class InputStore:
         """Changes whenever anything in [start, start + frames) is written."""
         return tuple(self._writes.get(i, 0) for i in range(start // self.CHUNK, (start + frames - 1) // self.CHUNK + 1))
 
+    def holds(self, start: int, frames: int) -> bool:
+        """Whether anything received lies in [start, start + frames) (else it reads as silence)."""
+        return any(i in self._chunks for i in range(start // self.CHUNK, (start + frames - 1) // self.CHUNK + 1))
+
     def read(self, start: int, frames: int) -> np.ndarray:
         out = np.zeros((self.channels, frames), np.float32)
         pos, end = start, start + frames
