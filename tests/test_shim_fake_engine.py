@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 import sys
 
 import pytest
@@ -39,10 +40,12 @@ def test_a_lying_engine_cannot_crash_hang_or_poison_the_host(case):
     if case in ("foreign-directory", "foreign-segment") and os.geteuid() != 0:
         pytest.skip("needs root to give a file to another user")
     plugin = str(built_plugin()["CLAP"])
+    segments = set(Path("/dev/shm").glob("livediff-*"))
     result = subprocess.run([sys.executable, "-m", "tests.host.fake_engine", case, "--plugin", plugin,
                              "--blocks", str(BLOCKS)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, f"the host died ({result.returncode}):\n{result.stderr[-3000:]}"
     report = json.loads(result.stdout)
+    assert set(Path("/dev/shm").glob("livediff-*")) <= segments, "the case left a segment (or its FIFO) behind"
     for call in ("longest_process_s", "activate_s", "deactivate_s"):
         assert report[call] < 0.1, report
     assert report["finite"] and report["peak"] <= 4.0, report

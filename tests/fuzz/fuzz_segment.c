@@ -51,6 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     close(fd);
     char error[256];
     ld_timeline *timeline = ld_timeline_map(name, RATE, error, sizeof error);
+    shm_unlink(name);       /* the mapping outlives the name: an input that crashes leaves nothing in /dev/shm */
     if (timeline) {
         ld_timeline_prefault(timeline);
         for (uint32_t i = 0; i < timeline->slot_count; i++) {
@@ -64,6 +65,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ld_timeline_intact(timeline);
         ld_timeline_unmap(timeline);
     }
-    shm_unlink(name);
     return 0;
 }

@@ -68,7 +68,7 @@ class FakeEngine:
 
     def _segment_name(self) -> str:
         if self.case == "fifo":
-            path = SHM_DIR / f"livediff-fifo-{os.getpid()}"
+            path = fifo_path(os.getpid())
             os.mkfifo(path, 0o600)
             self.extra_paths.append(path)
             return "/" + path.name
@@ -139,6 +139,11 @@ class FakeEngine:
             path.unlink(missing_ok=True)
 
 
+def fifo_path(pid: int):
+    """The FIFO the "fifo" case names as its segment (the engine process's pid in it)."""
+    return SHM_DIR / f"livediff-fifo-{pid}"
+
+
 def _engine_process(endpoint: str, case: str, mapped, commands, replies) -> None:
     """[fake engine process] Serve until told "stop"; "truncate" shrinks the segment."""
     engine = FakeEngine(endpoint, case, mapped)
@@ -201,9 +206,15 @@ def run(case: str, plugin: str | None, blocks: int) -> dict:
         host.close()
     finally:
         commands.put("stop")
-        hellos = replies.get(timeout=10)
-        engine.join(10)
-        shutil.rmtree(directory, ignore_errors=True)
+        try:
+            hellos = replies.get(timeout=10)
+        finally:
+            engine.join(10)
+            if engine.is_alive():
+                engine.kill()
+                engine.join(10)
+            fifo_path(engine.pid).unlink(missing_ok=True)   # a killed engine process could not remove it
+            shutil.rmtree(directory, ignore_errors=True)
     return {"case": case, "longest_process_s": round(longest, 5), "activate_s": round(activate_s, 4),
             "deactivate_s": round(deactivate_s, 4), "finite": finite, "peak": peak, "generated_blocks": generated,
             "blocks": blocks, "engine_hellos": hellos, **stats}
