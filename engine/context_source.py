@@ -28,33 +28,27 @@ def sounds(audio: np.ndarray) -> bool:
     return audio.size > 0 and float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) >= SILENT_RMS
 
 
-def _span(session: Session, bar: int) -> tuple[int, int]:
-    """(start sample, frames) of `bar` between the bar lines it was played at (the session's
-    tempo map and meters, Grid.bar_span_beats)."""
-    first, last = session.grid.bar_span_beats(bar)
-    start = session.grid.sample_at_beat(first)
-    return start, session.grid.sample_at_beat(last) - start
-
-
-def _stores(session: Session, source: str) -> list:
-    return [session.inputs[_STORES[name]] for name in (("main", "sidechain") if source == "both" else (source,))]
-
-
 def read_bar(session: Session, source: str, bar: int) -> np.ndarray:
-    """What `source` played in `bar`; "both" is the two summed at unity gain, as a mix bus would."""
-    start, frames = _span(session, bar)
-    first, *others = _stores(session, source)
-    audio = first.read(start, frames)
-    for store in others:
-        audio += store.read(start, frames)
-    return audio
+    """What `source` played in `bar`, between the bar lines it was played at (the session's
+    tempo map and meters, Grid.bar_span_beats); "both" is the two summed at unity gain, as a mix
+    bus would."""
+    grid = session.grid
+    first, last = grid.bar_span_beats(bar)
+    start = grid.sample_at_beat(first)
+    frames = grid.sample_at_beat(last) - start
+    if source == "both":
+        return session.inputs["input"].read(start, frames) + session.inputs["sidechain"].read(start, frames)
+    return session.inputs[_STORES[source]].read(start, frames)
 
 
 def bar_sounds(session: Session, source: str, bar: int) -> bool:
-    """Whether `source` had sound in `bar`; a bar nothing was received for is not read (a
-    sidechain file holds every bar)."""
-    start, frames = _span(session, bar)
-    if not any(store.holds(start, frames) if hasattr(store, "holds") else True for store in _stores(session, source)):
+    """Whether `source` had sound in `bar`; a bar nothing was received for is not read."""
+    grid = session.grid
+    first, last = grid.bar_span_beats(bar)
+    start = grid.sample_at_beat(first)
+    frames = grid.sample_at_beat(last) - start
+    names = ("main", "sidechain") if source == "both" else (source,)
+    if not any(getattr(session.inputs[_STORES[name]], "holds", lambda *_: True)(start, frames) for name in names):
         return False
     return sounds(read_bar(session, source, bar))
 
@@ -62,7 +56,8 @@ def bar_sounds(session: Session, source: str, bar: int) -> bool:
 def version(session: Session, source: str, start: int, frames: int) -> tuple:
     """Changes whenever what `source` played in [start, start + frames) changes (a sidechain
     file never does)."""
-    return tuple(store.version(start, frames) if hasattr(store, "version") else () for store in _stores(session, source))
+    stores = [session.inputs[_STORES[name]] for name in (("main", "sidechain") if source == "both" else (source,))]
+    return tuple(store.version(start, frames) if hasattr(store, "version") else () for store in stores)
 
 
 def source_at(session: Session, line: int) -> str:
