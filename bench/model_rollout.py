@@ -36,14 +36,16 @@ def main() -> int:
     free = long_eval.free_running(generator, long_eval.heldout_songs(args.songs, long_eval.INTRO_BARS + args.bars,
                                                                      args.sampled), args.bars)
     live = long_eval.live_input(generator, long_eval.heldout_songs(args.live_songs or args.songs, 16, args.sampled))
-    print("| song | meter | BPM | bars | loudness vs intro | on grid | peak | rolloff ratio | width vs intro | "
-          "contrast vs intro |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| song | meter | BPM | bars | loudness vs intro | on grid (song's own) | peak | rolloff ratio (song's own) | "
+          "spectral distance (song's own) | width vs intro | contrast vs intro |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for i, row in enumerate(free):
         for b in row["blocks"]:
             print(f"| {i} | {row['meter']} | {row['tempo']:g} | {b['bars'][0]}-{b['bars'][1]} | "
-                  f"{b['loudness_vs_intro_db']:+.1f} dB | {100 * b['on_grid']:.0f} % | {b['peak_dbfs']:.2f} dBFS | "
-                  f"{b['rolloff_ratio']:.2f} | {b['width_vs_intro_db']:+.1f} dB | {b['contrast_vs_intro_db']:+.1f} dB |")
+                  f"{b['loudness_vs_intro_db']:+.1f} dB | {100 * b['on_grid']:.0f} % ({100 * b['truth']['on_grid']:.0f} %) | "
+                  f"{b['peak_dbfs']:.2f} dBFS | {b['rolloff_ratio']:.2f} ({b['truth']['rolloff_ratio']:.2f}) | "
+                  f"{b['spectral_distance_db']:.1f} dB ({b['truth']['spectral_distance_db']:.1f} dB) | "
+                  f"{b['width_vs_intro_db']:+.1f} dB | {b['contrast_vs_intro_db']:+.1f} dB |")
     result = {"weights_dir": str(args.weights_dir), "anchor": not args.no_anchor, "sampled": args.sampled,
               "free_running": free, "live": live,
               "summary": long_eval.summary(free, live)}

@@ -117,6 +117,26 @@ def high_band_db(audio: np.ndarray, above_hz: float = 8000.0) -> float:
     return float(10 * np.log10((high + 1e-20) / (spectrum.sum() + 1e-20)))
 
 
+def band_levels_db(audio: np.ndarray) -> np.ndarray:
+    """[bands] level (dB) of the mid in third-octave bands from 25 Hz to 20 kHz (mean power)."""
+    mid = audio.mean(axis=0).astype(np.float64)
+    power = np.abs(np.fft.rfft(mid)) ** 2 / max(1, len(mid))
+    freqs = np.fft.rfftfreq(len(mid), 1.0 / HOST_RATE)
+    edges = 25.0 * 2.0 ** (np.arange(31) / 3)
+    index = np.searchsorted(edges, freqs) - 1
+    inside = (index >= 0) & (index < len(edges) - 1)
+    return 10 * np.log10(np.bincount(index[inside], power[inside], len(edges) - 1) + 1e-12)
+
+
+def spectral_distance_db(audio: np.ndarray, reference_levels: np.ndarray) -> float:
+    """Mean absolute difference (dB) of third-octave band levels against the reference's,
+    over the bands the reference has within 60 dB of its loudest: how far the spectral range
+    moved, robust where the 85 % rolloff sits at a knee (a 1 dB change in one band can move it
+    tenfold)."""
+    used = reference_levels >= reference_levels.max() - 60
+    return float(np.abs(band_levels_db(audio) - reference_levels)[used].mean())
+
+
 def contrast_db(audio: np.ndarray, tempo_bpm: float) -> float:
     """How rhythmic the mid is: the spread (90th - 10th percentile, dB) of its level in frames
     of a 64th note. A groove of hits is ~15 dB; a sustained wash, which keeps its loudness and
@@ -146,13 +166,16 @@ def free_running(generator, songs: list[Song], bars: int = 64) -> list[dict]:
         heard[:, lines[INTRO_BARS]:] = 0.0
         played = play(generator, song, heard, total, seed=i)
         intro = song.audio[:, :lines[INTRO_BARS]]
+        intro_bands = band_levels_db(intro)
         row = {"style": song.style, "tempo": song.tempo_bpm, "meter": f"{song.tsig[0]}/{song.tsig[1]}",
                "intro_db": loudness_db(intro), "intro_rolloff_hz": rolloff_hz(intro), "intro_width_db": width_db(intro),
                "intro_high_band_db": high_band_db(intro), "intro_contrast_db": contrast_db(intro, song.tempo_bpm),
                "blocks": []}
         for first in range(INTRO_BARS, total, BLOCK_BARS):
-            block = played[:, lines[first]:lines[min(total, first + BLOCK_BARS)]]
+            span = slice(lines[first], lines[min(total, first + BLOCK_BARS)])
+            block, truth = played[:, span], song.audio[:, span]
             hits, onsets = on_grid(block, song.tempo_bpm)
+            true_hits, true_onsets = on_grid(truth, song.tempo_bpm)
             row["blocks"].append({"bars": [first + 1, min(total, first + BLOCK_BARS)],
                                   "loudness_vs_intro_db": loudness_db(block) - row["intro_db"],
                                   "on_grid": hits / max(1, onsets), "onsets": onsets,
@@ -160,7 +183,15 @@ def free_running(generator, songs: list[Song], bars: int = 64) -> list[dict]:
                                   "rolloff_ratio": rolloff_hz(block) / max(1.0, row["intro_rolloff_hz"]),
                                   "width_vs_intro_db": width_db(block) - row["intro_width_db"],
                                   "high_band_vs_intro_db": high_band_db(block) - row["intro_high_band_db"],
-                                  "contrast_vs_intro_db": contrast_db(block, song.tempo_bpm) - row["intro_contrast_db"]})
+                                  "contrast_vs_intro_db": contrast_db(block, song.tempo_bpm) - row["intro_contrast_db"],
+                                  "spectral_distance_db": spectral_distance_db(block, intro_bands),
+                                  # the song's own continuation, as if the track had played on: the
+                                  # ceiling of each measure on these songs
+                                  "truth": {"on_grid": true_hits / max(1, true_onsets),
+                                            "rolloff_ratio": rolloff_hz(truth) / max(1.0, row["intro_rolloff_hz"]),
+                                            "spectral_distance_db": spectral_distance_db(truth, intro_bands),
+                                            "contrast_vs_intro_db": contrast_db(truth, song.tempo_bpm)
+                                            - row["intro_contrast_db"]}})
         results.append(row)
         print(f"free-running song {i}: {row['meter']} {row['tempo']} BPM, loudness per block "
               + " ".join(f"{b['loudness_vs_intro_db']:+.1f}" for b in row["blocks"]), flush=True)
@@ -205,6 +236,12 @@ def summary(free: list[dict], live: list[dict]) -> dict:
             "on_grid_median": float(np.median([b["on_grid"] for b in blocks])),
             "rolloff_ratio_median": float(np.median([b["rolloff_ratio"] for b in blocks])),
             "blocks_rolloff_within_25pct": float(np.mean([abs(b["rolloff_ratio"] - 1) <= 0.25 for b in blocks])),
+            "spectral_distance_db_median": float(np.median([b["spectral_distance_db"] for b in blocks])),
+            "spectral_distance_db_worst": float(np.max([b["spectral_distance_db"] for b in blocks])),
+            "truth_blocks_on_grid_90pct": float(np.mean([b["truth"]["on_grid"] >= 0.9 for b in blocks])),
+            "truth_blocks_rolloff_within_25pct": float(np.mean([abs(b["truth"]["rolloff_ratio"] - 1) <= 0.25
+                                                                for b in blocks])),
+            "truth_spectral_distance_db_median": float(np.median([b["truth"]["spectral_distance_db"] for b in blocks])),
             "width_vs_intro_db_median": float(np.median([b["width_vs_intro_db"] for b in blocks])),
             "blocks_width_within_3db": float(np.mean([abs(b["width_vs_intro_db"]) <= 3 for b in blocks])),
             "high_band_vs_intro_db_median": float(np.median([b["high_band_vs_intro_db"] for b in blocks])),

@@ -9,10 +9,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from engine import diffusion, long_eval
 from engine.context import MEMORY_BARS, track_memory
 from engine.diffusion import load_builtin
 from engine.long_eval import contrast_db
+from engine.music import render_song
 from engine.session import Session
+from engine.styles import load_styles
 from tests.model_fixtures import song_request
 from tests.test_scheduler import Recorder, Rig
 from tests.conftest import closing_factory, wait_until
@@ -84,3 +87,24 @@ def test_a_washed_out_context_is_held_to_the_track_it_continues(generator):
     held, drifted, track = (np.mean(contrast[k]) for k in ("track memory", "own output", "track"))
     assert held > drifted + 3, contrast
     assert abs(held - track) < abs(drifted - track), contrast
+
+
+def test_a_long_jam_keeps_the_tracks_spectrum_when_each_phrase_restarts_from_the_track(generator, monkeypatch):
+    """48 bars after an 8-bar house clip stops (the qtractor case in which the texture thinned
+    to thumps and blips): with each 4-bar phrase re-seeded from the track's last bar, the
+    spectrum stops moving after the first 16 bars and the last block is nearer the clip's than
+    when every window continues the model's own bar."""
+    song = render_song(load_styles()[0], 100.0, (4, 4), 56, 950_100, tail_sixteenths=0, sample_rate=44100, stereo=True)
+    lines = long_eval.bar_lines(song, 56)
+    heard = song.audio[:, :lines[56]].copy()
+    heard[:, lines[8]:] = 0.0
+    clip = long_eval.band_levels_db(song.audio[:, :lines[8]])
+
+    def distances():
+        played = long_eval.play(generator, song, heard, 56)
+        return [long_eval.spectral_distance_db(played[:, lines[f]:lines[f + 8]], clip) for f in range(8, 56, 8)]
+    reseeded = distances()
+    monkeypatch.setattr(diffusion, "RESEED_BARS", 10 ** 9)
+    own = distances()
+    assert max(reseeded[1:]) - reseeded[1] <= 0.3, reseeded
+    assert reseeded[-1] < own[-1] - 0.4, (reseeded, own)
