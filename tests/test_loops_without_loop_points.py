@@ -12,8 +12,9 @@ import time
 import numpy as np
 import pytest
 
+from bridge.layout import const
 from tests.host.clap_host import ClapHost
-from tests.test_scripted_host import (BLOCK, RATE, Block, Script, connect, freq, offline_script,  # noqa: F401
+from tests.test_scripted_host import (AMPLITUDE, BLOCK, RATE, Block, Script, connect, freq, offline_script,  # noqa: F401
                                       session_windows)
 
 PASSES = 4
@@ -121,3 +122,35 @@ def test_wraps_at_block_granularity_like_qtractor_are_predicted(engine, offline_
         entry = [w for w in windows if w["epoch"] == epoch and w["bar_index"] == 0 and w["kind"] == "generate"]
         assert entry and entry[0]["session_epoch"] == epoch - 1 and entry[0]["start_sample"] == 0, str(\
             [(w["epoch"], w["bar_index"], w["kind"], w["session_epoch"], w["playhead"]) for w in windows])
+
+
+class FallsSilent(Script):
+    """The scripted song whose input stops at a bar line (the track's part is over)."""
+    silent_from: int = 4
+
+    def input(self, pos: int, frames: int) -> np.ndarray:
+        audio = super().input(pos, frames)
+        audio[:, max(0, min(frames, self.bar_line(self.silent_from) - pos)):] = 0.0
+        return audio
+
+
+def test_the_model_loops_the_bars_it_free_runs_with_sound_in_every_bar(engine, offline_script):
+    """The diffusion model and the track memory inside a loop without loop points: the input
+    plays bars 0-3 and stops; the host then loops bars 4-7, which the model made from its own
+    output held to the track's last bars. Every bar of every pass sounds, at the track's level
+    (bar RMS within 6 dB of the input's), and no block waited out its window."""
+    made = offline_script()
+    made.host.set_param("generator", const("LD_GENERATOR_DIFFUSION"))
+    script = FallsSilent(made.host, made.tempo, made.tsig)
+    start, end = script.bar_line(4), script.bar_line(8)
+    script.play(0, end)
+    track = AMPLITUDE / np.sqrt(2)
+    for k in range(PASSES - 1):
+        played = len(script.blocks)
+        script.play(start, end)                                # the host jumps back to bar 4
+        levels = bar_levels(script, script.blocks[played:])
+        assert len(levels) == 4, levels
+        assert all(abs(20 * np.log10(level / track)) <= 6 for level in levels), f"pass {k + 2}: {levels}"
+    assert script.host.stats()["offline_timeouts"] == 0
+    made_by = {w["generator"] for w in session_windows(engine, script) if w["kind"] == "generate" and w["bar_index"] >= 4}
+    assert made_by == {"diffusion"}, made_by
