@@ -31,12 +31,12 @@ from engine.generator import WindowRequest
 from engine.loop_generator import LoopGenerator, bar_frames
 
 BACKENDS = ("auto", "torch", "onnx")
-# While the track is silent, the first bar of every phrase of RESEED_BARS bars (on the host's bar
+# While the track is silent, the first bar of every phrase (rep.PHRASE_BARS, on the host's bar
 # grid) corrects the track's newest sounding bar instead of the model's own previous bar, so the
 # model's errors compound over at most RESEED_BARS - 1 windows. Its own bar for every window, the
 # texture thinned to thumps and blips within a minute; the track's bar for every window put
 # fewer onsets on the grid (Griffin-Lim on real bars makes more off-grid attacks than on its own).
-RESEED_BARS = 4
+RESEED_BARS = rep.PHRASE_BARS
 log = logging.getLogger("livediff.diffusion")
 
 

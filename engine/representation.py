@@ -19,6 +19,7 @@ SAMPLE_RATE = 16000
 N_FFT = 1024
 N_BINS = N_FFT // 2 + 1
 FRAMES_PER_TOKEN = 8
+PHRASE_BARS = 4                 # the phrase the model knows its position in (and the engine re-seeds on)
 TEMPO_MIN, TEMPO_MAX = 60.0, 200.0
 # Width of the style one-hot the shipped weights were trained with: ids below the header's
 # LD_STYLE_COUNT (presets/styles/) are trained, the slots above it never were.
@@ -89,14 +90,14 @@ def context_bars_for(tsig: tuple[int, int], asked: int) -> int:
 
 def phase_features(first_token: int, n_tokens: int, tsig: tuple[int, int], first_bar: int) -> np.ndarray:
     """[n_tokens, PHASE_FEATURES] musical position of each 16th: within the beat, the bar and the
-    4-bar phrase, beat/downbeat flags, and the signed distance (in bars) from the window start.
+    PHRASE_BARS-bar phrase, beat/downbeat flags, and the signed distance (in bars) from the window start.
     Token 0 of the window is the first 16th of bar `first_bar`; context tokens have negative k."""
     bar_len = sixteenths_per_bar(*tsig)
     k = np.arange(first_token, first_token + n_tokens)
     in_bar = k % bar_len
     bar = first_bar + k // bar_len
     angle = lambda x, period: (np.sin(2 * np.pi * x / period), np.cos(2 * np.pi * x / period))  # noqa: E731
-    features = [*angle(k % 4, 4), *angle(in_bar, bar_len), *angle(bar % 4, 4),
+    features = [*angle(k % 4, 4), *angle(in_bar, bar_len), *angle(bar % PHRASE_BARS, PHRASE_BARS),
                 np.isin(in_bar, beat_starts(tsig)), in_bar == 0, np.clip(k / bar_len, -8, 8) / 8]
     return np.stack(features, axis=1).astype(np.float32)
 
