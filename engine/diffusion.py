@@ -60,8 +60,9 @@ class _Plan:
     context_audio: np.ndarray      # model-rate mono end of the context, for a seamless decoder start
     prior_stft_phase: np.ndarray   # STFT phase under the prior tokens, to start the decoder from
     reference: np.ndarray | None   # tokens whose band levels the output keeps (None: no anchoring)
-    source: np.ndarray             # host-rate audio whose loudest bar gives the high band and the side
+    source: np.ndarray             # host-rate audio whose anchor bar gives the high band and the side
     reference_bar: np.ndarray | None   # model-rate mono of that bar: the spectrum the output keeps
+    newest: bool                   # the anchor bar is the newest sounding one (else the loudest)
 
 
 def _mid(audio: np.ndarray) -> np.ndarray:
@@ -141,18 +142,22 @@ class DiffusionGenerator:
                 prior_stft_phase = np.angle(anchor_spectra[-bar_len:])[np.arange(n_target) % bar_len]
         else:
             anchor_audio, anchor_mono, anchor_tokens, memory_bars = lead, lead_mono, lead_tokens, n_bars
-        reference = None
+        # the track now (or the context) is followed from its newest sounding bar: a fade or a drop
+        # in it is what the output should do; the memory of a track that stopped is held as a
+        # whole, and its loudest bar gives the spectrum (one quiet last bar is not the track)
+        newest = anchor_audio is not memory
+        reference, reference_bar = None, None
         if self.options.anchor:  # the sounding bars among the anchor's: what the output's level is held to
             sounding = anchoring.sounding_bars(anchor_mono, bar_len * sixteenth)[-memory_bars:]
             sounding = np.concatenate([np.zeros(memory_bars - len(sounding), bool), sounding])
+            if newest and sounding.any():
+                sounding = np.arange(memory_bars) == np.flatnonzero(sounding)[-1]
             reference = anchor_tokens.reshape(memory_bars, bar_len, *anchor_tokens.shape[1:])[sounding].reshape(
                 -1, *anchor_tokens.shape[1:]) if sounding.any() else None
-        reference_bar = None
-        if self.options.anchor:
-            bar16 = anchoring.loudest_bar(anchor_mono, int(round(bar_len * sixteenth)))
+            bar16 = anchoring.anchor_bar(anchor_mono, int(round(bar_len * sixteenth)), newest)
             reference_bar = None if bar16 is None else bar16[0]
         return _Plan(context_tokens, context_phase, prior, phase, cond, model_samples, mono[-rep.N_FFT:],
-                     prior_stft_phase, reference, np.asarray(anchor_audio, np.float32), reference_bar)
+                     prior_stft_phase, reference, np.asarray(anchor_audio, np.float32), reference_bar, newest)
 
     # --- sampling --------------------------------------------------------------------------
     def _sample(self, plan: _Plan, seed: int, steps: int) -> np.ndarray:
@@ -188,7 +193,7 @@ class DiffusionGenerator:
             frame_seconds = rep.sixteenth_samples(request.tempo_bpm) / rep.FRAMES_PER_TOKEN / rep.SAMPLE_RATE
             source = plan.source if plan.source.shape[0] == channels else np.repeat(_mid(plan.source), channels, 0)
             out = anchoring.replicate(mid, source, bar_frames(request), anchoring.frame_gains(tokens, plan.prior),
-                                      frame_seconds, request.sample_rate, request.frames)
+                                      frame_seconds, request.sample_rate, request.frames, plan.newest)
         else:
             out = np.repeat(mid[None], channels, axis=0)
         return limit(np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0))

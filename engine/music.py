@@ -253,11 +253,17 @@ def render_song(style: Style, tempo_bpm: float, tsig: tuple[int, int], bars: int
                 sample_rate=rate)
 
 
-def random_song(styles: list[Style], seed: int, bars: int, tail_sixteenths: int = 2, **render) -> Song:
-    """A song with style, tempo (60-200 BPM, usually near the style's) and meter drawn from the seed."""
+def draw_song(styles: list[Style], seed: int) -> tuple[Style, float, tuple[int, int], int]:
+    """The style, tempo (60-200 BPM, usually near the style's), meter and note seed a song seed draws."""
     rng = np.random.default_rng([seed, 7])
     style = styles[int(rng.integers(len(styles)))]
     low, high = style.music["tempo_range"]
     tempo = float(rng.uniform(low, high)) if rng.random() < 0.6 else float(np.exp(rng.uniform(np.log(60), np.log(200))))
     tsig = TRAINED_METERS[int(rng.choice(len(TRAINED_METERS), p=METER_WEIGHTS))]
-    return render_song(style, round(tempo, 2), tsig, bars, int(rng.integers(2**31)), tail_sixteenths, **render)
+    return style, round(tempo, 2), tsig, int(rng.integers(2**31))
+
+
+def random_song(styles: list[Style], seed: int, bars: int, tail_sixteenths: int = 2, **render) -> Song:
+    """The synthesised song of draw_song(styles, seed)."""
+    style, tempo, tsig, notes_seed = draw_song(styles, seed)
+    return render_song(style, tempo, tsig, bars, notes_seed, tail_sixteenths, **render)

@@ -67,7 +67,7 @@ def midi_file(notes: list[Note], song: Song) -> bytes:
 
 
 def sampled_song(style: Style, tempo_bpm: float, tsig: tuple[int, int], bars: int, seed: int,
-                 sample_rate: int = 44100, soundfont: Path = SOUNDFONT) -> Song:
+                 sample_rate: int = 44100, soundfont: Path = SOUNDFONT, tail_sixteenths: int = 0) -> Song:
     """The song render_song would synthesise (same notes, timing and velocities), played by the
     soundfont's instruments: stereo float32 at sample_rate, peak-normalised like render_song."""
     fluidsynth = shutil.which("fluidsynth")
@@ -77,7 +77,7 @@ def sampled_song(style: Style, tempo_bpm: float, tsig: tuple[int, int], bars: in
     from pedalboard.io import AudioFile
 
     notes: list[Note] = []
-    song = render_song(style, tempo_bpm, tsig, bars, seed, tail_sixteenths=0, sample_rate=sample_rate, stereo=True,
+    song = render_song(style, tempo_bpm, tsig, bars, seed, tail_sixteenths=tail_sixteenths, sample_rate=sample_rate, stereo=True,
                        score=notes)
     with tempfile.TemporaryDirectory(prefix="ld-sampled-") as folder:
         mid, wav = Path(folder) / "song.mid", Path(folder) / "song.wav"

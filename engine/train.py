@@ -11,7 +11,7 @@ import json
 import math
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,8 @@ from tqdm import tqdm
 from engine import representation as rep
 from engine.backends import WEIGHTS_DIR, WEIGHTS_FILE
 from engine.model import LiveDiffusion, ModelConfig, load_weights, save_weights
-from engine.music import random_song
+from engine.music import draw_song, random_song
+from engine.sampled import sampled_song
 from engine.styles import load_styles
 
 HELP = "Train the built-in diffusion model (or fine-tune it on a folder of loops with --data)."
@@ -48,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool-songs", type=int, default=None, help="songs per generated pool (default 600, 150 with --quick)")
     parser.add_argument("--pool-steps", type=int, default=1500, help="steps before a fresh song pool is generated")
     parser.add_argument("--keep-every", type=int, default=0, help="also keep livediff-stepN.npz every N steps")
+    parser.add_argument("--sampled-share", type=float, default=0.25,
+                        help="share of procedural songs played by General MIDI instruments (needs fluidsynth)")
     parser.add_argument("--context-dropout", type=float, default=0.1, help="share of examples trained without context")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in --out")
     parser.add_argument("--data", type=Path, help="fine-tune on the audio loops in this folder")
@@ -77,12 +80,20 @@ class Clip:
         return tokens
 
 
-def song_pool(seed: int, pool_index: int, n_songs: int) -> list[Clip]:
+def song_pool(seed: int, pool_index: int, n_songs: int, sampled_share: float = 0.0) -> list[Clip]:
+    """Procedural songs; a `sampled_share` of them played by General MIDI instruments
+    (engine/sampled.py) instead of the synthesiser - the same kinds of notes, other timbres."""
     styles = load_styles()
     clips = []
     for i in tqdm(range(n_songs), desc=f"songs (pool {pool_index})", leave=False):
-        song = random_song(styles, int(np.random.SeedSequence([seed, pool_index, i]).generate_state(1)[0]),
-                           SONG_BARS, tail_sixteenths=TAIL_TOKENS)
+        song_seed = int(np.random.SeedSequence([seed, pool_index, i]).generate_state(1)[0])
+        if np.random.default_rng([song_seed, 11]).random() < sampled_share:
+            style, tempo, tsig, notes_seed = draw_song(styles, song_seed)
+            stereo = sampled_song(style, tempo, tsig, SONG_BARS, notes_seed, rep.SAMPLE_RATE,
+                                  tail_sixteenths=TAIL_TOKENS)
+            song = replace(stereo, audio=stereo.audio.mean(axis=0))    # the network hears the mid
+        else:
+            song = random_song(styles, song_seed, SONG_BARS, tail_sixteenths=TAIL_TOKENS)
         clips.append(Clip(song.audio, song.tempo_bpm, song.tsig, song.style, SONG_BARS))
     return clips
 
@@ -302,6 +313,8 @@ def default_steps(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> dict:
+    if not 0.0 <= args.sampled_share <= 1.0:
+        raise SystemExit(f"--sampled-share {args.sampled_share} is not a share; allowed: 0 to 1")
     torch.set_num_threads(args.threads)
     steps = default_steps(args)
     pool_songs = args.pool_songs or (150 if args.quick else 600)
@@ -337,7 +350,7 @@ def train(args: argparse.Namespace) -> dict:
     while step < steps:
         if user_clips is None and step // args.pool_steps != pool_index:
             pool_index = step // args.pool_steps
-            clips = song_pool(args.seed, pool_index, pool_songs)
+            clips = song_pool(args.seed, pool_index, pool_songs, args.sampled_share)
         rng = np.random.default_rng([args.seed, step])
         batch = make_batch(user_clips or clips, rng, args.batch_size, args.context_dropout)
         for group in optimizer.param_groups:

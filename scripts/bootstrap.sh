@@ -9,6 +9,9 @@ pkg-config --exists libzmq 2>/dev/null || need_apt+=(libzmq3-dev)
 [ -f /usr/include/msgpack.h ] || need_apt+=(libmsgpack-dev)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v cc >/dev/null || need_apt+=(build-essential)
+# training material and the sampled-instrument evaluation: General MIDI instruments (MIT soundfont)
+command -v fluidsynth >/dev/null || need_apt+=(fluidsynth)
+[ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need_apt+=(fluid-soundfont-gm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     echo "bootstrap: installing ${need_apt[*]} with apt-get"

@@ -108,3 +108,24 @@ def test_a_long_jam_keeps_the_tracks_spectrum_when_each_phrase_restarts_from_the
     own = distances()
     assert max(reseeded[1:]) - reseeded[1] <= 0.3, reseeded
     assert reseeded[-1] < own[-1] - 0.4, (reseeded, own)
+
+
+def _db(audio: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(np.square(audio, dtype=np.float64))) + 1e-12))
+
+
+def test_a_track_that_fades_is_followed_and_a_stopped_track_is_held_to_its_loudest_bar(generator):
+    """The track playing leads from its newest bar: when its second context bar is 12 dB down
+    (a fade, a breakdown), the bar made next is at that bar's level. A track that has stopped is
+    held to its memory as a whole: a quiet last bar does not pull the jam down with it."""
+    for seed in range(3):
+        request, _ = song_request(30 + seed, style=seed)
+        faded = np.asarray(request.context, np.float32).copy()
+        half = faded.shape[1] // 2
+        faded[:, half:] *= 10 ** (-12 / 20)
+        playing = replace(request, context=faded, input_context=faded)
+        stopped = replace(request, context=faded, input_context=np.zeros_like(faded), input_gap_bars=1,
+                          track_memory=faded)
+        newest, loudest = _db(faded[:, half:]), _db(faded[:, :half])
+        assert abs(_db(generator.generate(playing)[:, :request.frames]) - newest) < 1.5
+        assert abs(_db(generator.generate(stopped)[:, :request.frames]) - loudest) < 3.0

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 
 import numpy as np
+import pytest
 from pedalboard.io import AudioFile
 
 from engine import train
 from engine.model import load_weights
 from engine.music import render_song
+from engine.sampled import SOUNDFONT
 from engine.styles import load_styles
 
 
@@ -39,6 +42,24 @@ def test_same_seed_same_batches():
     a = train.make_batch(clips, np.random.default_rng([3, 5]), 4, 0.1)
     b = train.make_batch(train.song_pool(3, 0, 4), np.random.default_rng([3, 5]), 4, 0.1)
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
+@pytest.mark.skipif(shutil.which("fluidsynth") is None or not SOUNDFONT.is_file(),
+                    reason="apt-get install fluidsynth fluid-soundfont-gm")
+def test_a_share_of_the_song_pool_is_played_by_sampled_instruments():
+    synth, mixed = train.song_pool(3, 0, 8), train.song_pool(3, 0, 8, sampled_share=0.5)
+    same = [np.array_equal(a.audio, b.audio) for a, b in zip(synth, mixed)]
+    assert 0 < same.count(False) < len(same)          # some songs re-played, some left as they were
+    for a, b in zip(synth, mixed):                    # the same songs: tempo, meter, length, style
+        assert (a.tempo, a.tsig, a.style, a.tokens.shape) == (b.tempo, b.tsig, b.style, b.tokens.shape)
+        assert b.audio.ndim == 1 and np.isfinite(b.audio).all() and np.abs(b.audio).max() > 0.1
+    again = train.song_pool(3, 0, 8, sampled_share=0.5)
+    assert all(np.array_equal(a.tokens, b.tokens) for a, b in zip(mixed, again))
+
+
+def test_a_sampled_share_that_is_not_a_share_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="allowed: 0 to 1"):
+        train.train(parse("--out", str(tmp_path), "--sampled-share", "1.5"))
 
 
 def test_tempo_from_filename():
