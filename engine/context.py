@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from engine import context_source
+from engine import representation as rep
 from engine.dsp import SEAM_SECONDS, fit, to_length
 from engine.generator import WindowRequest
 from engine.planner import Job
@@ -39,6 +40,12 @@ def context_sources(bar: int, horizon: int, context_bars: int, has_generated: Ca
     if all(b < horizon or has_generated(b) for b in bars):
         return [(b, "input" if b < horizon else "generated") for b in bars]
     return [(b, "input") for b in range(horizon - context_bars, horizon)]
+
+
+def input_bars(context_bars: int) -> int:
+    """Bars of the track alone a window is given (WindowRequest.input_context): its context, and
+    at least a phrase, so that a generator can continue the track from the bar one phrase back."""
+    return max(context_bars, rep.PHRASE_BARS)
 
 
 def bar_frames(beats: float, tempo: float, sample_rate: int) -> int:
@@ -137,7 +144,7 @@ def gather(job: Job) -> Callable[[], WindowRequest]:
     track_bar = lambda b: input_bar(s, heard, s.heard_at(epoch, b))  # noqa: E731
     sources = context_sources(first, horizon, context_bars, lambda b: own(b) is not None)
     parts = [track_bar(b) if source == "input" else own(b) for b, source in sources]
-    track = [track_bar(b) for b in range(horizon - context_bars, horizon)]
+    track = [track_bar(b) for b in range(horizon - input_bars(context_bars), horizon)]
     memory = [track_bar(b) for b in track_memory(s, (heard, epoch, context_bars), horizon, context_bars,
                                                   lambda b: context_source.bar_sounds(s, heard, s.heard_at(epoch, b)))]
     memory = [bar for bar in memory if context_source.sounds(bar[0])]   # fell out of the input kept since

@@ -82,6 +82,19 @@ def live_input(request: WindowRequest) -> np.ndarray | None:
     return audio if np.sqrt(np.mean(newest ** 2)) >= anchoring.SOUNDING_RMS else None
 
 
+def phrase_back(request: WindowRequest, track: np.ndarray) -> np.ndarray:
+    """The track alone (ending at the horizon) cut after its bar at the window's place one
+    phrase back, when that bar is in it and has sound: music repeats by phrases (a 4-chord
+    progression plays the window's chord again 4 bars back, not 2), so that bar, not the
+    newest, is what the window continues. Else the track as it is."""
+    bar = bar_frames(request)
+    back = (-1 - request.input_gap_bars) % rep.PHRASE_BARS       # bars between the newest and that bar
+    if back == 0 or back >= round(track.shape[1] / bar):
+        return track
+    cut = track[:, : track.shape[1] - back * bar]
+    return cut if np.sqrt(np.mean(cut[:, -bar:] ** 2)) >= anchoring.SOUNDING_RMS else track
+
+
 def _bars(mono: np.ndarray, tempo_bpm: float, bar_len: int, n_bars: int) -> tuple[np.ndarray, np.ndarray]:
     """(spectra, tokens) of the last n_bars bars of model-rate audio ending on a bar line."""
     n = n_bars * bar_len
@@ -99,7 +112,9 @@ class DiffusionGenerator:
         self._warned_meters: set[tuple[int, int]] = set()
 
     # --- request -> model inputs ---------------------------------------------------------
-    def _plan(self, request: WindowRequest) -> _Plan:
+    def _plan(self, request: WindowRequest, phrases: bool = True) -> _Plan:
+        """phrases: the track leads from its bar one phrase back (phrase_back); off where the
+        request's bars are not the host's (fold_tempo)."""
         rep.check_tempo(request.tempo_bpm)
         tsig = (request.tsig_num, request.tsig_den)
         bar_len = rep.sixteenths_per_bar(*tsig)
@@ -120,7 +135,8 @@ class DiffusionGenerator:
         n_target = max(request.bars * bar_len + 1, int(np.ceil(model_samples / sixteenth)) + 1)
         context_phase, prior, phase = rep.outpainting_inputs(context_tokens, tsig, request.bar_index, n_target)
         lead = live = live_input(request) if self.options.anchor and request.input_context is not request.context else None
-        if lead is not None:  # the track leads: its newest bar is the prior
+        if lead is not None:  # the track leads: its bar one phrase back (else its newest) is the prior
+            lead = phrase_back(request, lead) if phrases else lead
             lead_mono = _to_model_rate(lead, request.sample_rate)
             lead_spectra, lead_tokens = _bars(lead_mono, request.tempo_bpm, bar_len, n_bars)
             prior = lead_tokens[-bar_len:][np.arange(n_target) % bar_len]
@@ -199,11 +215,11 @@ class DiffusionGenerator:
         return limit(np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0))
 
     def generate(self, request: WindowRequest) -> np.ndarray:
-        request = fold_tempo(request)
-        if not rep.meter_supported(request.tsig_num, request.tsig_den):
-            return self._loop_instead(request)
-        plan = self._plan(request)
-        return self._render(request, plan, self._sample(plan, _seed(request.seed), request.steps or self.options.steps))
+        folded = fold_tempo(request)
+        if not rep.meter_supported(folded.tsig_num, folded.tsig_den):
+            return self._loop_instead(folded)
+        plan = self._plan(folded, phrases=folded is request)
+        return self._render(folded, plan, self._sample(plan, _seed(folded.seed), folded.steps or self.options.steps))
 
     def _loop_instead(self, request: WindowRequest) -> np.ndarray:
         """A meter the model cannot play (bars that are not whole 16ths, or longer than 64 of them)

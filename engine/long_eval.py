@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine import representation as rep
-from engine.context import MEMORY_BARS
+from engine.context import MEMORY_BARS, input_bars
 from engine.context_source import sounds
 from engine.dsp import PEAK_CEILING, SEAM_SECONDS, crossfade, limit
 from engine.evaluate import GRID_TOLERANCE_S, mel_distance
@@ -81,7 +81,8 @@ def play(generator, song: Song, input_audio: np.ndarray, bars: int, context_bars
                                 tsig_den=song.tsig[1], context_bars=context_bars, bars=1,
                                 frames=int(lines[k + 1] - lines[k]), tail_frames=TAIL_FRAMES, style=song.style,
                                 seed=seed * 100_003 + k, bar_index=k,
-                                input_context=bars_of(song, input_audio, k - 1 - context_bars, k - 1), input_gap_bars=1,
+                                input_context=bars_of(song, input_audio, k - 1 - input_bars(context_bars), k - 1),
+                                input_gap_bars=1,
                                 track_memory=memory)
         out = generator.generate(request)
         generated[:, lines[k]:lines[k + 1]] = out[:, :request.frames]
