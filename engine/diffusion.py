@@ -137,6 +137,7 @@ class DiffusionGenerator:
         lead = live = live_input(request) if self.options.anchor and request.input_context is not request.context else None
         if lead is not None:  # the track leads: its bar one phrase back (else its newest) is the prior
             lead = phrase_back(request, lead) if phrases else lead
+            lead = lead[:, -n_bars * bar_frames(request):]      # the bars read (the rest was only searched)
             lead_mono = _to_model_rate(lead, request.sample_rate)
             lead_spectra, lead_tokens = _bars(lead_mono, request.tempo_bpm, bar_len, n_bars)
             prior = lead_tokens[-bar_len:][np.arange(n_target) % bar_len]

@@ -49,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool-songs", type=int, default=None, help="songs per generated pool (default 600, 150 with --quick)")
     parser.add_argument("--pool-steps", type=int, default=1500, help="steps before a fresh song pool is generated")
     parser.add_argument("--keep-every", type=int, default=0, help="also keep livediff-stepN.npz every N steps")
-    parser.add_argument("--sampled-share", type=float, default=0.25,
-                        help="share of procedural songs played by General MIDI instruments (needs fluidsynth)")
+    parser.add_argument("--sampled-share", type=float, default=0.0,
+                        help="share of procedural songs played by General MIDI instruments instead of the "
+                             "synthesiser (needs fluidsynth and fluid-soundfont-gm; 0.25 measured in docs/model-card.md)")
     parser.add_argument("--context-dropout", type=float, default=0.1, help="share of examples trained without context")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in --out")
     parser.add_argument("--data", type=Path, help="fine-tune on the audio loops in this folder")
