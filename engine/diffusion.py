@@ -95,6 +95,13 @@ def phrase_back(request: WindowRequest, track: np.ndarray) -> np.ndarray:
     return cut if np.sqrt(np.mean(cut[:, -bar:] ** 2)) >= anchoring.SOUNDING_RMS else track
 
 
+def _along(n_prior: int, n_target: int, bar_len: int) -> np.ndarray:
+    """[n_target] prior token of each target token: the prior's bars in turn, then its last bar
+    over and over (a window longer than what was heard continues its newest bar)."""
+    t = np.arange(n_target)
+    return np.where(t < n_prior, t, n_prior - bar_len + t % bar_len)
+
+
 def _bars(mono: np.ndarray, tempo_bpm: float, bar_len: int, n_bars: int) -> tuple[np.ndarray, np.ndarray]:
     """(spectra, tokens) of the last n_bars bars of model-rate audio ending on a bar line."""
     n = n_bars * bar_len
@@ -136,15 +143,24 @@ class DiffusionGenerator:
         context_phase, prior, phase = rep.outpainting_inputs(context_tokens, tsig, request.bar_index, n_target)
         lead = live = live_input(request) if self.options.anchor and request.input_context is not request.context else None
         if lead is not None:  # the track leads: its bar one phrase back (else its newest) is the prior
-            lead = phrase_back(request, lead) if phrases else lead
-            lead = lead[:, -n_bars * bar_frames(request):]      # the bars read (the rest was only searched)
+            track, bar = lead, bar_frames(request)
+            lead = phrase_back(request, track) if phrases else track
+            ahead = track[:, lead.shape[1]: lead.shape[1] + (request.bars - 1) * bar]  # for the window's next bars
+            lead = lead[:, -n_bars * bar:]      # the bars read (the rest was only searched)
             lead_mono = _to_model_rate(lead, request.sample_rate)
             lead_spectra, lead_tokens = _bars(lead_mono, request.tempo_bpm, bar_len, n_bars)
-            prior = lead_tokens[-bar_len:][np.arange(n_target) % bar_len]
+            prior_spectra, prior_tokens = lead_spectra[-bar_len:], lead_tokens[-bar_len:]
+            if ahead.shape[1]:  # each bar of a longer window continues the bar after, as far as it was heard
+                prior_spectra, prior_tokens = _bars(
+                    _to_model_rate(np.concatenate([lead[:, -bar:], ahead], axis=1), request.sample_rate),
+                    request.tempo_bpm, bar_len, 1 + round(ahead.shape[1] / bar))
         else:
             lead, lead_mono, lead_spectra, lead_tokens = context, mono, context_spectra, context_tokens
+            prior_spectra, prior_tokens = lead_spectra[-bar_len:], context_tokens[-bar_len:]
+        along = _along(len(prior_tokens), n_target, bar_len)
+        prior = prior_tokens[along]
         cond = rep.condition_vector(request.style, request.tempo_bpm, tsig)
-        prior_stft_phase = np.angle(lead_spectra[-bar_len:])[np.arange(n_target) % bar_len]
+        prior_stft_phase = np.angle(prior_spectra)[along]
         # what the output is held to: the track when it plays, else the track as it last sounded
         # (held to its own output, each window hands the next a little less groove: 20-30 dB less
         # rhythmic contrast after 64 bars, a wash), else the context

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from engine import diffusion, long_eval
+from engine import representation as rep
 from engine.diffusion import load_builtin, phrase_back
 from engine.evaluate import mel_distance
 from engine.loop_generator import bar_frames
@@ -54,3 +55,26 @@ def test_a_playing_track_is_continued_from_its_bar_one_phrase_back(generator, mo
     monkeypatch.setattr(diffusion, "phrase_back", lambda request, track: track)
     newest = playing()
     assert phrase < newest - 0.05, (phrase, newest)
+
+
+def test_each_bar_of_a_longer_window_continues_the_bar_after_as_far_as_it_was_heard(generator):
+    """A 2-bar window (the ambient preset's) at bars k, k + 1 continues the track's bars k - 4 and
+    k - 3, not k - 4 twice; a 4-bar window continues k - 4 .. k - 2 and then k - 2 again (the
+    newest bar heard)."""
+    request, _ = song_request(1)
+    frames = bar_frames(request)
+    t = np.arange(4 * frames) / request.sample_rate
+    pitches = (220.0, 330.0, 440.0, 660.0)                          # one tone per bar, oldest first
+    tone = np.concatenate([0.3 * np.sin(2 * np.pi * f * t[:frames]) for f in pitches])
+    track = np.stack([tone, tone]).astype(np.float32)
+    bar_len = rep.sixteenths_per_bar(request.tsig_num, request.tsig_den)
+
+    def bar_pitches(bars: int) -> list[float]:
+        asked = replace(request, bars=bars, frames=bars * frames, input_context=track, input_gap_bars=1)
+        prior = generator._plan(asked).prior
+        peak = [int(np.argmax(prior[j * bar_len:(j + 1) * bar_len].mean(axis=(0, 1)))) for j in range(bars)]
+        return [round(p * rep.SAMPLE_RATE / rep.N_FFT / 110) * 110 for p in peak]   # to the nearest 110 Hz
+
+    assert bar_pitches(1) == [330]
+    assert bar_pitches(2) == [330, 440]
+    assert bar_pitches(4) == [330, 440, 660, 660]
