@@ -94,6 +94,11 @@ def bar_rms(audio: np.ndarray, bar_samples: float) -> np.ndarray:
                      for e in ends])
 
 
+def sounds(audio: np.ndarray) -> bool:
+    """Whether `audio` ([n] or [channels, n]) has sound: RMS over all of it at least SOUNDING_RMS."""
+    return audio.size > 0 and float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) >= SOUNDING_RMS
+
+
 def sounding_bars(audio: np.ndarray, bar_samples: float) -> np.ndarray:
     """[bars] bool: which whole bars (counted back from the end of `audio`) have sound; oldest first."""
     return bar_rms(audio, bar_samples) >= SOUNDING_RMS

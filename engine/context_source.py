@@ -14,18 +14,14 @@ import logging
 
 import numpy as np
 
+from engine.anchoring import sounds      # one threshold for "the track sounded" (anchoring.SOUNDING_RMS)
 from engine.session import Session
 
 log = logging.getLogger("livediff.scheduler")
 
 SOURCES = ("main", "sidechain", "both")     # what a context can be read from ("auto" picks one)
-SILENT_RMS = 10 ** (-60 / 20)               # a bar under -60 dBFS RMS (all channels) counts as silent
 HOLD_BARS = 2
 _STORES = {"main": "input", "sidechain": "sidechain"}   # source -> Session.inputs key
-
-
-def sounds(audio: np.ndarray) -> bool:
-    return audio.size > 0 and float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) >= SILENT_RMS
 
 
 def read_bar(session: Session, source: str, bar: int) -> np.ndarray:

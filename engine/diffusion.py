@@ -79,7 +79,7 @@ def live_input(request: WindowRequest) -> np.ndarray | None:
     if audio.ndim != 2 or not audio.shape[1]:
         return None
     newest = audio[:, -bar_frames(request):]
-    return audio if np.sqrt(np.mean(newest ** 2)) >= anchoring.SOUNDING_RMS else None
+    return audio if anchoring.sounds(newest) else None
 
 
 def phrase_back(request: WindowRequest, track: np.ndarray) -> np.ndarray:
@@ -92,7 +92,7 @@ def phrase_back(request: WindowRequest, track: np.ndarray) -> np.ndarray:
     if back == 0 or back >= round(track.shape[1] / bar):
         return track
     cut = track[:, : track.shape[1] - back * bar]
-    return cut if np.sqrt(np.mean(cut[:, -bar:] ** 2)) >= anchoring.SOUNDING_RMS else track
+    return cut if anchoring.sounds(cut[:, -bar:]) else track
 
 
 def _along(n_prior: int, n_target: int, bar_len: int) -> np.ndarray:
@@ -147,13 +147,13 @@ class DiffusionGenerator:
             lead = phrase_back(request, track) if phrases else track
             ahead = track[:, lead.shape[1]: lead.shape[1] + (request.bars - 1) * bar]  # for the window's next bars
             lead = lead[:, -n_bars * bar:]      # the bars read (the rest was only searched)
-            lead_mono = _to_model_rate(lead, request.sample_rate)
+            heard_mono = _to_model_rate(np.concatenate([lead, ahead], axis=1), request.sample_rate)
+            lead_mono = heard_mono[: len(heard_mono) - int(round(ahead.shape[1] * rep.SAMPLE_RATE / request.sample_rate))]
             lead_spectra, lead_tokens = _bars(lead_mono, request.tempo_bpm, bar_len, n_bars)
             prior_spectra, prior_tokens = lead_spectra[-bar_len:], lead_tokens[-bar_len:]
             if ahead.shape[1]:  # each bar of a longer window continues the bar after, as far as it was heard
-                prior_spectra, prior_tokens = _bars(
-                    _to_model_rate(np.concatenate([lead[:, -bar:], ahead], axis=1), request.sample_rate),
-                    request.tempo_bpm, bar_len, 1 + round(ahead.shape[1] / bar))
+                prior_spectra, prior_tokens = _bars(heard_mono, request.tempo_bpm, bar_len,
+                                                    1 + round(ahead.shape[1] / bar))
         else:
             lead, lead_mono, lead_spectra, lead_tokens = context, mono, context_spectra, context_tokens
             prior_spectra, prior_tokens = lead_spectra[-bar_len:], context_tokens[-bar_len:]
@@ -171,8 +171,9 @@ class DiffusionGenerator:
             memory_bars = max(1, min(n_bars, int(round(anchor_audio.shape[1] / bar_frames(request)))))
             anchor_spectra, anchor_tokens = _bars(anchor_mono, request.tempo_bpm, bar_len, memory_bars)
             if request.bar_index % RESEED_BARS == 0:  # a phrase starts again from the track's newest bar
-                prior = anchor_tokens[-bar_len:][np.arange(n_target) % bar_len]
-                prior_stft_phase = np.angle(anchor_spectra[-bar_len:])[np.arange(n_target) % bar_len]
+                along = _along(bar_len, n_target, bar_len)
+                prior = anchor_tokens[-bar_len:][along]
+                prior_stft_phase = np.angle(anchor_spectra[-bar_len:])[along]
         else:
             anchor_audio, anchor_mono, anchor_tokens, memory_bars = lead, lead_mono, lead_tokens, n_bars
         # the track now (or the context) is followed from its newest sounding bar: a fade or a drop

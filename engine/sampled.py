@@ -77,8 +77,8 @@ def sampled_song(style: Style, tempo_bpm: float, tsig: tuple[int, int], bars: in
     from pedalboard.io import AudioFile
 
     notes: list[Note] = []
-    song = render_song(style, tempo_bpm, tsig, bars, seed, tail_sixteenths=tail_sixteenths, sample_rate=sample_rate, stereo=True,
-                       score=notes)
+    song = render_song(style, tempo_bpm, tsig, bars, seed, tail_sixteenths=tail_sixteenths, sample_rate=sample_rate,
+                       stereo=True, score=notes)
     with tempfile.TemporaryDirectory(prefix="ld-sampled-") as folder:
         mid, wav = Path(folder) / "song.mid", Path(folder) / "song.wav"
         mid.write_bytes(midi_file(notes, song))

@@ -15,7 +15,8 @@ import pytest
 from bridge.client import Client
 from bridge.layout import const
 from bridge.protocol import MSG
-from engine.context_source import HOLD_BARS, SILENT_RMS, sounds
+from engine.anchoring import SOUNDING_RMS as SILENT_RMS
+from engine.context_source import HOLD_BARS, sounds
 from engine.dsp import SEAM_SECONDS
 from engine.publisher import WindowKind
 from engine.transport import InputBlock
