@@ -63,6 +63,7 @@ class _Plan:
     source: np.ndarray             # host-rate audio whose anchor bar gives the high band and the side
     reference_bar: np.ndarray | None   # model-rate mono of that bar: the spectrum the output keeps
     newest: bool                   # the anchor bar is the newest sounding one (else the loudest)
+    continues_reference: bool      # the prior is the host's newest bar, not the phrase bar, and the reference
 
 
 def _mid(audio: np.ndarray) -> np.ndarray:
@@ -141,10 +142,12 @@ class DiffusionGenerator:
         model_samples = int(np.ceil(needed * rep.SAMPLE_RATE / request.sample_rate)) + 64  # resampler margin
         n_target = max(request.bars * bar_len + 1, int(np.ceil(model_samples / sixteenth)) + 1)
         context_phase, prior, phase = rep.outpainting_inputs(context_tokens, tsig, request.bar_index, n_target)
+        prior_back = 1 + request.input_gap_bars     # bars from the prior's bar to the window's
         lead = live = live_input(request) if self.options.anchor and request.input_context is not request.context else None
         if lead is not None:  # the track leads: its bar one phrase back (else its newest) is the prior
             track, bar = lead, bar_frames(request)
             lead = phrase_back(request, track) if phrases else track
+            prior_back += round((track.shape[1] - lead.shape[1]) / bar)
             ahead = track[:, lead.shape[1]: lead.shape[1] + (request.bars - 1) * bar]  # for the window's next bars
             lead = lead[:, -n_bars * bar:]      # the bars read (the rest was only searched)
             heard_mono = _to_model_rate(np.concatenate([lead, ahead], axis=1), request.sample_rate)
@@ -190,8 +193,17 @@ class DiffusionGenerator:
                 -1, *anchor_tokens.shape[1:]) if sounding.any() else None
             bar16 = anchoring.anchor_bar(anchor_mono, int(round(bar_len * sixteenth)), newest)
             reference_bar = None if bar16 is None else bar16[0]
+        # A window whose prior is the host's newest bar, which is not the bar at its own place one
+        # phrase back, is expected to change it (the next chord): holding its bands and spectrum
+        # to that bar only undoes the change (one window 1.28 held, 1.20 not; repeating the bar
+        # 1.23). Held are the windows that continue the phrase bar (live 0.95 held, 1.04 not) and
+        # those that continue the model's own output, which drifts.
+        heard = live is not None or request.input_context is request.context
+        continues = (heard and prior_back % rep.PHRASE_BARS != 0 and reference is not None
+                     and len(reference) == bar_len and np.array_equal(reference, prior[:bar_len]))
         return _Plan(context_tokens, context_phase, prior, phase, cond, model_samples, mono[-rep.N_FFT:],
-                     prior_stft_phase, reference, np.asarray(anchor_audio, np.float32), reference_bar, newest)
+                     prior_stft_phase, reference, np.asarray(anchor_audio, np.float32), reference_bar, newest,
+                     continues)
 
     # --- sampling --------------------------------------------------------------------------
     def _sample(self, plan: _Plan, seed: int, steps: int) -> np.ndarray:
@@ -212,11 +224,14 @@ class DiffusionGenerator:
         return samplers.euler(denoise, noise, samplers.noise_levels(steps))[0]
 
     def _render(self, request: WindowRequest, plan: _Plan, tokens: np.ndarray) -> np.ndarray:
+        held = self.options.anchor and not plan.continues_reference
+        if held:
+            tokens = anchoring.match_band_moments(tokens, plan.reference)
         if self.options.anchor:
-            tokens = anchoring.grid_gate(anchoring.match_band_moments(tokens, plan.reference))
+            tokens = anchoring.grid_gate(tokens)
         audio = rep.decode(tokens, request.tempo_bpm, plan.model_samples, _seed(request.seed),
                            self.options.decoder_iterations, prefix=plan.context_audio, phase=plan.prior_stft_phase)
-        if self.options.anchor:
+        if held:
             body = min(len(audio), int(round(request.frames * rep.SAMPLE_RATE / request.sample_rate)))
             audio = anchoring.hold_spectrum(audio, plan.reference_bar, body, rep.SAMPLE_RATE)
         audio = rep.resample(audio[None], rep.SAMPLE_RATE, request.sample_rate)
