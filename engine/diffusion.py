@@ -199,7 +199,8 @@ class DiffusionGenerator:
         # 1.23). Held are the windows that continue the phrase bar (live 0.95 held, 1.04 not) and
         # those that continue the model's own output, which drifts.
         heard = live is not None or request.input_context is request.context
-        continues = (heard and prior_back % rep.PHRASE_BARS != 0 and reference is not None
+        at_phrase = phrases and prior_back % rep.PHRASE_BARS == 0   # folded bars are not the host's
+        continues = (heard and not at_phrase and reference is not None
                      and len(reference) == bar_len and np.array_equal(reference, prior[:bar_len]))
         return _Plan(context_tokens, context_phase, prior, phase, cond, model_samples, mono[-rep.N_FFT:],
                      prior_stft_phase, reference, np.asarray(anchor_audio, np.float32), reference_bar, newest,

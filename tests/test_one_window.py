@@ -56,6 +56,8 @@ def test_only_a_window_continuing_the_newest_bar_and_not_the_phrase_bar_goes_unh
     assert generator._plan(replace(request, input_context=song, input_gap_bars=1)).continues_reference  # k - 2
     assert not generator._plan(replace(request, input_context=track, input_gap_bars=1)).continues_reference  # k - 4
     assert not generator._plan(replace(request, input_context=song, input_gap_bars=3)).continues_reference  # k - 4
+    # at a folded tempo (fold_tempo: bars that are not the host's) the newest bar is never the phrase bar
+    assert generator._plan(replace(request, input_context=song, input_gap_bars=3), phrases=False).continues_reference
     silent = np.zeros_like(song)
     own = replace(request, input_context=silent, input_gap_bars=1, track_memory=song[:, :frames], bar_index=5)
     assert not generator._plan(own).continues_reference                   # free-running: held to the memory
