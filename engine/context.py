@@ -96,7 +96,7 @@ def bring(session: Session, bars: list[tuple[np.ndarray, np.ndarray, float, tupl
           bar_beats: float) -> np.ndarray:
     """Context bars brought to one bar length each and joined. [worker-thread, lock released]:
     the session's cache of brought bars is the worker's alone (a bar is heard by several
-    windows; stretching one takes ~0.1 s)."""
+    windows, and each is stretched once)."""
     out = []
     for audio, marks, beats, key in bars:
         key += (beats, tempo, bar_beats)

@@ -24,14 +24,18 @@ HOLD_BARS = 2
 _STORES = {"main": "input", "sidechain": "sidechain"}   # source -> Session.inputs key
 
 
+def bar_span(session: Session, bar: int) -> tuple[int, int]:
+    """(first sample, frames) of `bar` between the bar lines it was played at (the session's tempo
+    map and meters, Grid.bar_span_beats)."""
+    first, last = session.grid.bar_span_beats(bar)
+    start = session.grid.sample_at_beat(first)
+    return start, session.grid.sample_at_beat(last) - start
+
+
 def read_bar(session: Session, source: str, bar: int) -> np.ndarray:
-    """What `source` played in `bar`, between the bar lines it was played at (the session's
-    tempo map and meters, Grid.bar_span_beats); "both" is the two summed at unity gain, as a mix
+    """What `source` played in `bar` (bar_span); "both" is the two summed at unity gain, as a mix
     bus would."""
-    grid = session.grid
-    first, last = grid.bar_span_beats(bar)
-    start = grid.sample_at_beat(first)
-    frames = grid.sample_at_beat(last) - start
+    start, frames = bar_span(session, bar)
     if source == "both":
         return session.inputs["input"].read(start, frames) + session.inputs["sidechain"].read(start, frames)
     return session.inputs[_STORES[source]].read(start, frames)
@@ -39,10 +43,7 @@ def read_bar(session: Session, source: str, bar: int) -> np.ndarray:
 
 def bar_sounds(session: Session, source: str, bar: int) -> bool:
     """Whether `source` had sound in `bar`; a bar nothing was received for is not read."""
-    grid = session.grid
-    first, last = grid.bar_span_beats(bar)
-    start = grid.sample_at_beat(first)
-    frames = grid.sample_at_beat(last) - start
+    start, frames = bar_span(session, bar)
     names = ("main", "sidechain") if source == "both" else (source,)
     if not any(getattr(session.inputs[_STORES[name]], "holds", lambda *_: True)(start, frames) for name in names):
         return False
