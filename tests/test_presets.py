@@ -30,6 +30,27 @@ def test_at_least_one_shipped_preset_per_style_and_none_sets_a_tempo():
         assert "tempo" not in preset.path.read_text()
 
 
+def _db(audio: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))))
+
+
+def test_every_shipped_preset_plays_a_track_at_its_loudness():
+    """The FX chain and gain of each shipped preset leave a track of its style at -18 dBFS RMS
+    (the usual reference level) within 1.5 dB of its loudness; their compressors and limiters
+    make a quieter track louder and a hotter one quieter, by at most 5.5 dB from -24 to -12.
+    Before, house, rock and techno played a -22 dB track 7-8 dB louder than it came in."""
+    for name in preset_files():
+        preset = find_preset(name)
+        style = load_styles()[preset.style]
+        for seed in range(2):
+            song = np.asarray(render_song(style, style.tempo, (4, 4), 8, 8_000_000 + seed, sample_rate=44100,
+                                          stereo=True).audio, np.float32)
+            for level, allowed in ((-18.0, 1.5), (-24.0, 5.5), (-12.0, 5.5)):
+                track = song * np.float32(10 ** ((level - _db(song)) / 20))
+                change = _db(preset.sound.process(track, 44100)) - level
+                assert abs(change) <= allowed, f"{name} at {level} dBFS RMS: {change:+.1f} dB"
+
+
 def write(tmp_path, text: str, name: str = "mine.toml"):
     path = tmp_path / name
     path.write_text(text)
