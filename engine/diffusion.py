@@ -3,8 +3,9 @@
 Per window: mix the context to mid (mono), resample it to the model rate (pedalboard),
 encode the last `context_bars` bars into beat-synchronous tokens, run the context encoder
 once, denoise the target tokens in a few steps, anchor their level and spectral shape to the
-reference (engine/anchoring.py), decode with Griffin-Lim at the host tempo, resample to the
-host rate, put back the reference's high band and side channel, and limit.
+reference (engine/anchoring.py; not where the window continues the host's newest bar, which it
+is expected to change), decode with Griffin-Lim at the host tempo, resample to the host rate,
+put back the reference's high band and side channel, and limit.
 
 The track leads: when the track alone (`input_context`: input only, up to the horizon) has
 sound in its newest bar, that bar - not the model's own previous window - is the prior the
