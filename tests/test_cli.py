@@ -44,4 +44,4 @@ def test_styles_and_presets_listings(capsys):
     assert all(f"\n{name} " in "\n" + out for name in ("house", "hiphop", "drum_and_bass", "ambient", "techno", "rock"))
     assert main(["presets", "techno"]) == 0
     out = capsys.readouterr().out
-    assert "plugin: style techno" in out and "engine: steps 2, gain -1 dB, fx HighpassFilter(" in out
+    assert "plugin: style techno" in out and "engine: steps 2, gain -6 dB, fx HighpassFilter(" in out
