@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from engine import context_source
+from engine.anchoring import sounds
 from engine import representation as rep
 from engine.dsp import SEAM_SECONDS, fit, to_length
 from engine.generator import WindowRequest
@@ -147,7 +148,7 @@ def gather(job: Job) -> Callable[[], WindowRequest]:
     track = [track_bar(b) for b in range(horizon - input_bars(context_bars), horizon)]
     memory = [track_bar(b) for b in track_memory(s, (heard, epoch, context_bars), horizon, context_bars,
                                                   lambda b: context_source.bar_sounds(s, heard, s.heard_at(epoch, b)))]
-    memory = [bar for bar in memory if context_source.sounds(bar[0])]   # fell out of the input kept since
+    memory = [bar for bar in memory if sounds(bar[0])]   # fell out of the input kept since
     frames = grid.bar_start_sample(job.bar + span) - grid.bar_start_sample(first)
     steps = s.sound.steps
     return lambda: WindowRequest(

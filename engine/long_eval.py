@@ -17,7 +17,7 @@ import numpy as np
 
 from engine import representation as rep
 from engine.context import MEMORY_BARS, input_bars
-from engine.context_source import sounds
+from engine.anchoring import sounds
 from engine.dsp import PEAK_CEILING, SEAM_SECONDS, crossfade, limit
 from engine.evaluate import GRID_TOLERANCE_S, mel_distance
 from engine.generator import WindowRequest
