@@ -50,7 +50,7 @@ class HealthySession:
     def close(self) -> None:
         self.reader.close()
         self.client.bye()
-        self.client.close(linger_ms=2000)     # the BYE goes out even behind a queue of messages
+        self.client.close(linger_ms=10_000)   # the BYE goes out even behind a queue of messages, on a loaded machine too
 
 
 def _hello(version=const("LD_PROTOCOL_VERSION"), sample_rate=SR) -> dict:
