@@ -13,11 +13,15 @@ import numpy as np
 Denoiser = Callable[[np.ndarray, float], np.ndarray]
 
 
-def noise_levels(steps: int) -> np.ndarray:
-    """steps + 1 evenly spaced noise levels from 1 (pure noise) to 0."""
+def noise_levels(steps: int, rho: float = 1.0) -> np.ndarray:
+    """steps + 1 noise levels from 1 (pure noise) to 0, t_i = (1 - i / steps) ** rho: evenly
+    spaced for rho = 1; rho > 1 spends the later steps at low noise (EDM's rho, Karras et al.
+    2022), so each refines the previous x0 more gently."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    return np.linspace(1.0, 0.0, steps + 1)
+    if not rho > 0:
+        raise ValueError(f"rho must be > 0, got {rho}")
+    return (1.0 - np.arange(steps + 1) / steps) ** rho
 
 
 def euler(denoise: Denoiser, noise: np.ndarray, levels: np.ndarray) -> np.ndarray:

@@ -155,9 +155,31 @@ def test_guidance_and_step_count_change_the_output(generator):
 
     request, _ = song_request(8)
     plain = generator.generate(request)
-    for options in (SamplingOptions(guidance=1.5), SamplingOptions(steps=1)):
+    for options in (SamplingOptions(guidance=1.5), SamplingOptions(steps=1), SamplingOptions(rho=1.0)):
         out = DiffusionGenerator(generator.backend, options).generate(request)
         assert out.shape == plain.shape and np.isfinite(out).all() and not np.array_equal(out, plain)
+
+
+def test_the_second_step_refines_the_track_s_prior_from_low_noise_and_the_model_s_own_from_half(generator):
+    from engine.diffusion import DiffusionGenerator
+
+    levels = []
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(generator.backend, name)
+
+        def denoise(self, x, prior, phase, t, memory, cond):
+            levels.append(float(t[0]))
+            return generator.backend.denoise(x, prior, phase, t, memory, cond)
+
+    request = song_request(8)[0]        # its context is the track's input
+    DiffusionGenerator(Recording(), generator.options).generate(request)
+    assert levels == pytest.approx([1.0, 0.25])
+    levels.clear()                      # the track fell silent: the context is the model's own output
+    DiffusionGenerator(Recording(), generator.options).generate(
+        replace(request, input_context=np.zeros_like(request.context)))
+    assert levels == pytest.approx([1.0, 0.5])
 
 
 def test_eval_on_a_folder_of_loops_prints_a_table(tmp_path, capsys):

@@ -14,6 +14,15 @@ def test_noise_levels_run_from_pure_noise_to_clean():
         samplers.noise_levels(0)
 
 
+def test_a_rho_above_one_spends_the_later_steps_at_low_noise():
+    assert samplers.noise_levels(2, rho=2.0).tolist() == [1.0, 0.25, 0.0]
+    steep, even = samplers.noise_levels(5, rho=3.0), samplers.noise_levels(5)
+    assert steep[0] == 1.0 and steep[-1] == 0.0 and (np.diff(steep) < 0).all()
+    assert (steep[1:-1] < even[1:-1]).all()
+    with pytest.raises(ValueError, match="rho must be > 0"):
+        samplers.noise_levels(2, rho=0.0)
+
+
 def test_euler_with_an_exact_denoiser_returns_its_x0_and_calls_it_once_per_step():
     target = np.arange(6, dtype=np.float32).reshape(2, 3)
     calls = []
