@@ -70,7 +70,7 @@ class _Plan:
     source: np.ndarray             # host-rate audio whose anchor bar gives the high band and the side
     reference_bar: np.ndarray | None   # model-rate mono of that bar: the spectrum the output keeps
     newest: bool                   # the anchor bar is the newest sounding one (else the loudest)
-    continues_reference: bool      # the prior is the host's newest bar, not the phrase bar, and the reference
+    continues_reference: bool      # the prior is the host's newest bar (not the phrase bar) and is the reference
     heard: bool                    # the prior is the track's own bar (live, or the context is the input)
 
 
