@@ -30,13 +30,15 @@ def previous(s: Session, target: Target) -> Window | None:
 
 
 def place(s: Session, window: Window, target: Target, kind: str, on_window: OnWindow,
-          switch: tuple[int, np.ndarray] | None = None, **details) -> bool:
+          switch: tuple[int, np.ndarray] | None = None, superseded: list[int] | None = None, **details) -> bool:
     """Publish `window` at the target placement with the seam crossfade baked in at its entry
     (dsp.crossfade: the level is kept whether the two sides are alike or not), limited to
     -0.1 dBFS;
     the slots of its earlier placement are withdrawn; one window-log entry. `switch` (sample,
     audio playing there now) replaces a window that is playing: up to that sample its slots
-    keep what plays now, then fade into the new audio. False if the store is full."""
+    keep what plays now, then fade into the new audio. With `superseded`, the earlier
+    placement's window id goes there instead, for the caller to withdraw once every window
+    has moved (see replace). False if the store is full."""
     seam = round(SEAM_SECONDS * s.sample_rate)
     audio = fit(window.published_audio, target.frames).copy()
     if window.kind is not WindowKind.PREROLL:
@@ -55,16 +57,26 @@ def place(s: Session, window: Window, target: Target, kind: str, on_window: OnWi
     grid = s.grid
     start_beat = grid.beat_at_sample(target.start) if target.start != grid.bar_start_sample(window.bar) \
         else grid.bar_start_beat(window.bar)
+    publish = lambda: s.store.publish(epoch=target.epoch, start_sample=target.start,  # noqa: E731
+                                      bar_index=window.bar & 0xFFFFFFFF, start_beat=start_beat,
+                                      tempo_bpm=window.tempo, kind=window.kind, grid=window.grid, audio=audio)
     try:
-        window_id = s.store.publish(epoch=target.epoch, start_sample=target.start, bar_index=window.bar & 0xFFFFFFFF,
-                                    start_beat=start_beat, tempo_bpm=window.tempo, kind=window.kind,
-                                    grid=window.grid, audio=audio)
+        try:
+            window_id = publish()
+        except StoreFull:
+            if not superseded:
+                raise
+            withdraw_all(s, superseded)     # room first; a gap may show for a moment
+            window_id = publish()
     except StoreFull as exc:
         log.warning("session %016x: %s; window at bar %d waits", s.instance, exc, window.bar)
         s.blocked_until = time.monotonic() + 0.02
         return False
     if window.window_id:
-        s.store.withdraw(window.window_id)
+        if superseded is None:
+            s.store.withdraw(window.window_id)
+        else:
+            superseded.append(window.window_id)
     window.start, window.frames, window.entry = target.start, target.frames, target.entry
     window.window_id, window.in_slots = window_id, audio
     log_window(s, window, target.epoch, kind, on_window, start_beat=start_beat, **details)
@@ -86,8 +98,13 @@ def replace(s: Session, targets: list[Target], on_window: OnWindow) -> None:
     """The grid or loop moved (or only the shim's grid sequence): put every window where the
     grid wants it now. A window whose audio still lands on the grid's bar lines (within the
     session's drift tolerance, where it has yet to play) is acknowledged for the new grid;
-    the others become stale stand-ins (moved now; stretched or remade by the planner)."""
+    the others become stale stand-ins (moved now; stretched or remade by the planner).
+    Earlier placements are withdrawn only after every window has moved: the shim reads while
+    this runs, and moving one window before the next (its end before the next one's start
+    when the tempo rises, its start before the previous one's end when it falls) would open
+    a gap between them that a block could play. While both are there, the newer wins."""
     wanted = {(t.epoch, t.bar): t for t in targets}
+    superseded: list[int] = []
     previous_moved = False      # in play order: a moved window changes the seam of the next one
     for epoch in (s.epoch, s.next_epoch):
         table = s.table(epoch) or {}
@@ -106,11 +123,18 @@ def replace(s: Session, targets: list[Target], on_window: OnWindow) -> None:
                 window.grid = s.grid_seq
             moved = (target.start, target.frames, target.entry) != (window.start, window.frames, window.entry)
             if moved or (previous_moved and not playing):
-                place(s, window, target, "move", on_window)
+                place(s, window, target, "move", on_window, superseded=superseded)
             elif window.grid != acknowledged:
                 s.store.acknowledge(window.window_id, window.grid)
                 log_window(s, window, epoch, "ack", on_window)
             previous_moved = moved
+    withdraw_all(s, superseded)
+
+
+def withdraw_all(s: Session, window_ids: list[int]) -> None:
+    for window_id in window_ids:
+        s.store.withdraw(window_id)
+    window_ids.clear()
 
 
 def republish_next(s: Session, epoch: int, window: Window, on_window: OnWindow) -> None:

@@ -147,6 +147,72 @@ def test_a_tempo_change_re_places_and_acknowledges_at_once_and_plans_stand_ins()
     assert (1, "stretch") in late and (1, "generate") not in late, "no time to remake: stretched instead"
 
 
+class WatchedStore(MemoryStore):
+    """A MemoryStore that, after every change, records the first sample from `watch_from` on
+    that no window covers (what a shim reading at that moment would find missing)."""
+
+    def __init__(self):
+        super().__init__()
+        self.watch_from, self.first_gaps = None, []
+
+    def _record(self):
+        if self.watch_from is None:
+            return
+        pos = self.watch_from
+        while True:
+            ends = [w["start"] + w["frames"] for w in self.windows.values() if w["start"] <= pos < w["start"] + w["frames"]]
+            if not ends:
+                break
+            pos = max(ends)
+        self.first_gaps.append(pos)
+
+    def publish(self, **kwargs):
+        window_id = super().publish(**kwargs)
+        self._record()
+        return window_id
+
+    def withdraw(self, window_id):
+        dropped = super().withdraw(window_id)
+        self._record()
+        return dropped
+
+
+@pytest.mark.parametrize("tempo", [250.0, 230.0])
+def test_windows_move_without_a_gap_the_shim_could_read(tempo):
+    """A tempo change while the shim plays: every window is re-placed, and at no moment in
+    between does the published timeline have a hole before the end of what was covered (a
+    block read then would underrun). Faster: each bar line comes earlier; slower: later."""
+    s = new_session(1, SR, 1, WatchedStore(), offline=False, generator="loop", lookahead=3)
+    transport(s, 0, grid=1)
+    for bar in range(4):
+        give_window(s, bar)
+    pos = SR // 2
+    covered = 4 * SR
+    s.store.watch_from = pos
+    transport(s, pos, tempo=tempo, beats=2.0, grid=2)
+    assert len(s.store.first_gaps) >= 8, "every window was moved (published, then the old one withdrawn)"
+    assert min(s.store.first_gaps) >= min(covered, s.store.first_gaps[-1]), s.store.first_gaps
+    ends = sorted(w["start"] + w["frames"] for w in s.store.windows.values())
+    assert s.store.first_gaps[-1] == ends[-1] and len(ends) == 4, "the old placements are all withdrawn"
+
+
+def test_a_store_too_full_to_hold_both_placements_still_moves_every_window():
+    class TightStore(MemoryStore):
+        def publish(self, **kwargs):
+            if len(self.windows) >= 5:
+                raise StoreFull("full")
+            return super().publish(**kwargs)
+
+    s = new_session(1, SR, 1, TightStore(), offline=False, generator="loop", lookahead=3)
+    transport(s, 0, grid=1)
+    for bar in range(4):
+        give_window(s, bar)
+    transport(s, SR // 2, tempo=200.0, beats=2.0, grid=2)
+    line = SR // 2 + round(2 * 60 / 200 * SR)
+    assert sorted((w["start"], w["frames"]) for w in s.store.windows.values()) == [
+        (0, line)] + [(line + k * round(4 * 60 / 200 * SR), round(4 * 60 / 200 * SR)) for k in range(3)]
+
+
 def test_offline_a_window_waits_while_a_window_it_hears_is_a_stand_in():
     s = session(offline=True, lookahead=2)
     transport(s, 2 * SR, grid=1)
