@@ -111,9 +111,11 @@ def connect(host: ClapHost, **params: float) -> None:
     for name, value in params.items():
         host.set_param(name, value)
     deadline = time.monotonic() + 10
-    while host.stats()["engine_state"] != 1:
-        assert time.monotonic() < deadline, "the plugin did not connect to the engine"
+    while True:     # at least one block: the stats' epoch is the audio thread's, set as it processes
         host.process(None, None, frames=BLOCK)
+        if host.stats()["engine_state"] == 1:
+            break
+        assert time.monotonic() < deadline, "the plugin did not connect to the engine"
         time.sleep(0.005)
 
 
