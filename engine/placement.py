@@ -100,9 +100,9 @@ def replace(s: Session, targets: list[Target], on_window: OnWindow) -> None:
     session's drift tolerance, where it has yet to play) is acknowledged for the new grid;
     the others become stale stand-ins (moved now; stretched or remade by the planner).
     Earlier placements are withdrawn only after every window has moved: the shim reads while
-    this runs, and moving one window before the next (its end before the next one's start
-    when the tempo rises, its start before the previous one's end when it falls) would open
-    a gap between them that a block could play. While both are there, the newer wins."""
+    this runs, and moved one by one in play order, a window's end would come earlier (the
+    tempo rose) before the next one's start does, a gap a block could play (in reverse
+    order, the same when the tempo falls). While both are there, the newer wins."""
     wanted = {(t.epoch, t.bar): t for t in targets}
     superseded: list[int] = []
     previous_moved = False      # in play order: a moved window changes the seam of the next one
