@@ -197,6 +197,7 @@ class Engine:
                 try:
                     if self.socket.poll(int(POLL_SECONDS * 1000)):
                         self._drain(time.monotonic())
+                    self.scheduler.release_held(time.monotonic())
                     self._forward_problems()
                     self._housekeeping(time.monotonic())
                 except zmq.ZMQError:

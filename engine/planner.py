@@ -148,6 +148,41 @@ def context_settled(s: Session, table: dict, bar: int, horizon: int) -> bool:
     return True
 
 
+def input_missing(s: Session, target: Target, horizon: int) -> bool:
+    """Input the window's context is heard from has not all arrived (a preroll window needs none)."""
+    grid = s.grid
+    heard_horizon = s.heard_at(target.epoch, horizon - 1) + 1
+    if grid.bar_start_beat(heard_horizon) <= 1e-9:
+        return False
+    # Input before the epoch began (a seek) will not come again: what was stored is all there is.
+    # A window after a predicted wrap hears this epoch's input; one whose context was
+    # heard in a pass before the wrap has it all.
+    needed = grid.bar_start_sample(heard_horizon)
+    if heard_horizon != horizon:    # heard up to the loop end (a loop may end off a bar line)
+        needed = min(needed, grid.sample_at_beat(s.loop[1]))
+    return (needed > s.epoch_start and s.input_end.get(s.epoch, -math.inf) < needed
+            and (target.epoch != s.epoch or heard_horizon == horizon))
+
+
+def unmade_before_change(s: Session, sample: int, generator_ready: Callable[[str], bool]) -> bool:
+    """Offline, before a change of the grid from `sample` on is applied: the window the playhead
+    will be in there is not made yet, and only time stands in its way (it is being made, or its
+    input is in). Realtime made that window `lookahead` windows ahead, long before the change
+    reached it, and then stretches it; an offline shim can get there first, and the window would
+    be made for the new grid instead, depending on timing (docs/scheduling.md, "Tempo changes")."""
+    grid = s.grid
+    if s.closed or not s.playing or grid is None or not generator_ready(s.generator_name):
+        return False
+    span = s.setting("window_bars")
+    bar = window_bar(grid.bar_at_sample(sample), span)
+    if bar in s.windows:
+        return False
+    if (s.epoch, bar) in s.in_flight:
+        return True
+    target = next((t for t in targets(s) if t.epoch == s.epoch and t.bar == bar), None)
+    return target is not None and not input_missing(s, target, horizon_bar(bar, s.setting("lookahead"), span))
+
+
 def pending(s: Session, now: float, estimates: Estimates, generator_ready: Callable[[str], bool]
             ) -> list[tuple[Job, float]]:
     """(job, earliest start) for the session: windows missing from the targets, stand-ins to
@@ -177,14 +212,7 @@ def pending(s: Session, now: float, estimates: Estimates, generator_ready: Calla
             ends = target.deadline + target.frames / s.sample_rate
             if not s.offline and ends < now + estimates.seconds(estimate):
                 continue    # it would be ready only after the playhead has left it: make a later one
-            # Input before the epoch began (a seek) will not come again: what was stored is all there is.
-            # A window after a predicted wrap hears this epoch's input; one whose context was
-            # heard in a pass before the wrap has it all.
-            needed = grid.bar_start_sample(heard_horizon)
-            if heard_horizon != horizon:    # heard up to the loop end (a loop may end off a bar line)
-                needed = min(needed, grid.sample_at_beat(s.loop[1]))
-            missing = (needed > s.epoch_start and s.input_end.get(s.epoch, -math.inf) < needed
-                       and not preroll and (target.epoch != s.epoch or heard_horizon == horizon))
+            missing = input_missing(s, target, horizon)
             job = Job(s, target, horizon, preroll, missing, s.version, urgent=urgent, crossing=crosses)
             # Offline always waits for the input; realtime gives up waiting when the deadline nears.
             earliest = (now if not missing else math.inf if s.offline

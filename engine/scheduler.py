@@ -19,16 +19,22 @@ time-stretching run with the lock released.
 """
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from typing import Callable
 
-from engine import transport_state
+from engine import planner, transport_state
 from engine.generators import GeneratorPool
 from engine.input_budget import DEFAULT_TOTAL_MB, InputBudget
 from engine.planner import Estimates
 from engine.session import InputStore, Session
 from engine.transport import InputBlock, TransportSnapshot
 from engine.worker import Worker
+
+log = logging.getLogger("livediff.scheduler")
+HOLD_SECONDS = 10.0     # offline: the longest a grid change waits for its window (the shim waits 60 s)
+HOLD_MESSAGES = 20000   # ... and the most messages held behind it (~20 s of 1024-frame blocks)
 
 
 class Scheduler:
@@ -83,18 +89,55 @@ class Scheduler:
 
     # [main-thread]
     def on_params(self, session: Session, params: dict[str, float | str]) -> None:
-        with self._cond:
-            transport_state.on_params(session, params)
-            self._cond.notify_all()
+        self._receive(session, params, time.monotonic())
 
     # [main-thread]
     def on_transport(self, session: Session, transport: TransportSnapshot, now: float) -> None:
-        with self._cond:
-            transport_state.on_transport(session, transport, now, self._on_window)
-            self._cond.notify_all()
+        self._receive(session, transport, now)
 
     # [main-thread]
     def on_audio(self, session: Session, block: InputBlock) -> None:
+        self._receive(session, block, time.monotonic())
+
+    # [main-thread]
+    def release_held(self, now: float) -> None:
+        """Apply what waited behind an offline grid change whose window is made now (call it often)."""
         with self._cond:
-            transport_state.on_audio(session, block)
+            for session in self._sessions.values():
+                if session.held:
+                    self._release(session, now)
             self._cond.notify_all()
+
+    def _receive(self, session: Session, message, now: float) -> None:
+        with self._cond:
+            session.held.append(message)
+            self._release(session, now)
+            self._cond.notify_all()
+
+    def _release(self, session: Session, now: float) -> None:
+        """[_cond held] Apply the session's messages in order. Offline, a transport that changes
+        the grid waits (with what came after it) while the window it will find playing is still
+        to be made for the old grid, as realtime always has it: then that window is stretched to
+        the new grid whatever the timing, and two bounces are the same (docs/scheduling.md)."""
+        while session.held:
+            message = session.held[0]
+            if isinstance(message, TransportSnapshot) and self._waits(session, message):
+                if session.held_since is None:
+                    session.held_since = now
+                if now - session.held_since < HOLD_SECONDS and len(session.held) <= HOLD_MESSAGES:
+                    return
+                log.warning("session %016x: a tempo, meter or loop change at sample %d waited %.1f s for the "
+                            "window playing there; applied without it (this bounce may differ from another)",
+                            session.instance, message.pos_samples, now - session.held_since)
+            session.held.popleft()
+            if isinstance(message, TransportSnapshot):
+                session.held_since = None
+                transport_state.on_transport(session, message, now, self._on_window)
+            elif isinstance(message, InputBlock):
+                transport_state.on_audio(session, message)
+            else:
+                transport_state.on_params(session, message)
+
+    def _waits(self, session: Session, t: TransportSnapshot) -> bool:
+        return (t.offline and t.epoch == session.epoch and t.grid != session.grid_seq
+                and planner.unmade_before_change(session, t.pos_samples, self._worker.generator_ready))

@@ -200,6 +200,8 @@ class Session:
     windows: dict[int, Window] = field(default_factory=dict)  # bar -> window of the current epoch
     ahead: dict[int, Window] = field(default_factory=dict)    # bar -> window of the next epoch (after a loop wrap)
     in_flight: set[tuple[int, int]] = field(default_factory=set)  # (epoch, bar)
+    held: deque = field(default_factory=deque)    # offline: what arrived after a grid change that waits (engine/scheduler.py)
+    held_since: float | None = None   # when that grid change began to wait
     version: int = 0              # bumped when the timeline restarts: in-flight results are dropped
     in_loop: bool = False         # the playhead is inside the active loop
     problem: tuple[str, str] | None = None    # (kind, message) of the last problem reported

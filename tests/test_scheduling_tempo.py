@@ -17,6 +17,7 @@ from bridge.shm import TimelineReader, TimelineStore
 from engine.loop_generator import LoopGenerator
 from engine.planner import Estimates
 from engine.publisher import WindowKind
+from engine import scheduler
 from engine.scheduler import Scheduler
 from engine.session import REALTIME_DRIFT_SECONDS
 from engine.timeline import GridTracker
@@ -195,3 +196,89 @@ def test_estimates_follow_measurements():
     estimates.add(key, 0.3)
     assert estimates.seconds(key) == pytest.approx(0.2)
     assert estimates.budget(key) > estimates.seconds(key)
+
+
+class Stepped:
+    """A session whose worker thread is not started: the test runs one job at a time, so it
+    decides what was made before a transport arrived (what timing decides in a real engine)."""
+
+    def __init__(self, offline: bool):
+        self.entries: list[dict] = []
+        self.scheduler = Scheduler(on_window=lambda s, e: self.entries.append(e))
+        self.store = TimelineStore(0x7e3f1, 1, SR)
+        self.session = new_session(0x7e3f1, SR, 1, self.store, offline=offline, generator="loop", lookahead=2)
+        self.offline = offline
+        self.scheduler.add(self.session)
+        assert wait_until(lambda: self.scheduler._worker.generator_ready("loop"))
+
+    def transport(self, pos: int, beats: float, tempo: float, grid: int) -> None:
+        self.scheduler.on_transport(self.session, TransportSnapshot(
+            epoch=0, playing=True, tempo=tempo, pos_samples=pos, pos_beats=beats, bar_start_beats=beats // 4 * 4,
+            tsig_num=4, tsig_den=4, offline=self.offline, grid=grid), time.monotonic())
+
+    def step(self) -> int | None:
+        """Run the job the worker would take now; its bar (None when there is none)."""
+        worker = self.scheduler._worker
+        with self.scheduler._cond:
+            work, _ = worker.next_work(time.monotonic())
+        if work is None:
+            return None
+        worker._run(*work)
+        return work[0].bar
+
+    def close(self):
+        self.store.close()
+
+
+def played_up_to_bar_4(offline: bool) -> Stepped:
+    """Windows 0-3 made at 240 BPM, input heard to bar 4, and the tempo changing to 300 BPM
+    exactly at bar 4's line before the worker took window 4 (an offline shim that went through
+    bar 3 faster than the engine got to it)."""
+    s = Stepped(offline)
+    s.scheduler.on_audio(s.session, InputBlock(epoch=0, pos_samples=0,
+                                               input=np.full((1, 4 * SR), 0.1, np.float32)))
+    s.transport(0, 0.0, 240.0, grid=1)
+    while s.session.windows.keys() != {0, 1, 2}:
+        assert s.step() in (0, 1, 2)
+    s.transport(3 * SR - 512, 12.0 - 0.256, 240.0, grid=1)
+    assert s.step() == 3 and 4 not in s.session.windows
+    s.transport(4 * SR, 16.0, 300.0, grid=2)
+    return s
+
+
+def test_offline_a_change_on_a_bar_line_waits_for_the_window_playing_there():
+    """What plays after a step on a bar line must not depend on how far the engine had got:
+    realtime made that bar's window lookahead windows earlier and stretches it; offline the
+    change waits until it is made for the old grid, then it is stretched the same way."""
+    s = played_up_to_bar_4(offline=True)
+    try:
+        assert s.session.grid_seq == 1 and s.session.held, "the change was applied before window 4 was made"
+        s.scheduler.release_held(time.monotonic())
+        assert s.session.grid_seq == 1, "released while window 4 is still to be made"
+        assert s.step() == 4
+        s.scheduler.release_held(time.monotonic())
+        assert s.session.grid_seq == 2 and not s.session.held
+        while s.step() is not None:
+            pass
+        made = [e for e in s.entries if e["bar_index"] == 4 and e["kind"] in ("generate", "stretch")]
+        assert [(e["kind"], e["tempo"]) for e in made] == [("generate", 240.0), ("stretch", 300.0)]
+        line = bar_line(4, 240.0)
+        assert made[-1]["start_sample"] == line and made[-1]["frames"] == bar_line(5, 300.0, 16.0, line) - line
+    finally:
+        s.close()
+
+
+def test_realtime_never_holds_a_change_and_offline_holds_it_for_at_most_hold_seconds(caplog):
+    realtime = played_up_to_bar_4(offline=False)
+    offline = played_up_to_bar_4(offline=True)
+    try:
+        assert realtime.session.grid_seq == 2 and not realtime.session.held
+        # a window that never comes (a stuck generator) holds the change only so long
+        offline.scheduler.release_held(time.monotonic() + scheduler.HOLD_SECONDS - 1)
+        assert offline.session.grid_seq == 1
+        offline.scheduler.release_held(time.monotonic() + scheduler.HOLD_SECONDS + 1)
+        assert offline.session.grid_seq == 2 and not offline.session.held
+        assert "applied without it" in caplog.text
+    finally:
+        realtime.close()
+        offline.close()
