@@ -20,11 +20,13 @@ OnWindow = Callable[[Session, dict], None]
 
 def previous(s: Session, target: Target) -> Window | None:
     """The window that plays right before the target is entered: the one ending where it
-    starts, or, for the first window after a loop wrap, the one ending at the loop end."""
-    if target.epoch != s.epoch:
-        loop = s.loop_samples()
-        if loop and target.start + target.entry == loop[0]:
-            return next((w for w in s.windows.values() if w.start + w.frames == loop[1]), None)
+    starts, or, for the first window after a loop wrap, the one ending at the loop end: made
+    ahead of the wrap, in this pass; made after it (an offline shim or a late engine got there
+    first), in the pass before, now history."""
+    loop = s.loop_samples()
+    if loop and target.start + target.entry == loop[0] and (target.epoch != s.epoch or s.post_wrap):
+        played = s.windows if target.epoch != s.epoch else s.history
+        return next((w for w in played.values() if w.start + w.frames == loop[1]), None)
     before = s.table(target.epoch).get(target.bar - s.setting("window_bars"))
     return before if before is not None and before.start + before.frames == target.start else None
 

@@ -211,10 +211,10 @@ class Stepped:
         self.scheduler.add(self.session)
         assert wait_until(lambda: self.scheduler._worker.generator_ready("loop"))
 
-    def transport(self, pos: int, beats: float, tempo: float, grid: int) -> None:
+    def transport(self, pos: int, beats: float, tempo: float, grid: int, epoch: int = 0, loop=None) -> None:
         self.scheduler.on_transport(self.session, TransportSnapshot(
-            epoch=0, playing=True, tempo=tempo, pos_samples=pos, pos_beats=beats, bar_start_beats=beats // 4 * 4,
-            tsig_num=4, tsig_den=4, offline=self.offline, grid=grid), time.monotonic())
+            epoch=epoch, playing=True, tempo=tempo, pos_samples=pos, pos_beats=beats, bar_start_beats=beats // 4 * 4,
+            tsig_num=4, tsig_den=4, loop=loop, offline=self.offline, grid=grid), time.monotonic())
 
     def step(self) -> int | None:
         """Run the job the worker would take now; its bar (None when there is none)."""
