@@ -227,6 +227,7 @@ class Stepped:
         return work[0].bar
 
     def close(self):
+        self.scheduler.generators.join()
         self.store.close()
 
 
