@@ -167,15 +167,17 @@ def frame_gains(generated: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, n
     return tuple(np.clip(g / np.median(g), *GAIN_RANGE) for g in (high, broad))
 
 
-def anchor_bar(audio: np.ndarray, bar_frames: int, newest: bool = False) -> np.ndarray | None:
+def anchor_bar(audio: np.ndarray, bar_frames: int, newest: bool = False, pick: int | None = None
+               ) -> np.ndarray | None:
     """The loudest whole bar of `audio` ([n] or [channels, n], ending on a bar line; a bar short
-    by rounding is padded) - or with `newest`, its newest sounding bar - or None when none has
-    sound."""
+    by rounding is padded) - or with `newest`, its newest sounding bar, or with `pick`, its bar
+    of that index (oldest first) if it sounds - or None when none has sound."""
     audio = np.atleast_2d(audio)
     loudness = bar_rms(audio, bar_frames)
     if bar_frames < 2 or not len(loudness) or loudness.max() < SOUNDING_RMS:
         return None
-    pick = int(np.flatnonzero(loudness >= SOUNDING_RMS)[-1]) if newest else int(np.argmax(loudness))
+    if pick is None or not 0 <= pick < len(loudness) or loudness[pick] < SOUNDING_RMS:
+        pick = int(np.flatnonzero(loudness >= SOUNDING_RMS)[-1]) if newest else int(np.argmax(loudness))
     end = audio.shape[1] - (len(loudness) - 1 - pick) * bar_frames
     return np.pad(audio, ((0, 0), (bar_frames, 0)))[:, end: end + bar_frames]
 
@@ -219,19 +221,17 @@ def hold_spectrum(audio: np.ndarray, reference_bar: np.ndarray | None, body_fram
     return np.fft.irfft(np.fft.rfft(audio, fast) * smooth, fast)[:n].astype(np.float32)
 
 
-def replicate(mid: np.ndarray, source: np.ndarray, bar_frames: int, gains: tuple[np.ndarray, np.ndarray],
-              frame_seconds: float, sample_rate: int, body_frames: int | None = None, newest: bool = False
-              ) -> np.ndarray:
-    """[channels, n] output from the generated mid (host rate, content below 8 kHz) and the
-    host-rate `source` (ending on the window's bar line) whose anchor_bar (loudest, or with
-    `newest` newest sounding) is replicated at the same bar position: its band above 8 kHz
-    (added to the mid, where the model has nothing) and, for stereo, its side channel, each
-    scaled per frame by `gains` and held at that bar's level over the window's first
-    `body_frames` frames (default: all)."""
-    channels, n = source.shape[0], len(mid)
-    bar = anchor_bar(source, bar_frames, newest)
+def replicate(mid: np.ndarray, bar: np.ndarray | None, channels: int, gains: tuple[np.ndarray, np.ndarray],
+              frame_seconds: float, sample_rate: int, body_frames: int | None = None) -> np.ndarray:
+    """[channels, n] output from the generated mid (host rate, content below 8 kHz) and a host-rate
+    `bar` of the track (an anchor_bar; None: none sounds) replicated at the same bar position:
+    its band above 8 kHz (added to the mid, where the model has nothing) and, for stereo, its
+    side channel, each scaled per frame by `gains` and held at that bar's level over the
+    window's first `body_frames` frames (default: all)."""
+    n = len(mid)
     if bar is None:
         return np.repeat(mid[None].astype(np.float32), channels, axis=0)
+    bar_frames = bar.shape[1]
     body = slice(0, body_frames or n)
     positions = np.arange(n) % bar_frames
     frame_times = np.arange(len(gains[0])) * frame_seconds * sample_rate

@@ -146,9 +146,10 @@ def gather(job: Job) -> Callable[[], WindowRequest]:
     sources = context_sources(first, horizon, context_bars, lambda b: own(b) is not None)
     parts = [track_bar(b) if source == "input" else own(b) for b, source in sources]
     track = [track_bar(b) for b in range(horizon - input_bars(context_bars), horizon)]
-    memory = [track_bar(b) for b in track_memory(s, (heard, epoch, context_bars), horizon, context_bars,
-                                                  lambda b: context_source.bar_sounds(s, heard, s.heard_at(epoch, b)))]
-    memory = [bar for bar in memory if sounds(bar[0])]   # fell out of the input kept since
+    remembered = track_memory(s, (heard, epoch, context_bars), horizon, input_bars(context_bars),
+                              lambda b: context_source.bar_sounds(s, heard, s.heard_at(epoch, b)))
+    memory = [(b, bar) for b, bar in ((b, track_bar(b)) for b in remembered)
+              if sounds(bar[0])]                          # fell out of the input kept since
     frames = grid.bar_start_sample(job.bar + span) - grid.bar_start_sample(first)
     steps = s.sound.steps
     return lambda: WindowRequest(
@@ -156,4 +157,5 @@ def gather(job: Job) -> Callable[[], WindowRequest]:
         tsig_den=grid.tsig_den, context_bars=context_bars, bars=job.bar + span - first, frames=frames,
         tail_frames=round(SEAM_SECONDS * rate), style=s.setting("style"), seed=window_seed(s.setting("seed"), first),
         bar_index=first, input_context=bring(s, track, tempo, grid.bar_beats), input_gap_bars=first - horizon,
-        track_memory=bring(s, memory, tempo, grid.bar_beats) if memory else None, steps=steps)
+        track_memory=bring(s, [bar for _, bar in memory], tempo, grid.bar_beats) if memory else None,
+        track_memory_bars=tuple(b for b, _ in memory) if memory else None, steps=steps)

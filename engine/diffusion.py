@@ -45,10 +45,11 @@ log = logging.getLogger("livediff.diffusion")
 class SamplingOptions:
     steps: int = 2
     # the noise schedule (samplers.noise_levels) of a window whose prior is the track's own bar:
-    # with 2 steps, rho 2 refines the first x0, which has heard the track, from t = 0.25 instead
-    # of 0.5 (the track playing 1.3 % closer to the song); a window that continues the model's
-    # own output keeps rho_own (rho 2 there: no closer, fewer onsets on the grid in a slow song)
-    rho: float = 2.0
+    # with 2 steps, rho 3.32 refines the first x0, which has heard the track, from t = 0.1 instead
+    # of 0.5 (the track playing 1.7 % closer to the song; rho 2, t = 0.25: 1.3 %); a window that
+    # continues the model's own output keeps rho_own (rho 2 there: no closer, fewer onsets on the
+    # grid in a slow song)
+    rho: float = 3.32
     rho_own: float = 1.0
     guidance: float = 1.0           # classifier-free guidance on the context (1 = off)
     decoder_iterations: int = 8     # Griffin-Lim iterations (12 measured the same with the anchors)
@@ -67,9 +68,8 @@ class _Plan:
     context_audio: np.ndarray      # model-rate mono end of the context, for a seamless decoder start
     prior_stft_phase: np.ndarray   # STFT phase under the prior tokens, to start the decoder from
     reference: np.ndarray | None   # tokens whose band levels the output keeps (None: no anchoring)
-    source: np.ndarray             # host-rate audio whose anchor bar gives the high band and the side
+    source_bar: np.ndarray | None  # host-rate bar of the track that gives the high band and the side
     reference_bar: np.ndarray | None   # model-rate mono of that bar: the spectrum the output keeps
-    newest: bool                   # the anchor bar is the newest sounding one (else the loudest)
     continues_reference: bool      # the prior is the host's newest bar (not the phrase bar) and is the reference
     heard: bool                    # the prior is the track's own bar (live, or the context is the input)
 
@@ -102,6 +102,19 @@ def phrase_back(request: WindowRequest, track: np.ndarray) -> np.ndarray:
         return track
     cut = track[:, : track.shape[1] - back * bar]
     return cut if anchoring.sounds(cut[:, -bar:]) else track
+
+
+def memory_place(request: WindowRequest, n_memory: int) -> int | None:
+    """Index (oldest first) of the track_memory bar at the window's place in the phrase (the
+    newest one a whole number of phrases before it), or None when the request does not say
+    where its memory bars were. A free-running jam held bar by bar to the track's phrase keeps
+    the phrase's spectrum and level on average; held to one bar of it, every bar got that bar's
+    brightness (the 85 % rolloff of single bars of a song differs up to fivefold)."""
+    bars = request.track_memory_bars
+    if bars is None or len(bars) != n_memory:
+        return None
+    same = [i for i, b in enumerate(bars) if (request.bar_index - b) % rep.PHRASE_BARS == 0]
+    return same[-1] if same else None
 
 
 def _along(n_prior: int, n_target: int, bar_len: int) -> np.ndarray:
@@ -179,28 +192,36 @@ class DiffusionGenerator:
         if self.options.anchor and live is None and memory is not None and memory.ndim == 2 and memory.shape[1]:
             anchor_audio = memory
             anchor_mono = _to_model_rate(anchor_audio, request.sample_rate)
-            memory_bars = max(1, min(n_bars, int(round(anchor_audio.shape[1] / bar_frames(request)))))
+            memory_bars = max(1, int(round(anchor_audio.shape[1] / bar_frames(request))))
+            place = memory_place(request, memory_bars) if phrases else None
+            if place is None:      # without the phrase, the bars the model reads
+                memory_bars = min(n_bars, memory_bars)
             anchor_spectra, anchor_tokens = _bars(anchor_mono, request.tempo_bpm, bar_len, memory_bars)
             if request.bar_index % RESEED_BARS == 0:  # a phrase starts again from the track's newest bar
                 along = _along(bar_len, n_target, bar_len)
                 prior = anchor_tokens[-bar_len:][along]
                 prior_stft_phase = np.angle(anchor_spectra[-bar_len:])[along]
         else:
-            anchor_audio, anchor_mono, anchor_tokens, memory_bars = lead, lead_mono, lead_tokens, n_bars
+            anchor_audio, anchor_mono, anchor_tokens, memory_bars, place = lead, lead_mono, lead_tokens, n_bars, None
         # the track now (or the context) is followed from its newest sounding bar: a fade or a drop
-        # in it is what the output should do; the memory of a track that stopped is held as a
-        # whole, and its loudest bar gives the spectrum (one quiet last bar is not the track)
+        # in it is what the output should do; the memory of a track that stopped is held bar by bar
+        # to its phrase (memory_place), else as a whole, and its loudest bar gives the spectrum
+        # (one quiet last bar is not the track)
         newest = anchor_audio is not memory
+        source_bar = None
         reference, reference_bar = None, None
         if self.options.anchor:  # the sounding bars among the anchor's: what the output's level is held to
             sounding = anchoring.sounding_bars(anchor_mono, bar_len * sixteenth)[-memory_bars:]
             sounding = np.concatenate([np.zeros(memory_bars - len(sounding), bool), sounding])
-            if newest and sounding.any():
+            if place is not None and sounding[place]:
+                sounding = np.arange(memory_bars) == place
+            elif newest and sounding.any():
                 sounding = np.arange(memory_bars) == np.flatnonzero(sounding)[-1]
             reference = anchor_tokens.reshape(memory_bars, bar_len, *anchor_tokens.shape[1:])[sounding].reshape(
                 -1, *anchor_tokens.shape[1:]) if sounding.any() else None
-            bar16 = anchoring.anchor_bar(anchor_mono, int(round(bar_len * sixteenth)), newest)
+            bar16 = anchoring.anchor_bar(anchor_mono, int(round(bar_len * sixteenth)), newest, place)
             reference_bar = None if bar16 is None else bar16[0]
+            source_bar = anchoring.anchor_bar(np.asarray(anchor_audio, np.float32), bar_frames(request), newest, place)
         # A window whose prior is the host's newest bar, which is not the bar at its own place one
         # phrase back, is expected to change it (the next chord): holding its bands and spectrum
         # to that bar only undoes the change (one window 1.28 held, 1.20 not; repeating the bar
@@ -211,8 +232,7 @@ class DiffusionGenerator:
         continues = (heard and not at_phrase and reference is not None
                      and len(reference) == bar_len and np.array_equal(reference, prior[:bar_len]))
         return _Plan(context_tokens, context_phase, prior, phase, cond, model_samples, mono[-rep.N_FFT:],
-                     prior_stft_phase, reference, np.asarray(anchor_audio, np.float32), reference_bar, newest,
-                     continues, heard)
+                     prior_stft_phase, reference, source_bar, reference_bar, continues, heard)
 
     # --- sampling --------------------------------------------------------------------------
     def _sample(self, plan: _Plan, seed: int, steps: int) -> np.ndarray:
@@ -250,9 +270,11 @@ class DiffusionGenerator:
         channels = max(1, request.context.shape[0])
         if self.options.anchor:
             frame_seconds = rep.sixteenth_samples(request.tempo_bpm) / rep.FRAMES_PER_TOKEN / rep.SAMPLE_RATE
-            source = plan.source if plan.source.shape[0] == channels else np.repeat(_mid(plan.source), channels, 0)
-            out = anchoring.replicate(mid, source, bar_frames(request), anchoring.frame_gains(tokens, plan.prior),
-                                      frame_seconds, request.sample_rate, request.frames, plan.newest)
+            bar = plan.source_bar
+            if bar is not None and bar.shape[0] != channels:
+                bar = np.repeat(_mid(bar), channels, 0)
+            out = anchoring.replicate(mid, bar, channels, anchoring.frame_gains(tokens, plan.prior),
+                                      frame_seconds, request.sample_rate, request.frames)
         else:
             out = np.repeat(mid[None], channels, axis=0)
         return limit(np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0))

@@ -32,11 +32,15 @@ class WindowRequest:
     # (callers that have only input): the context.
     input_context: np.ndarray | None = None
     input_gap_bars: int = 0    # whole bars between the end of input_context and the window start
-    # The track as it last sounded: up to context_bars of the newest bars before the horizon in
-    # which the context source had sound, oldest first, each brought to this window's bar
-    # length. While the track is silent, a generator holds what it makes to this, not to its own
-    # previous output (which drifts). None: the track never sounded (or the caller has none).
+    # The track as it last sounded: up to a phrase (engine.context.input_bars) of the newest bars
+    # before the horizon in which the context source had sound, oldest first, each brought to
+    # this window's bar length. While the track is silent, a generator holds what it makes to
+    # this, not to its own previous output (which drifts). None: the track never sounded (or the
+    # caller has none).
     track_memory: np.ndarray | None = None
+    # The host bar index of each bar of track_memory (None: not known), so that a generator can
+    # hold each bar of a free-running jam to the track's bar at the same place in its phrase.
+    track_memory_bars: tuple[int, ...] | None = None
     steps: int | None = None   # sampler steps a preset asks for; None: the generator's own
 
     def __post_init__(self):

@@ -75,7 +75,7 @@ def play(generator, song: Song, input_audio: np.ndarray, bars: int, context_bars
         own = bars_of(song, generated if k >= 3 else input_audio, k - 1, k)
         context = np.concatenate([bars_of(song, input_audio, k - context_bars, k - 1), own], axis=1)
         sounding = [b for b in range(max(0, k - 1 - MEMORY_BARS), k - 1)
-                    if sounds(bars_of(song, input_audio, b, b + 1))][-context_bars:]
+                    if sounds(bars_of(song, input_audio, b, b + 1))][-input_bars(context_bars):]
         memory = np.concatenate([bars_of(song, input_audio, b, b + 1) for b in sounding], axis=1) if sounding else None
         request = WindowRequest(context=context, sample_rate=HOST_RATE, tempo_bpm=song.tempo_bpm, tsig_num=song.tsig[0],
                                 tsig_den=song.tsig[1], context_bars=context_bars, bars=1,
@@ -83,7 +83,7 @@ def play(generator, song: Song, input_audio: np.ndarray, bars: int, context_bars
                                 seed=seed * 100_003 + k, bar_index=k,
                                 input_context=bars_of(song, input_audio, k - 1 - input_bars(context_bars), k - 1),
                                 input_gap_bars=1,
-                                track_memory=memory)
+                                track_memory=memory, track_memory_bars=tuple(sounding) or None)
         out = generator.generate(request)
         generated[:, lines[k]:lines[k + 1]] = out[:, :request.frames]
         played[:, lines[k]:lines[k + 1]] = limit(out[:, :request.frames] if tail is None else crossfade(

@@ -60,14 +60,15 @@ def test_replication_keeps_the_sources_high_band_and_stereo_width():
     source = np.stack([mid + side, mid - side]).astype(np.float32)
     generated = (0.2 * np.sin(2 * np.pi * 110 * np.arange(2 * bar) / rate)).astype(np.float32)  # 16 kHz-model content
     ones = (np.ones(40), np.ones(40))
-    out = anchoring.replicate(generated, source, bar, ones, 0.05, rate)
+    out = anchoring.replicate(generated, anchoring.anchor_bar(source, bar), 2, ones, 0.05, rate)
     assert out.shape == (2, 2 * bar)
     assert abs(width_db(out) - width_db(source)) < 1.0
     def high(x):  # mean power per sample above 8 kHz (Parseval)
         spectrum = np.fft.rfft(x.mean(axis=0))[np.fft.rfftfreq(x.shape[1], 1 / rate) > 8000]
         return (np.abs(spectrum) ** 2).sum() / x.shape[1] ** 2
     assert abs(10 * np.log10(high(out) / high(source))) < 1.0
-    mono = anchoring.replicate(generated, np.repeat(mid[None], 2, 0).astype(np.float32), bar, ones, 0.05, rate)
+    mono = anchoring.replicate(generated, anchoring.anchor_bar(np.repeat(mid[None], 2, 0).astype(np.float32), bar), 2, ones,
+                                0.05, rate)
     assert np.array_equal(mono[0], mono[1])
-    silent = anchoring.replicate(generated, np.zeros((2, bar), np.float32), bar, ones, 0.05, rate)
+    silent = anchoring.replicate(generated, anchoring.anchor_bar(np.zeros((2, bar), np.float32), bar), 2, ones, 0.05, rate)
     assert np.allclose(silent[0], generated, atol=1e-6)
