@@ -40,12 +40,15 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def one_bar_request():
-    """The bar after 2 bars of a held-out house song at 120 BPM, for a 48 kHz stereo host, as the
-    engine asks for it free-running (the track silent since, its memory those 2 bars): the
-    costliest path, with the memory's tokens and every anchor."""
-    song = render_song(load_styles()[0], 120.0, (4, 4), 2, 5_000_000)
-    request = window_request(song.audio, song, bars=1, seed=0, first_bar=2, sample_rate=48000)
-    return replace(request, input_context=np.zeros_like(request.context), track_memory=request.context)
+    """The bar after a 4-bar phrase of a held-out house song at 120 BPM, for a 48 kHz stereo host,
+    as the engine asks for it free-running (the track silent since, its memory that phrase, the
+    window on the phrase's first bar): the costliest path, with the memory's tokens, the re-seed
+    and every anchor."""
+    song = render_song(load_styles()[0], 120.0, (4, 4), 4, 5_000_000)
+    phrase = window_request(song.audio, song, bars=1, seed=0, first_bar=4, sample_rate=48000).context
+    request = window_request(song.audio[len(song.audio) // 2:], song, bars=1, seed=0, first_bar=4, sample_rate=48000)
+    return replace(request, input_context=np.zeros_like(request.context), track_memory=phrase,
+                   track_memory_bars=(0, 1, 2, 3))
 
 
 def timings(fn, repeats: int) -> tuple[float, float]:
