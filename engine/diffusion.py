@@ -38,6 +38,9 @@ BACKENDS = ("auto", "torch", "onnx")
 # texture thinned to thumps and blips within a minute; the track's bar for every window put
 # fewer onsets on the grid (Griffin-Lim on real bars makes more off-grid attacks than on its own).
 RESEED_BARS = rep.PHRASE_BARS
+# A bar of the track's memory this far under its loudest is a break: a moment of the track, which
+# a free-running jam does not repeat every phrase (the memory's loudest bar stands in for it).
+BREAK_DB = 10.0
 log = logging.getLogger("livediff.diffusion")
 
 
@@ -104,17 +107,21 @@ def phrase_back(request: WindowRequest, track: np.ndarray) -> np.ndarray:
     return cut if anchoring.sounds(cut[:, -bar:]) else track
 
 
-def memory_place(request: WindowRequest, n_memory: int) -> int | None:
-    """Index (oldest first) of the track_memory bar at the window's place in the phrase (the
-    newest one a whole number of phrases before it), or None when the request does not say
-    where its memory bars were. A free-running jam held bar by bar to the track's phrase keeps
-    the phrase's spectrum and level on average; held to one bar of it, every bar got that bar's
-    brightness (the 85 % rolloff of single bars of a song differs up to fivefold)."""
-    bars = request.track_memory_bars
-    if bars is None or len(bars) != n_memory:
+def memory_place(request: WindowRequest, memory: np.ndarray) -> int | None:
+    """Index (oldest first) of the bar of `memory` (the request's track_memory) at the window's
+    place in the phrase (the newest one a whole number of phrases before it) - the memory's
+    loudest bar where that bar is a break (BREAK_DB under it) - or None when the request does
+    not say where its memory bars were or none is at that place. A free-running jam held bar by
+    bar to the track's phrase keeps the phrase's spectrum and level on average; held to one bar
+    of it, every bar got that bar's brightness (the 85 % rolloff of single bars of a song
+    differs up to fivefold)."""
+    bars, loudness = request.track_memory_bars, anchoring.bar_rms(memory, bar_frames(request))
+    if bars is None or len(bars) != len(loudness):
         return None
     same = [i for i, b in enumerate(bars) if (request.bar_index - b) % rep.PHRASE_BARS == 0]
-    return same[-1] if same else None
+    if not same:
+        return None
+    return same[-1] if loudness[same[-1]] >= loudness.max() * 10 ** (-BREAK_DB / 20) else int(np.argmax(loudness))
 
 
 def _along(n_prior: int, n_target: int, bar_len: int) -> np.ndarray:
@@ -193,7 +200,7 @@ class DiffusionGenerator:
             anchor_audio = memory
             anchor_mono = _to_model_rate(anchor_audio, request.sample_rate)
             memory_bars = max(1, int(round(anchor_audio.shape[1] / bar_frames(request))))
-            place = memory_place(request, memory_bars) if phrases else None
+            place = memory_place(request, anchor_audio) if phrases else None
             if place is None:      # without the phrase, the bars the model reads
                 memory_bars = min(n_bars, memory_bars)
             anchor_spectra, anchor_tokens = _bars(anchor_mono, request.tempo_bpm, bar_len, memory_bars)
