@@ -13,6 +13,11 @@ import numpy as np
 Denoiser = Callable[[np.ndarray, float], np.ndarray]
 
 
+def noised(x0, noise, t):
+    """x_t on the straight path from x0 (t = 0) to noise (t = 1); numpy arrays or torch tensors."""
+    return (1.0 - t) * x0 + t * noise
+
+
 def noise_levels(steps: int, rho: float = 1.0) -> np.ndarray:
     """steps + 1 noise levels from 1 (pure noise) to 0, t_i = (1 - i / steps) ** rho: evenly
     spaced for rho = 1; rho > 1 spends the later steps at low noise (EDM's rho, Karras et al.
@@ -31,7 +36,7 @@ def euler(denoise: Denoiser, noise: np.ndarray, levels: np.ndarray) -> np.ndarra
     for t, t_next in zip(levels[:-1], levels[1:]):
         x0 = denoise(x, float(t))
         implied_noise = (x - (1.0 - t) * x0) / t
-        x = (1.0 - t_next) * x0 + t_next * implied_noise
+        x = noised(x0, implied_noise, t_next)
     return x0
 
 
@@ -62,5 +67,5 @@ def pingpong(denoise: Denoiser, noise: np.ndarray, levels: np.ndarray, rng: np.r
     x = noise
     for t, t_next in zip(levels[:-1], levels[1:]):
         x0 = denoise(x, float(t))
-        x = (1.0 - t_next) * x0 + t_next * rng.standard_normal(x.shape, np.float32)
+        x = noised(x0, rng.standard_normal(x.shape, np.float32), t_next)
     return x0

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from engine import representation as rep
+from engine import samplers
 from engine.backends import WEIGHTS_DIR, WEIGHTS_FILE
 from engine.model import LiveDiffusion, ModelConfig, load_weights, save_weights
 from engine.music import draw_song, random_song
@@ -281,7 +282,7 @@ def diffusion_loss(model: LiveDiffusion, batch: dict[str, torch.Tensor], generat
     noise = torch.randn(x0.shape, generator=generator)
     tt = t[:, None, None, None]
     memory = model.encode(batch["context"], batch["context_phase"], batch["cond"])
-    predicted = model.denoise((1 - tt) * x0 + tt * noise, batch["prior"], batch["phase"], t, memory, batch["cond"])
+    predicted = model.denoise(samplers.noised(x0, noise, tt), batch["prior"], batch["phase"], t, memory, batch["cond"])
     return ((predicted - x0) ** 2).mean()
 
 

@@ -180,6 +180,12 @@ def test_the_second_step_refines_the_track_s_prior_from_low_noise_and_the_model_
     DiffusionGenerator(Recording(), generator.options).generate(
         replace(request, input_context=np.zeros_like(request.context)))
     assert levels == pytest.approx([1.0, 0.5])
+    levels.clear()                      # the track plays: the window continues its bar one phrase back
+    track = np.tile(np.asarray(request.context, np.float32), 4)          # 8 bars
+    DiffusionGenerator(Recording(), generator.options).generate(
+        replace(request, input_context=track, input_gap_bars=1))
+    strength = generator.options.lead_strength
+    assert strength < 1 and levels == pytest.approx([strength, strength * 0.5 ** 3.32])   # from the noised bar
 
 
 def test_eval_on_a_folder_of_loops_prints_a_table(tmp_path, capsys):
