@@ -107,7 +107,7 @@ def test_a_long_jam_keeps_the_tracks_spectrum_by_its_phrase(generator, monkeypat
         played = long_eval.play(generator, song, heard, 56)
         return [long_eval.spectral_distance_db(played[:, lines[f]:lines[f + 8]], clip) for f in range(8, 56, 8)]
     held = distances()
-    monkeypatch.setattr(diffusion, "memory_place", lambda request, n_memory: None)
+    monkeypatch.setattr(diffusion, "memory_place", lambda request, memory: None)
     reseeded = distances()
     monkeypatch.setattr(diffusion, "RESEED_BARS", 10 ** 9)
     own = distances()
