@@ -36,6 +36,17 @@ def test_a_24_bar_free_running_jam_keeps_level_grid_and_headroom(generator):
     assert np.mean([block["on_grid"] for block in blocks]) >= 0.85
 
 
+def test_band_levels_compare_audio_of_any_length():
+    # the rollout compares 8-bar blocks with a 4-bar intro: a bar-count bias would read as a
+    # spectral change in every band (it read +3.0 dB before the levels were per sample)
+    rng = np.random.default_rng(5)
+    noise = rng.standard_normal((2, 4 * long_eval.HOST_RATE)).astype(np.float32) * 0.1
+    once, twice = long_eval.band_levels_db(noise), long_eval.band_levels_db(np.tile(noise, 2))
+    assert np.abs(twice - once).max() < 0.1
+    assert long_eval.spectral_distance_db(np.tile(noise, 2), once) < 0.1
+    assert abs(long_eval.spectral_distance_db(2 * noise, once) - 20 * np.log10(2)) < 0.1
+
+
 def test_without_the_anchors_the_same_jam_loses_its_stereo_and_bandwidth(generator):
     plain = load_builtin("onnx")
     plain.options = replace(plain.options, anchor=False)
