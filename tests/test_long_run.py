@@ -28,6 +28,8 @@ def test_a_24_bar_free_running_jam_keeps_level_grid_and_headroom(generator):
             assert long_eval.within_ceiling(block["peak_dbfs"]), where
             assert block["on_grid"] >= 0.6, where       # today's pipeline: 0.3-0.5 by bar 30
             assert abs(block["width_vs_intro_db"]) <= 4.0, where
+            # the intro's spectrum, band by band (without the anchors: 16 dB; the songs' own 1.2)
+            assert block["spectral_distance_db"] <= 2.0, where
         # held to the track as it last sounded, the groove does not wash out block by block
         # (held to its own output, the first song has 6 dB less contrast in the third block)
         first, last = row["blocks"][0]["contrast_vs_intro_db"], row["blocks"][-1]["contrast_vs_intro_db"]
