@@ -31,7 +31,7 @@ def noise_levels(steps: int, rho: float = 1.0) -> np.ndarray:
 
 def euler(denoise: Denoiser, noise: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Deterministic (DDIM-like) sampling: at each level, re-noise the predicted x0 with the
-    noise implied by x_t, at the next level."""
+    noise implied by x_t, at the next level. numpy arrays or torch tensors (training's rollouts)."""
     x = noise
     for t, t_next in zip(levels[:-1], levels[1:]):
         x0 = denoise(x, float(t))

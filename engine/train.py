@@ -243,11 +243,11 @@ def self_forced(model: LiveDiffusion, batch: dict[str, torch.Tensor], generator:
         prior = context[:, -bar_len:]
         with torch.no_grad():
             memory = model.encode(context, context_phase, batch["cond"])
-            x = torch.randn(prior.shape, generator=generator)
-            for t, t_next in zip(np.linspace(1, 0, sampling_steps + 1)[:-1], np.linspace(1, 0, sampling_steps + 1)[1:]):
-                x0 = model.denoise(x, prior, phase, torch.full((x.shape[0],), float(t)), memory, batch["cond"])
-                x = (1 - t_next) * x0 + t_next * (x - (1 - t) * x0) / t
-        own = x0
+
+            def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
+                return model.denoise(x, prior, phase, torch.full((x.shape[0],), t), memory, batch["cond"])
+            own = samplers.euler(denoise, torch.randn(prior.shape, generator=generator),
+                                 samplers.noise_levels(sampling_steps))
         smeared = torch.rand(own.shape[0], generator=generator) < SMEAR_SHARE
         own = torch.where(smeared[:, None, None, None], _smear(own, generator), own)
         long[:, lo + n_context: lo + n_context + bar_len] = own
