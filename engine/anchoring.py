@@ -1,12 +1,14 @@
 """What keeps generated audio anchored to the music it continues, window after window.
 
 A model that continues its own output compounds its small errors: a little louder, a little
-smoother each bar, until a free-running jam is a loud drone. Two explicit anchors, both
+smoother each bar, until a free-running jam is a loud drone. Explicit anchors, all
 measured from the context of the same request (so generators stay stateless):
 
 - `match_band_moments` (tokens): each of 24 mel-spaced bands of the generated bar gets the
   reference's mean level and at most its temporal contrast. Level and brightness cannot drift,
   and smearing (contrast lost in the decoder) is undone a little each bar.
+- `keep_small_changes` (tokens): a window that continues the track's own bar keeps that bar
+  in every 16th the model changes only a little (a blur, not a change).
 - `replicate` (host-rate audio): the model works at 16 kHz mono. Above the crossover, and for
   the side channel, the output takes the reference's last bar at the same bar position
   (bar-aligned band replication), with a gain per frame that follows the generated bar's
@@ -28,6 +30,7 @@ SPECTRUM_BANDS = 30             # log-spaced bands the decoded output's spectrum
 LEVEL_TOLERANCE_DB = 0.0        # the window's RMS may differ this much from the reference's
 CROSSOVER_HZ = (8000.0, 8500.0)  # model band below, replicated band above (raised-cosine crossover)
 GAIN_RANGE = (0.25, 2.0)        # per-frame gain of the replicated high band and side
+CHANGE_GATE = 0.3               # token units (1 = 13 dB): a 16th's RMS change under which it keeps its prior
 SOUNDING_RMS = 1e-3             # a bar quieter than -60 dBFS is silence, never a reference
 
 
@@ -82,6 +85,19 @@ def grid_gate(tokens: np.ndarray, rise_db: float = GATE_RISE_DB) -> np.ndarray:
         held[:, j] = np.minimum(bands[:, j], level + margin)
         level = held[:, j]
     return np.maximum(frames + (held - bands) @ _SYNTHESIS, rep.SILENCE).astype(np.float32)
+
+
+def keep_small_changes(tokens: np.ndarray, prior: np.ndarray, threshold: float = CHANGE_GATE) -> np.ndarray:
+    """Each 16th whose RMS change from its prior token is under `threshold` is the prior
+    exactly; over twice it, the model's; in between, the change scaled linearly. Where the bar
+    repeats, the network's correction is a blur of the changes it has learnt to expect, the
+    same for any noise seed (four seeds averaged: 1.218 against 1.217), and only takes the bar
+    away from the music. A real change moves whole 16ths (a drop) or a few bins by a lot (a new
+    chord's partials): the RMS keeps both, where the mean change let a chord move through as
+    the bar before (the true next bar decoded 0.45 from itself, against 0.27 with the RMS)."""
+    change = tokens - prior
+    size = np.sqrt((change.astype(np.float64) ** 2).mean(axis=tuple(range(1, change.ndim)), keepdims=True))
+    return (prior + change * np.clip(size / threshold - 1.0, 0.0, 1.0)).astype(np.float32)
 
 
 def bar_rms(audio: np.ndarray, bar_samples: float) -> np.ndarray:

@@ -72,3 +72,21 @@ def test_replication_keeps_the_sources_high_band_and_stereo_width():
     assert np.array_equal(mono[0], mono[1])
     silent = anchoring.replicate(generated, anchoring.anchor_bar(np.zeros((2, bar), np.float32), bar), 2, ones, 0.05, rate)
     assert np.allclose(silent[0], generated, atol=1e-6)
+
+
+def test_a_16th_the_model_barely_changes_keeps_its_prior_and_a_real_change_is_kept_whole():
+    prior = _tokens(5)
+    step = anchoring.CHANGE_GATE
+    change = np.zeros_like(prior)
+    change[0] = 0.5 * step                    # blur: under the gate
+    change[1] = 1.5 * step                    # half-way: scaled by a half
+    change[2] = -3.0 * step                   # a drop: kept whole
+    change[3, :, :100] = 6.0 * step           # a few bins moved far (a chord's partials), the rest not: RMS 2.6 steps
+    change[5, :, :100] = 1.0 * step           # the same bins moved a little: RMS 0.44 steps, blur
+    out = anchoring.keep_small_changes(prior + change, prior)
+    assert out.dtype == np.float32
+    assert np.array_equal(out[0], prior[0]) and np.array_equal(out[5], prior[5])
+    np.testing.assert_allclose(out[1] - prior[1], 0.5 * change[1], atol=1e-5)
+    np.testing.assert_allclose(out[2:4], prior[2:4] + change[2:4], atol=1e-5)
+    np.testing.assert_array_equal(out[4], prior[4])
+    np.testing.assert_array_equal(out[6:], prior[6:])

@@ -11,7 +11,7 @@ import pytest
 
 from engine import evaluate
 from engine import representation as rep
-from engine.diffusion import load_builtin
+from engine.diffusion import DiffusionGenerator, load_builtin
 from engine.evaluate import mel_distance
 from engine.loop_generator import bar_frames
 from tests.model_fixtures import song_request
@@ -31,20 +31,27 @@ def _truth_tokens(request, truth: np.ndarray, n_tokens: int) -> np.ndarray:
 def test_what_the_model_changes_from_the_bar_it_continues_is_kept(generator, monkeypatch):
     """The sampler made to return the true next bar (another chord than the context's last bar):
     the window comes out as that bar, give or take the decoder; held to the context's last bar
-    (as before), it was pulled half-way back to it."""
-    kept, held = [], []
+    (as before), it was pulled half-way back to it. The change gate lets the true change through
+    (0.27 against 0.24 ungated; gated by the mean change instead of the RMS it was 0.45)."""
+    ungated = DiffusionGenerator(generator.backend, replace(generator.options, change_gate=0.0))
+    kept, held, gated = [], [], []
     for seed in range(4):
         request, truth = song_request(40 + seed, style=seed)
-        plan = generator._plan(request)
+        plan = ungated._plan(request)
         assert plan.continues_reference
         tokens = _truth_tokens(request, truth, len(plan.prior))
-        monkeypatch.setattr(generator, "_sample", lambda plan, seed, steps: tokens)
-        out = generator.generate(request)[:1, :request.frames]
-        kept.append(mel_distance(rep.resample(out, request.sample_rate, rep.SAMPLE_RATE)[0], truth))
-        out = generator._render(request, replace(plan, continues_reference=False), tokens)[:1, :request.frames]
-        held.append(mel_distance(rep.resample(out, request.sample_rate, rep.SAMPLE_RATE)[0], truth))
+
+        def distance(out: np.ndarray) -> float:
+            return mel_distance(rep.resample(out[:1, :request.frames], request.sample_rate, rep.SAMPLE_RATE)[0], truth)
+
+        for g in (ungated, generator):
+            monkeypatch.setattr(g, "_sample", lambda plan, seed, steps: tokens)
+        kept.append(distance(ungated.generate(request)))
+        gated.append(distance(generator.generate(request)))
+        held.append(distance(ungated._render(request, replace(plan, continues_reference=False), tokens)))
         monkeypatch.undo()
     assert np.mean(kept) < 0.35 and np.mean(held) > np.mean(kept) + 0.15, (kept, held)
+    assert np.mean(kept) <= np.mean(gated) < np.mean(kept) + 0.06, (kept, gated)
 
 
 def test_only_a_window_continuing_the_newest_bar_and_not_the_phrase_bar_goes_unheld(generator):
@@ -65,10 +72,22 @@ def test_only_a_window_continuing_the_newest_bar_and_not_the_phrase_bar_goes_unh
 
 
 def test_one_window_is_closer_to_the_song_than_repeating_its_last_bar(generator):
-    """Issue #10's one-window target on the 16 held-out songs of `livediff eval`: the generated
-    bar is nearer the true next bar than the last context bar played again, and uses its context
-    (right / shuffled context well under 1)."""
-    result = evaluate.context_use(generator, evaluate.heldout_songs(16, evaluate.CONTEXT_BARS + 1))
-    distance = result["mel_distance"]
-    assert distance["right"] < distance["repeat_last_bar"], distance
-    assert result["ratio_right_over_shuffled"] < 0.63, result
+    """Issue #10's one-window target on the 16 held-out songs of `livediff eval` and on the 32
+    held-out songs after them: the generated bar is nearer the true next bar than the last
+    context bar played again, and uses its context (right / shuffled context at most 0.6)."""
+    songs = evaluate.heldout_songs(48, evaluate.CONTEXT_BARS + 1)
+    for part in (songs[:16], songs[16:]):
+        result = evaluate.context_use(generator, part)
+        distance = result["mel_distance"]
+        assert distance["right"] < distance["repeat_last_bar"], distance
+        assert result["ratio_right_over_shuffled"] <= 0.6, result
+
+
+def test_a_bar_that_repeats_is_continued_as_it_is_where_the_model_barely_changes_it(generator):
+    """The change gate (anchoring.keep_small_changes) is what meets the target above: without it
+    the network's correction of bars that repeat takes the window away from the song, and one
+    window is about as far from the truth as repeating the last bar (1.217 against 1.230)."""
+    songs = evaluate.heldout_songs(16, evaluate.CONTEXT_BARS + 1)
+    gated = evaluate.context_use(generator, songs)["mel_distance"]
+    plain = evaluate.context_use(load_builtin(options=replace(generator.options, change_gate=0.0)), songs)["mel_distance"]
+    assert plain["right"] > plain["repeat_last_bar"] - 0.02 and gated["right"] < plain["right"] - 0.03, (gated, plain)
