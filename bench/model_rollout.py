@@ -2,7 +2,8 @@
 and the live-input test on held-out songs of every style, tempos 76-172 BPM, meters 4/4, 3/4,
 7/8, 6/8, 5/4, 12/8, 44.1 kHz stereo.
 
-    .venv/bin/python bench/model_rollout.py [--weights-dir DIR] [--no-anchor] [--songs 8] [--out FILE]
+    .venv/bin/python bench/model_rollout.py [--weights-dir DIR] [--no-anchor] [--change-gate X] [--seed S]
+                                            [--songs 8] [--out FILE]
 
 Prints one row per song and 8-bar block, then the summary against the targets of issue #10.
 """
@@ -23,6 +24,9 @@ def main() -> int:
     parser.add_argument("--weights-dir", type=Path, default=None)
     parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
     parser.add_argument("--no-anchor", action="store_true", help="without engine/anchoring.py (today's pipeline)")
+    parser.add_argument("--change-gate", type=float, default=None,
+                        help="SamplingOptions.change_gate (0: off; default the shipped value)")
+    parser.add_argument("--seed", type=int, default=0, help="free-running song i plays with noise seed SEED + i")
     parser.add_argument("--songs", type=int, default=8)
     parser.add_argument("--bars", type=int, default=64)
     parser.add_argument("--live-songs", type=int, default=None, help="songs for the live-input test (default --songs)")
@@ -33,8 +37,10 @@ def main() -> int:
     args = parser.parse_args()
     generator = load_builtin(args.backend, args.weights_dir, threads=args.threads)
     generator.options = replace(generator.options, anchor=not args.no_anchor)
+    if args.change_gate is not None:
+        generator.options = replace(generator.options, change_gate=args.change_gate)
     free = long_eval.free_running(generator, long_eval.heldout_songs(args.songs, long_eval.INTRO_BARS + args.bars,
-                                                                     args.sampled), args.bars)
+                                                                     args.sampled), args.bars, args.seed)
     live = long_eval.live_input(generator, long_eval.heldout_songs(args.live_songs or args.songs, 16, args.sampled))
     print("| song | meter | BPM | bars | loudness vs intro | on grid (song's own) | peak | rolloff ratio (song's own) | "
           "spectral distance (song's own) | width vs intro | contrast vs intro |")
@@ -47,6 +53,7 @@ def main() -> int:
                   f"{b['spectral_distance_db']:.1f} dB ({b['truth']['spectral_distance_db']:.1f} dB) | "
                   f"{b['width_vs_intro_db']:+.1f} dB | {b['contrast_vs_intro_db']:+.1f} dB |")
     result = {"weights_dir": str(args.weights_dir), "anchor": not args.no_anchor, "sampled": args.sampled,
+              "change_gate": generator.options.change_gate, "seed": args.seed,
               "free_running": free, "live": live,
               "summary": long_eval.summary(free, live)}
     print(json.dumps(result["summary"], indent=2))

@@ -160,15 +160,16 @@ def on_grid(audio: np.ndarray, tempo_bpm: float) -> tuple[int, int]:
     return int((off <= GRID_TOLERANCE_S).sum()), len(onsets)
 
 
-def free_running(generator, songs: list[Song], bars: int = 64) -> list[dict]:
-    """Per song: the intro's measures and one row per 8-bar block of generated audio."""
+def free_running(generator, songs: list[Song], bars: int = 64, seed: int = 0) -> list[dict]:
+    """Per song: the intro's measures and one row per 8-bar block of generated audio. Song i
+    plays with noise seed `seed` + i: the grid count moves by several blocks with the seed."""
     results = []
     for i, song in enumerate(songs):
         total = INTRO_BARS + bars
         lines = bar_lines(song, total)
         heard = song.audio[:, :lines[total]].copy()
         heard[:, lines[INTRO_BARS]:] = 0.0
-        played = play(generator, song, heard, total, seed=i)
+        played = play(generator, song, heard, total, seed=seed + i)
         intro = song.audio[:, :lines[INTRO_BARS]]
         intro_bands = band_levels_db(intro)
         row = {"style": song.style, "tempo": song.tempo_bpm, "meter": f"{song.tsig[0]}/{song.tsig[1]}",
