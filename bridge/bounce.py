@@ -31,7 +31,7 @@ from bridge.build import BUILD_DIR
 from bridge.client import Client, engine_answers
 from bridge.endpoint import ENV_VAR, EndpointError, check_local
 from bridge.layout import const
-from bridge.presets import GENERATORS, RANDOM_SEED, Preset, find_preset
+from bridge.presets import GENERATORS, PLUGIN_KEYS, RANDOM_SEED, Preset, find_preset
 from bridge.protocol import ERR, MSG, SAMPLE_RATES, param_range
 from bridge.server import READY_TEXT
 from bridge.shm import sweep_stale_segments
@@ -42,7 +42,6 @@ HELP = "Render an audio file through the livediff VST3 (pedalboard host, offline
 PLUGIN = BUILD_DIR / "livediff.vst3"
 ENGINE_START_SECONDS = 30
 GENERATOR_LOAD_SECONDS = 300
-PLUGIN_PARAMS = ("window_bars", "lookahead", "context_bars", "mix")
 MAX_BARS = 9999
 MAX_MINUTES = 30                  # the render is held in memory: input, output (and stems)
 BUFFER_SIZES = (32, 65536)
@@ -82,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a model folder for the engine started here, as in `livediff serve --model` (repeatable)")
     parser.add_argument("--t5", metavar="DIR", help="local T5 directory for the engine started here (`serve --t5`)")
     parser.add_argument("--style", help="a trained style by name or id (`livediff styles`; default: the preset's, else 0)")
-    for name in PLUGIN_PARAMS:
+    for name in PLUGIN_KEYS:
         low, high = param_range(name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"{low}..{high} (default: the preset's or plugin's)")
     parser.add_argument("--buffer-size", type=int, default=8192,
@@ -166,7 +165,7 @@ def plan(args: argparse.Namespace) -> Plan:
     _in_range("--bars", args.bars, 1, MAX_BARS)
     _in_range("--seed", args.seed, *param_range("seed"))
     _in_range("--buffer-size", args.buffer_size, *BUFFER_SIZES, " frames")
-    for name in PLUGIN_PARAMS:
+    for name in PLUGIN_KEYS:
         _in_range(f"--{name.replace('_', '-')}", getattr(args, name), *param_range(name))
     if args.bpm is not None and args.bars is not None:
         _check_length(args.bars, args.bpm)
@@ -208,7 +207,7 @@ def plan(args: argparse.Namespace) -> Plan:
         raise usage(str(exc)) from None
 
     params: dict[str, float] = dict(preset.params) if preset else {}
-    params.update({name: getattr(args, name) for name in PLUGIN_PARAMS if getattr(args, name) is not None})
+    params.update({name: getattr(args, name) for name in PLUGIN_KEYS if getattr(args, name) is not None})
     if args.style is not None:
         params["style"] = _style_id(args.style)
     notes = []

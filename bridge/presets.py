@@ -1,7 +1,7 @@
 """Presets a producer hears, and `livediff presets`.
 
 A preset (presets/<name>.toml, or your own in ~/.config/livediff/presets/) sets:
-- plugin parameters: style (by name), generator, window/lookahead/context bars, mix;
+- plugin parameters: style (by name), generator, window/lookahead/context bars, mix, variation;
 - a seed policy: a fixed seed, or "random" (a new seed per bounce, printed);
 - what the engine does to each generated window (engine/sound.py): sampler steps, an FX
   chain of pedalboard effects, output gain.
@@ -24,7 +24,7 @@ from engine.validate import Choice, Number, PresetError, Text, check_keys, read_
 
 HELP = "List the presets (or show one): what each sets in the plugin and the engine."
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
-PLUGIN_KEYS = ("window_bars", "lookahead", "context_bars", "mix")
+PLUGIN_KEYS = ("window_bars", "lookahead", "context_bars", "mix", "variation")
 GENERATORS = {name[len("LD_GENERATOR_"):].lower(): value
               for name, value in sorted(enum_members("ld_generator").items(), key=lambda item: item[1])}
 RANDOM_SEED = "random"

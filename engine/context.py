@@ -151,11 +151,12 @@ def gather(job: Job) -> Callable[[], WindowRequest]:
     memory = [(b, bar) for b, bar in ((b, track_bar(b)) for b in remembered)
               if sounds(bar[0])]                          # fell out of the input kept since
     frames = grid.bar_start_sample(job.bar + span) - grid.bar_start_sample(first)
-    steps = s.sound.steps
+    steps, variation = s.sound.steps, s.setting("variation") / 100
     return lambda: WindowRequest(
         context=bring(s, parts, tempo, grid.bar_beats), sample_rate=rate, tempo_bpm=tempo, tsig_num=grid.tsig_num,
         tsig_den=grid.tsig_den, context_bars=context_bars, bars=job.bar + span - first, frames=frames,
         tail_frames=round(SEAM_SECONDS * rate), style=s.setting("style"), seed=window_seed(s.setting("seed"), first),
         bar_index=first, input_context=bring(s, track, tempo, grid.bar_beats), input_gap_bars=first - horizon,
         track_memory=bring(s, [bar for _, bar in memory], tempo, grid.bar_beats) if memory else None,
-        track_memory_bars=tuple(b for b, _ in memory) if memory else None, steps=steps)
+        track_memory_bars=tuple(b for b, _ in memory) if memory else None, steps=steps,
+        variation=variation)

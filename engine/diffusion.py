@@ -279,8 +279,9 @@ class DiffusionGenerator:
 
     def _render(self, request: WindowRequest, plan: _Plan, tokens: np.ndarray) -> np.ndarray:
         held = self.options.anchor and not plan.continues_reference
-        if self.options.anchor and plan.heard and self.options.change_gate > 0:
-            tokens = anchoring.keep_small_changes(tokens, plan.prior, self.options.change_gate)
+        gate = self.options.change_gate * (1.0 - request.variation)
+        if self.options.anchor and plan.heard and gate > 0:
+            tokens = anchoring.keep_small_changes(tokens, plan.prior, gate)
         if held:
             tokens = anchoring.match_band_moments(tokens, plan.reference)
         if self.options.anchor:

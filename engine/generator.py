@@ -42,6 +42,10 @@ class WindowRequest:
     # hold each bar of a free-running jam to the track's bar at the same place in its phrase.
     track_memory_bars: tuple[int, ...] | None = None
     steps: int | None = None   # sampler steps a preset asks for; None: the generator's own
+    # share (0..1) of the model's small changes to the track's own bar that pass, where a window
+    # continues it (the `variation` parameter): 0 keeps that bar wherever the model barely
+    # changes it; 1 lets every change through. Generators without a change gate ignore it.
+    variation: float = 0.0
 
     def __post_init__(self):
         if self.input_context is None:

@@ -33,6 +33,7 @@ const ld_param_info ld_param_table[LD_PARAM_DEFINED] = {
     {LD_PARAM_CONTEXT_SOURCE, "context_source", LD_CONTEXT_SOURCE_AUTO, LD_CONTEXT_SOURCE_BOTH, LD_CONTEXT_SOURCE_AUTO,
      true, context_source_labels, false},
     {LD_PARAM_PREROLL, "preroll", LD_PREROLL_DRY, LD_PREROLL_SILENCE, LD_PREROLL_DRY, true, preroll_labels, false},
+    {LD_PARAM_VARIATION, "variation", LD_VARIATION_MIN, LD_VARIATION_MAX, LD_VARIATION_DEFAULT, true, NULL, false},
 };
 
 const ld_param_info *ld_param_find(uint32_t id)

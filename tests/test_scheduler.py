@@ -369,3 +369,24 @@ def test_the_first_window_after_a_loop_wrap_fades_from_the_loop_end_however_late
         assert entered[0] == pytest.approx(s.session.history[2].continuation(1)[0, 0], abs=0.02)
     finally:
         s.close()
+
+
+def test_variation_reaches_the_windows_made_after_it_changes_and_the_playing_one_plays_on(rig_factory,
+                                                                                          monkeypatch):
+    """The `variation` parameter (percent) arrives in each window request as a share; a change
+    mid-bar remakes the windows made ahead, not the playing one, and keeps the timeline."""
+    from engine import generators
+    recorder = Recorder()
+    monkeypatch.setattr(generators, "_LOADERS", dict(generators._LOADERS))
+    generators.register("recorder", lambda: recorder)
+    rig = rig_factory(generator="recorder", lookahead=3, context_bars=1)
+    rig.play_bars(0, 5)
+    assert wait_until(lambda: rig.window(7) is not None)
+    assert {r.variation for r in recorder.requests} == {0.0}
+    made_before, epoch = len(recorder.requests), rig.session.epoch
+    rig.transport(rig.bar(4) + 100)
+    rig.scheduler.on_params(rig.session, {"variation": 60})
+    assert wait_until(lambda: {r.bar_index for r in recorder.requests[made_before:]} >= {5, 6, 7})
+    remade = recorder.requests[made_before:]
+    assert 4 not in {r.bar_index for r in remade} and {r.variation for r in remade} == {0.6}
+    assert rig.session.epoch == epoch

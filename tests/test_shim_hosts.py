@@ -112,7 +112,7 @@ def test_parameter_ids_and_bypass_is_flagged(private_endpoint):
 def test_state_round_trips_every_parameter_in_both_formats(private_endpoint, vst3_host):
     changed = {"tempo_bpm": 97.5, "seed": 42, "style": 3, "window_bars": 2, "lookahead": 3, "context_bars": 4,
                "underrun_policy": 1, "sync_mode": 2, "generator": 1, "mix": 35, "bypass": 1, "preroll": 1,
-               "context_source": 2}
+               "context_source": 2, "variation": 60}
     assert set(changed) == set(PARAM)
     with ClapHost(sample_rate=RATE) as host:
         for name, value in changed.items():

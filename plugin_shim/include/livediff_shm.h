@@ -149,7 +149,8 @@ enum ld_param {
     LD_PARAM_BYPASS = 10,         /* ld_bypass: on = the dry input, latency-aligned; the engine keeps going */
     LD_PARAM_CONTEXT_SOURCE = 11, /* ld_context_source: what the windows continue */
     LD_PARAM_PREROLL = 12,        /* ld_preroll: what plays while the lookahead fills (LD_WINDOW_PREROLL slots) */
-    LD_PARAM_COUNT = 13           /* every parameter id is below this */
+    LD_PARAM_VARIATION = 13,      /* percent of the model's small changes to the track's bar that pass */
+    LD_PARAM_COUNT = 14           /* every parameter id is below this */
 };
 
 /* Parameter ranges (inclusive) and defaults; every parameter is integer-valued except
@@ -162,7 +163,8 @@ enum ld_param_range {
     LD_WINDOW_BARS_MIN = 1, LD_WINDOW_BARS_MAX = 4, LD_WINDOW_BARS_DEFAULT = 1,
     LD_LOOKAHEAD_MIN = 1, LD_LOOKAHEAD_MAX = 8, LD_LOOKAHEAD_DEFAULT = 2,
     LD_CONTEXT_BARS_MIN = 1, LD_CONTEXT_BARS_MAX = 8, LD_CONTEXT_BARS_DEFAULT = 2,
-    LD_MIX_MIN = 0, LD_MIX_MAX = 100, LD_MIX_DEFAULT = 100
+    LD_MIX_MIN = 0, LD_MIX_MAX = 100, LD_MIX_DEFAULT = 100,
+    LD_VARIATION_MIN = 0, LD_VARIATION_MAX = 100, LD_VARIATION_DEFAULT = 0
 };
 
 enum ld_underrun_policy { LD_UNDERRUN_SILENCE = 0, LD_UNDERRUN_HOLD = 1, LD_UNDERRUN_DRY = 2 };
