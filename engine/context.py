@@ -45,7 +45,14 @@ def context_sources(bar: int, horizon: int, context_bars: int, has_generated: Ca
 
 def input_bars(context_bars: int) -> int:
     """Bars of the track alone a window is given (WindowRequest.input_context): its context, and
-    at least a phrase, so that a generator can continue the track from the bar one phrase back."""
+    at least two phrases, so that a generator can continue the track from the bar one phrase
+    back, or two where the bar one phrase back is a break."""
+    return max(context_bars, 2 * rep.PHRASE_BARS)
+
+
+def memory_bars(context_bars: int) -> int:
+    """Sounding bars of the track a window is given as its memory (WindowRequest.track_memory):
+    its context, and at least a phrase."""
     return max(context_bars, rep.PHRASE_BARS)
 
 
@@ -146,7 +153,7 @@ def gather(job: Job) -> Callable[[], WindowRequest]:
     sources = context_sources(first, horizon, context_bars, lambda b: own(b) is not None)
     parts = [track_bar(b) if source == "input" else own(b) for b, source in sources]
     track = [track_bar(b) for b in range(horizon - input_bars(context_bars), horizon)]
-    remembered = track_memory(s, (heard, epoch, context_bars), horizon, input_bars(context_bars),
+    remembered = track_memory(s, (heard, epoch, context_bars), horizon, memory_bars(context_bars),
                               lambda b: context_source.bar_sounds(s, heard, s.heard_at(epoch, b)))
     memory = [(b, bar) for b, bar in ((b, track_bar(b)) for b in remembered)
               if sounds(bar[0])]                          # fell out of the input kept since

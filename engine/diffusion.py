@@ -110,13 +110,25 @@ def phrase_back(request: WindowRequest, track: np.ndarray) -> np.ndarray:
     """The track alone (ending at the horizon) cut after its bar at the window's place one
     phrase back, when that bar is in it and has sound: music repeats by phrases (a 4-chord
     progression plays the window's chord again 4 bars back, not 2), so that bar, not the
-    newest, is what the window continues. Else the track as it is."""
+    newest, is what the window continues. Else the track as it is. Where that bar is a break
+    the track has come back from (BREAK_DB under its newest bar) and the bar a phrase before it
+    is not, that one: a one-bar break is a moment of the track, not every phrase (a 7/8 song's
+    break, continued a phrase later, came out 1.89 from the song's bar there; its bar two
+    phrases back is 0.97). A fade is no break: its newest bar is as quiet."""
     bar = bar_frames(request)
+    n_bars = round(track.shape[1] / bar)
     back = (-1 - request.input_gap_bars) % rep.PHRASE_BARS       # bars between the newest and that bar
-    if back == 0 or back >= round(track.shape[1] / bar):
+    if back == 0 or back >= n_bars:
         return track
     cut = track[:, : track.shape[1] - back * bar]
-    return cut if anchoring.sounds(cut[:, -bar:]) else track
+    if not anchoring.sounds(cut[:, -bar:]):
+        return track
+    loudness = anchoring.bar_rms(track, bar)
+    floor = loudness[-1] * 10 ** (-BREAK_DB / 20)
+    place, before = n_bars - 1 - back, n_bars - 1 - back - rep.PHRASE_BARS
+    if loudness[place] < floor and before >= 0 and loudness[before] >= floor:
+        return cut[:, : cut.shape[1] - rep.PHRASE_BARS * bar]
+    return cut
 
 
 def memory_place(request: WindowRequest, memory: np.ndarray) -> int | None:

@@ -27,12 +27,12 @@ class WindowRequest:
     seed: int                  # already mixed with the window's bar index by the scheduler
     bar_index: int = 0         # bar the window starts on (for logs and phase-aware models)
     # The track alone: the last context_bars bars of the session's context source (input or
-    # sidechain; never the model's own output), at least a phrase of them (engine.context.input_bars),
+    # sidechain; never the model's own output), at least two phrases of them (engine.context.input_bars),
     # ending at the horizon's bar line, each bar brought to this window's bar length. None
     # (callers that have only input): the context.
     input_context: np.ndarray | None = None
     input_gap_bars: int = 0    # whole bars between the end of input_context and the window start
-    # The track as it last sounded: up to a phrase (engine.context.input_bars) of the newest bars
+    # The track as it last sounded: up to a phrase (engine.context.memory_bars) of the newest bars
     # before the horizon in which the context source had sound, oldest first, each brought to
     # this window's bar length. While the track is silent, a generator holds what it makes to
     # this, not to its own previous output (which drifts). None: the track never sounded (or the

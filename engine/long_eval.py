@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine import representation as rep
-from engine.context import MEMORY_BARS, input_bars
+from engine.context import MEMORY_BARS, input_bars, memory_bars
 from engine.anchoring import sounds
 from engine.dsp import PEAK_CEILING, SEAM_SECONDS, crossfade, limit
 from engine.evaluate import GRID_TOLERANCE_S, mel_distance
@@ -75,7 +75,7 @@ def play(generator, song: Song, input_audio: np.ndarray, bars: int, context_bars
         own = bars_of(song, generated if k >= 3 else input_audio, k - 1, k)
         context = np.concatenate([bars_of(song, input_audio, k - context_bars, k - 1), own], axis=1)
         sounding = [b for b in range(max(0, k - 1 - MEMORY_BARS), k - 1)
-                    if sounds(bars_of(song, input_audio, b, b + 1))][-input_bars(context_bars):]
+                    if sounds(bars_of(song, input_audio, b, b + 1))][-memory_bars(context_bars):]
         memory = np.concatenate([bars_of(song, input_audio, b, b + 1) for b in sounding], axis=1) if sounding else None
         request = WindowRequest(context=context, sample_rate=HOST_RATE, tempo_bpm=song.tempo_bpm, tsig_num=song.tsig[0],
                                 tsig_den=song.tsig[1], context_bars=context_bars, bars=1,

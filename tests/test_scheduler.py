@@ -298,11 +298,11 @@ def test_registered_generators_serve_sessions_and_get_the_track_as_input_context
     assert wait_until(lambda: rig.window(7) is not None)
     bar_frames = rig.bar(1)
     for request in recorder.requests:
-        # horizon h = b - 2: input_context is input bars h-4 .. h-1 (zeros before the song): the 2
-        # context bars, made a phrase long, ending 2 bars before b
+        # horizon h = b - 2: input_context is input bars h-8 .. h-1 (zeros before the song): the 2
+        # context bars, made two phrases long, ending 2 bars before b
         horizon = request.bar_index - 2
-        assert request.input_gap_bars == 2 and request.input_context.shape == (2, 4 * bar_frames)
-        heard = rig.input[:, max(0, rig.bar(horizon - 4)):rig.bar(horizon)]
+        assert request.input_gap_bars == 2 and request.input_context.shape == (2, 8 * bar_frames)
+        heard = rig.input[:, max(0, rig.bar(horizon - 8)):rig.bar(horizon)]
         np.testing.assert_array_equal(request.input_context[:, -heard.shape[1]:], heard)
     assert {r.bar_index for r in recorder.requests} >= set(range(3, 8))
     generated = [w for w in rig.windows if w["window"] is WindowKind.GENERATED]

@@ -36,6 +36,33 @@ def test_the_bar_one_phrase_back_is_cut_out_of_the_track_when_it_was_heard():
     assert phrase_back(replace(request, input_gap_bars=1), silent) is silent    # that bar had no sound
 
 
+def test_a_break_one_phrase_back_is_passed_over_for_the_bar_a_phrase_before_it():
+    request, _ = song_request(1)
+    frames = bar_frames(request)
+    track = np.full((2, 8 * frames), 0.1, np.float32)            # bars k - 9 .. k - 2 (gap 1)
+    track[:, 5 * frames: 6 * frames] = 0.02                      # bar k - 4 is a break (-14 dB)
+    ask = replace(request, input_gap_bars=1)
+    assert phrase_back(ask, track).shape[1] == 2 * frames        # ends with bar k - 8
+    track[:, frames: 2 * frames] = 0.02                          # a stop every phrase: it is the music
+    assert phrase_back(ask, track).shape[1] == 6 * frames
+    assert phrase_back(ask, track[:, -6 * frames:]).shape[1] == 4 * frames   # k - 8 not given: k - 4
+    track[:, frames: 2 * frames] = 0.1
+    track[:, 5 * frames:] = 0.02                                 # a fade: the newest bar is as quiet
+    assert phrase_back(ask, track).shape[1] == 6 * frames
+
+
+def test_a_one_bar_break_in_the_track_is_not_played_again_a_phrase_later(generator):
+    """Bar 5 of a held-out song turned down 20 dB, as a break: bar 9, made while the song plays,
+    keeps the song's level (it continues bar 1), not the break's."""
+    song = long_eval.heldout_songs(1, 16)[0]
+    lines = long_eval.bar_lines(song, 16)
+    played = song.audio[:, :lines[16]].copy()
+    played[:, lines[5]:lines[6]] *= 0.1
+    made = long_eval.play(generator, song, played, 11, seed=0)
+    level = lambda audio, k: long_eval.loudness_db(audio[:, lines[k]:lines[k + 1]])  # noqa: E731
+    assert abs(level(made, 9) - level(played, 9)) < 3.0, (level(made, 9), level(played, 9), level(played, 5))
+
+
 def test_a_playing_track_is_continued_from_its_bar_one_phrase_back(generator, monkeypatch):
     """Bars 9-16 of the long-run songs (4/4 to 12/8, 76-172 BPM) played as the engine plays them
     with the whole song on the input: continuing the bar one phrase back is closer to the truth

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine import diffusion, long_eval
-from engine.context import MEMORY_BARS, input_bars, track_memory
+from engine.context import MEMORY_BARS, memory_bars, track_memory
 from engine.diffusion import load_builtin
 from engine.long_eval import contrast_db
 from engine.music import render_song
@@ -55,7 +55,7 @@ def test_windows_after_the_track_stops_carry_its_last_sounding_bars(rig_factory,
     assert wait_until(lambda: rig.window(13) is not None)
     for request in recorder.requests:
         horizon = request.bar_index - request.input_gap_bars     # input is heard up to this bar line
-        last = [b for b in range(max(0, horizon - 64), horizon) if b < 5][-input_bars(2):]   # a phrase
+        last = [b for b in range(max(0, horizon - 64), horizon) if b < 5][-memory_bars(2):]   # a phrase
         if not last:
             assert request.track_memory is None and request.track_memory_bars is None
             continue
