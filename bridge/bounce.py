@@ -31,7 +31,7 @@ from bridge.build import BUILD_DIR
 from bridge.client import Client, engine_answers
 from bridge.endpoint import ENV_VAR, EndpointError, check_local
 from bridge.layout import const
-from bridge.presets import GENERATORS, PLUGIN_KEYS, RANDOM_SEED, Preset, find_preset
+from bridge.presets import GENERATORS, PLUGIN_KEYS, RANDOM_SEED, SOUND_NAMES, Preset, find_preset, preset_files
 from bridge.protocol import ERR, MSG, SAMPLE_RATES, param_range
 from bridge.server import READY_TEXT
 from bridge.shm import sweep_stale_segments
@@ -217,8 +217,12 @@ def plan(args: argparse.Namespace) -> Plan:
         if preset.seed == RANDOM_SEED:
             notes.append(f"seed {seed} (preset {preset.name}: a new seed per bounce; --seed {seed} repeats this one)")
     if preset and endpoint and not preset.sound.neutral:
-        notes.append(f"the engine at {endpoint} applies its own preset's steps, FX and gain, not {preset.name}'s "
-                     f"(start it with `livediff serve --preset {preset.name}`, or leave out --endpoint)")
+        if preset.name in SOUND_NAMES and preset_files()[preset.name].resolve() == preset.path.resolve():
+            params["sound"] = preset.name       # the engine there gives it to this instance
+        else:
+            notes.append(f"the engine at {endpoint} applies its own preset's steps, FX and gain, not {preset.name}'s "
+                         f"(the `sound` parameter names only {', '.join(SOUND_NAMES[1:])}; start the engine with "
+                         f"`livediff serve --preset {preset.path}`, or leave out --endpoint)")
     generator = args.generator or (preset.generator if preset and preset.generator else "diffusion")
     return Plan(input=source, output=output, reports=reports, bpm=args.bpm, bars=args.bars,
                 seed=0 if seed is None else seed, generator=generator, params=params, preset=preset,

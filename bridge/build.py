@@ -61,10 +61,10 @@ def engine_command() -> str:
 
 
 def build(build_dir: Path, clean: bool = False) -> subprocess.CompletedProcess:
-    """Run make; returns the completed process (stdout+stderr in .stdout). The style names come
-    from the trained styles (presets/styles/)."""
+    """Run make; returns the completed process (stdout+stderr in .stdout). The style and sound
+    names come from the presets (presets/, presets/styles/)."""
     command = ["make", "-C", str(SHIM), f"BUILD={build_dir.resolve()}", f"PYTHON={sys.executable}",
-               f"PRESETS={STYLES_DIR}", f"ENGINE_COMMAND={engine_command()}"]
+               f"PRESETS={STYLES_DIR.parent}", f"ENGINE_COMMAND={engine_command()}"]
     if clean:
         subprocess.run([*command, "clean"], check=False, capture_output=True)
     return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

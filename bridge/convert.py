@@ -1,6 +1,6 @@
 """Wire messages into engine types and engine values onto the wire. The engine never sees the
 header's numbers: parameters reach it by name (enum parameters by the name of their value, e.g.
-generator "loop"), transports as TransportSnapshot, input as InputBlock; the window kinds and
+generator "loop", sound "house"), transports as TransportSnapshot, input as InputBlock; the window kinds and
 problems it reports become the header's flags and error codes here."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 
 from bridge import protocol
 from bridge.layout import const, enum_members
+from bridge.presets import SOUND_NAMES
 from bridge.shm import WINDOW_FLAGS
 from engine.publisher import Publisher
 from engine.session import Session
@@ -25,7 +26,8 @@ def _value_names(enum_name: str) -> dict[int, str]:
     return {value: name[len(prefix):].lower() for name, value in members.items()}
 
 
-_ENUM_VALUES = {name: _value_names(enum) for name, enum in protocol.PARAM_ENUM.items()}
+_ENUM_VALUES = {**{name: _value_names(enum) for name, enum in protocol.PARAM_ENUM.items()},
+                "sound": dict(enumerate(SOUND_NAMES))}
 GENERATOR_IDS = {name: value for value, name in _ENUM_VALUES["generator"].items()}
 
 

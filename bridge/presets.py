@@ -4,7 +4,8 @@ A preset (presets/<name>.toml, or your own in ~/.config/livediff/presets/) sets:
 - plugin parameters: style (by name), generator, window/lookahead/context bars, mix, variation;
 - a seed policy: a fixed seed, or "random" (a new seed per bounce, printed);
 - what the engine does to each generated window (engine/sound.py): sampler steps, an FX
-  chain of pedalboard effects, output gain.
+  chain of pedalboard effects, output gain. The plugin's `sound` parameter picks that part per
+  instance, from the shipped presets by name (SOUND_NAMES).
 Every key is optional except `style`; what a preset leaves out keeps the plugin's default.
 A preset never sets a tempo: the tempo is the host's, or --bpm / the input's estimate in a bounce.
 """
@@ -21,6 +22,7 @@ from engine.sound import KEYS as SOUND_KEYS
 from engine.sound import Sound, parse_sound
 from engine.styles import load_styles
 from engine.validate import Choice, Number, PresetError, Text, check_keys, read_toml
+from plugin_shim.param_labels import ENGINE_SOUND, sound_names
 
 HELP = "List the presets (or show one): what each sets in the plugin and the engine."
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -28,6 +30,8 @@ PLUGIN_KEYS = ("window_bars", "lookahead", "context_bars", "mix", "variation")
 GENERATORS = {name[len("LD_GENERATOR_"):].lower(): value
               for name, value in sorted(enum_members("ld_generator").items(), key=lambda item: item[1])}
 RANDOM_SEED = "random"
+# The `sound` parameter's values, as the plugin shows them (the same function writes its C table).
+SOUND_NAMES = tuple(sound_names(PRESETS_DIR))
 
 
 def user_presets_dir(environ=os.environ) -> Path:
@@ -89,6 +93,19 @@ def find_preset(name_or_path: str) -> Preset:
         raise PresetError(f"preset {name_or_path!r} is not allowed; allowed: {', '.join(files)} "
                           f"(or a .toml file; yours go in {user_presets_dir()})")
     return load_preset(files[name_or_path])
+
+
+def sounds(engine: Sound) -> tuple[dict[str, Sound], dict[str, str]]:
+    """What each `sound` value gives a session: ENGINE_SOUND the engine's own (`serve --preset`),
+    every other the engine part of that preset (yours where you replaced a shipped one). Also,
+    name -> why it could not be read, for a preset file of yours that is broken."""
+    table, broken = {ENGINE_SOUND: engine}, {}
+    for name in SOUND_NAMES[1:]:
+        try:
+            table[name] = find_preset(name).sound
+        except PresetError as exc:
+            broken[name] = str(exc)
+    return table, broken
 
 
 def describe(preset: Preset) -> str:

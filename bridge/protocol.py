@@ -144,7 +144,7 @@ PARAM_NAME = {value: name for name, value in PARAM.items()}
 # Parameters whose range is a LD_<PREFIX>_MIN/MAX pair, and those whose values are an enum.
 _PARAM_RANGE_PREFIX = {"tempo_bpm": "TEMPO", "seed": "SEED", "style": "STYLE", "window_bars": "WINDOW_BARS",
                        "lookahead": "LOOKAHEAD", "context_bars": "CONTEXT_BARS", "mix": "MIX",
-                       "variation": "VARIATION"}
+                       "variation": "VARIATION", "sound": "SOUND"}
 PARAM_ENUM = {"underrun_policy": "ld_underrun_policy", "sync_mode": "ld_sync_mode", "generator": "ld_generator",
               "bypass": "ld_bypass", "preroll": "ld_preroll", "context_source": "ld_context_source"}
 

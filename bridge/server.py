@@ -24,12 +24,11 @@ from pathlib import Path
 
 import zmq
 
-from bridge import convert, protocol
+from bridge import convert, presets, protocol
 from bridge.admission import LOG_INTERVAL, REFUSALS_PER_SECOND, Admission, RefusalLog
 from bridge.client import engine_answers
 from bridge.endpoint import EndpointError, default_endpoint, ipc_path, lock, prepare
 from bridge.layout import const
-from bridge.presets import find_preset
 from bridge.protocol import ERR, MSG, ProtocolError
 from bridge.shm import TimelineStore, sweep_stale_segments
 from bridge.sidechain_file import SidechainFile, SidechainFileError, open_audio
@@ -83,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--t5", type=Path, metavar="DIR",
                         help="local T5 encoder directory (transformers format) for prompt-conditioned models")
     parser.add_argument("--preset", help="a preset (name or .toml) whose engine part (sampler steps, FX chain, "
-                                         "output gain) every session gets; see `livediff presets`")
+                                         "output gain) every session gets whose `sound` parameter is `engine` (the "
+                                         "default); see `livediff presets`")
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="stop when the process that started this one ends (livediff bounce uses it)")
 
@@ -144,7 +144,8 @@ class Engine:
                  idle_exit: float = 0.0):
         self.endpoint = prepare(endpoint)
         self.session_timeout = session_timeout
-        self.sound = sound          # what each session's windows get (a preset's engine part)
+        self.sound = sound          # what a session's windows get at sound "engine" (a preset's engine part)
+        self.sounds, self.broken_sounds = presets.sounds(sound)   # the `sound` parameter's values
         self._parent = parent       # stop once this process is gone (we are re-parented)
         self.sidechain_file = sidechain_file    # --sidechain-file: every session's sidechain
         self.max_sessions = max_sessions
@@ -283,7 +284,10 @@ class Engine:
                                                         f"{session.channels} (as in HELLO)", MSG["audio"])
             self.scheduler.on_audio(session, convert.input_block(message))
         elif isinstance(message, protocol.Params):
-            self.scheduler.on_params(session, convert.engine_params(message.params))
+            params = convert.engine_params(message.params)
+            if params.get("sound", session.params["sound"]) != session.params["sound"]:
+                self._set_sound(session, params["sound"])   # before the windows ahead are remade
+            self.scheduler.on_params(session, params)
         elif isinstance(message, protocol.Bye):
             self._close_session(message.instance, "bye")
 
@@ -310,7 +314,7 @@ class Engine:
         session = convert.new_session(hello.instance, hello.sample_rate, hello.channels, store,
                                       offline=hello.process_mode == const("LD_MODE_OFFLINE"),
                                       **convert.engine_params(hello.params))
-        session.sound = self.sound
+        self._set_sound(session, session.params["sound"])
         if self.sidechain_file is not None:
             try:
                 session.inputs["sidechain"] = SidechainFile(self.sidechain_file, hello.sample_rate, hello.channels)
@@ -330,6 +334,12 @@ class Engine:
         log.debug("session %016x opened (%s, %d Hz, %d ch, %s generator, segment %s)", hello.instance, hello.format,
                   hello.sample_rate, hello.channels, session.generator_name, store.name)
         self._send(identity, protocol.welcome(store.name, LATENCY_SAMPLES, session.generator_name))
+
+    def _set_sound(self, session: Session, name: str) -> None:
+        if name in self.broken_sounds:
+            log.warning("session %016x: sound %s cannot be read (%s); it gets the engine's sound", session.instance,
+                        name, self.broken_sounds[name])
+        session.sound = self.sounds.get(name, self.sound)
 
     def _close_session(self, instance: int, why: str) -> None:
         session = self.scheduler.remove(instance)
@@ -445,7 +455,7 @@ def run(args: argparse.Namespace) -> int:
     _raise_file_limit()
     try:
         register_models(args.model, args.t5)
-        sound = find_preset(args.preset).sound if args.preset else Sound()
+        sound = presets.find_preset(args.preset).sound if args.preset else Sound()
         sidechain_file = Path(args.sidechain_file) if args.sidechain_file else None
         if sidechain_file:
             open_audio(sidechain_file)
@@ -456,7 +466,9 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     if args.preset:
-        log.info("preset %s: every session gets %s", args.preset, sound)
+        log.info("preset %s: every session at sound %s gets %s", args.preset, presets.ENGINE_SOUND, sound)
+    for name, why in engine.broken_sounds.items():
+        log.error("sound %s: %s; instances that choose it get the engine's sound", name, why)
     if sidechain_file:
         log.info("every session hears %s as its sidechain (file start = song start)", sidechain_file)
     if engine.endpoint.startswith("tcp://"):

@@ -16,7 +16,7 @@ log = logging.getLogger("livediff.scheduler")
 # Parameters that change what a window sounds like: a change restarts the timeline.
 SHAPING_PARAMS = ("seed", "style", "window_bars", "lookahead", "context_bars", "generator")
 # Parameters whose change takes effect at the next window: the one playing plays to its end.
-NEXT_WINDOW_PARAMS = ("context_source", "variation")
+NEXT_WINDOW_PARAMS = ("context_source", "variation", "sound")
 
 
 def on_params(session: Session, params: dict[str, float | str]) -> None:

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "style_names.h"         /* style_labels[], generated from presets/styles/ at build time */
+#include "param_labels.h"        /* style_labels[] and sound_labels[], generated from presets/ at build time */
 
 static const char *const underrun_labels[] = {"silence", "hold", "dry"};
 static const char *const sync_labels[] = {"auto", "host", "free"};
@@ -17,6 +17,8 @@ static const char *const context_source_labels[] = {"auto", "main", "sidechain",
 
 _Static_assert(sizeof style_labels / sizeof *style_labels == LD_STYLE_COUNT && LD_STYLE_MAX == LD_STYLE_COUNT - 1,
                "presets/styles/ must name exactly LD_STYLE_COUNT styles, ids 0..LD_STYLE_MAX");
+_Static_assert(sizeof sound_labels / sizeof *sound_labels == LD_SOUND_COUNT && LD_SOUND_MAX == LD_SOUND_COUNT - 1,
+               "presets/ must hold exactly LD_SOUND_COUNT - 1 presets (sound 0 is the engine's)");
 
 const ld_param_info ld_param_table[LD_PARAM_DEFINED] = {
     {LD_PARAM_TEMPO_BPM, "tempo_bpm", LD_TEMPO_MIN, LD_TEMPO_MAX, LD_TEMPO_DEFAULT, false, NULL, false},
@@ -34,6 +36,7 @@ const ld_param_info ld_param_table[LD_PARAM_DEFINED] = {
      true, context_source_labels, false},
     {LD_PARAM_PREROLL, "preroll", LD_PREROLL_DRY, LD_PREROLL_SILENCE, LD_PREROLL_DRY, true, preroll_labels, false},
     {LD_PARAM_VARIATION, "variation", LD_VARIATION_MIN, LD_VARIATION_MAX, LD_VARIATION_DEFAULT, true, NULL, false},
+    {LD_PARAM_SOUND, "sound", LD_SOUND_MIN, LD_SOUND_MAX, LD_SOUND_DEFAULT, true, sound_labels, false},
 };
 
 const ld_param_info *ld_param_find(uint32_t id)

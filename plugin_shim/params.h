@@ -25,7 +25,7 @@ typedef struct ld_param_info {
 
 /* The parameters in id order. Ids may have gaps (reserved ids, see ld_param), so hosts index
  * this table and values[] arrays are indexed by id (LD_PARAM_COUNT entries). */
-enum { LD_PARAM_DEFINED = 14 };
+enum { LD_PARAM_DEFINED = 15 };
 extern const ld_param_info ld_param_table[LD_PARAM_DEFINED];
 
 /* The table entry of `id`, NULL when id is not a parameter. [any-thread] */

@@ -114,3 +114,29 @@ def test_bounce_with_a_sidechain_continues_the_sidechain_file(built_plugin, priv
     for bar in range(1, 6):
         np.testing.assert_array_equal(rendered[:, bar * BAR + SEAM:(bar + 1) * BAR],
                                       sidechain[:, (bar - 1) * BAR + SEAM:bar * BAR], err_msg=f"bar {bar}")
+
+
+def test_a_preset_sets_this_instances_sound_on_an_engine_already_running(built_plugin, engine_factory, tmp_path,
+                                                                         monkeypatch):
+    """With --endpoint (an engine started without a preset, as a DAW's is) `--preset NAME` sets the
+    plugin's `sound` parameter, and that engine gives this instance the preset's steps, FX and gain.
+    Your own house preset here, only -12 dB of gain: the generated bars are exactly the plain
+    bounce's, 12 dB down."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))       # both processes read your presets there
+    (tmp_path / "livediff" / "presets").mkdir(parents=True)
+    (tmp_path / "livediff" / "presets" / "house.toml").write_text('style = "house"\ngain_db = -12.0\n')
+    engine = engine_factory()
+
+    def run(name, *options):
+        result = subprocess.run([sys.executable, "-m", "bridge.cli", "bounce", str(LOOP), "-o", str(tmp_path / name),
+                                 "--bpm", str(BPM), "--bars", "6", "--seed", "7", "--generator", "loop",
+                                 "--endpoint", engine.endpoint, *options],
+                                cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert "applies its own preset" not in result.stdout + result.stderr
+        return read(tmp_path / name)[0]
+
+    shaped, plain = run("house.wav", "--preset", "house"), run("plain.wav", "--style", "house")
+    generated = slice(3 * BAR, 6 * BAR)      # after the preroll and the first seam
+    assert np.sqrt(np.mean(plain[:, generated] ** 2)) > 0.05
+    np.testing.assert_allclose(shaped[:, generated], plain[:, generated] * 10 ** (-12 / 20), atol=2e-4)

@@ -13,6 +13,7 @@ import pytest
 from bridge import protocol
 from bridge.client import Client
 from bridge.layout import const
+from bridge.presets import SOUND_NAMES
 from bridge.protocol import ERR, KEY, MSG
 from bridge.shm import SHM_DIR, TimelineReader
 from engine.dsp import SEAM_SECONDS
@@ -24,9 +25,9 @@ BAR = SR * 2  # one 4/4 bar at 120 BPM
 class HealthySession:
     """An offline plugin session fed one bar at a time; windows are read back from its segment."""
 
-    def __init__(self, endpoint: str):
+    def __init__(self, endpoint: str, **params: float):
         self.client = Client(endpoint)
-        welcome = self.client.hello(SR, 2, offline=True, generator=const("LD_GENERATOR_LOOP"), seed=3)
+        welcome = self.client.hello(SR, 2, offline=True, generator=const("LD_GENERATOR_LOOP"), seed=3, **params)
         self.reader = TimelineReader(welcome["shm_name"])
         self.input = np.random.default_rng(5).uniform(-0.5, 0.5, (2, BAR * 12)).astype(np.float32)
         self.bars_sent = 0
@@ -43,7 +44,7 @@ class HealthySession:
         while time.monotonic() < deadline:
             found = [s for s in self.reader.slots() if s.bar_index == bar]
             if found:
-                return found[0]
+                return max(found, key=lambda s: s.window_id)    # a replacement wins, as in the shim
             self.client.recv(0.02)  # drain heartbeats
         raise AssertionError(f"window at bar {bar} never arrived")
 
@@ -122,6 +123,59 @@ def test_bad_input_gets_errors_while_a_healthy_session_keeps_receiving_windows(e
     finally:
         healthy.close()
         bad.close()
+
+
+def test_each_session_gets_the_sound_it_chose_and_a_change_reaches_the_windows_ahead(engine_factory, tmp_path,
+                                                                                    monkeypatch):
+    """The `sound` parameter picks a preset's engine part per session: two sessions on one engine
+    with the same input and seed, one at `engine` (no preset), one at `house` - here your own
+    house preset, only a -12 dB gain, so the difference is exact. When the first switches to
+    house, the windows made after the switch are 12 dB down too; the other session is untouched."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))      # the engine process reads your presets there
+    (tmp_path / "livediff" / "presets").mkdir(parents=True)
+    (tmp_path / "livediff" / "presets" / "house.toml").write_text('style = "house"\ngain_db = -12.0\n')
+    engine = engine_factory()
+    house = SOUND_NAMES.index("house")
+    plain, shaped = HealthySession(engine.endpoint), HealthySession(engine.endpoint, sound=house)
+    down = np.float32(10 ** (-12 / 20))
+    try:
+        for _ in range(3):
+            plain.feed_bar()
+            shaped.feed_bar()
+        before, other = plain.wait_window(3), shaped.wait_window(3)
+        assert np.sqrt(np.mean(before.audio ** 2)) > 0.1
+        np.testing.assert_allclose(other.audio, before.audio * down, atol=1e-6)
+        plain.client.send("params", params={protocol.PARAM["sound"]: house})
+        for _ in range(4):
+            plain.feed_bar()
+            shaped.feed_bar()
+        after, other = plain.wait_window(7), shaped.wait_window(7)
+        np.testing.assert_allclose(after.audio, other.audio, atol=1e-6)
+        level = lambda w: 20 * np.log10(np.sqrt(np.mean(w.audio ** 2)))   # noqa: E731
+        assert abs(level(after) - (level(before) - 12)) < 1.0
+    finally:
+        plain.close()
+        shaped.close()
+
+
+def test_a_sound_whose_preset_is_broken_plays_the_engines_sound_and_says_why(engine_factory, tmp_path, monkeypatch,
+                                                                          capfd):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    (tmp_path / "livediff" / "presets").mkdir(parents=True)
+    (tmp_path / "livediff" / "presets" / "rock.toml").write_text('style = "polka"\n')
+    engine = engine_factory()
+    plain, broken = HealthySession(engine.endpoint), HealthySession(engine.endpoint, sound=SOUND_NAMES.index("rock"))
+    try:
+        for _ in range(3):
+            plain.feed_bar()
+            broken.feed_bar()
+        np.testing.assert_array_equal(broken.wait_window(3).audio, plain.wait_window(3).audio)
+    finally:
+        plain.close()
+        broken.close()
+    log = capfd.readouterr().err
+    assert "sound rock: " in log and "style = 'polka' is not allowed" in log and "get the engine's sound" in log
+    assert "sound rock cannot be read" in log and "it gets the engine's sound" in log
 
 
 def test_heartbeats_replace_and_bye(engine):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from bridge.layout import const
+from bridge.presets import PRESETS_DIR, SOUND_NAMES
 from bridge.protocol import PARAM
 from conftest import segments_of, wait_until
 from engine.styles import load_styles
@@ -101,6 +102,20 @@ def test_style_is_a_list_of_the_trained_styles_by_name_in_both_formats(private_e
     assert vst3_plugin().parameters["style"].valid_values == names
 
 
+def test_sound_is_a_list_of_the_engine_and_the_shipped_presets_by_name_in_both_formats(private_endpoint):
+    names = [p.stem for p in sorted(PRESETS_DIR.glob("*.toml"))]
+    assert list(SOUND_NAMES) == ["engine", *names] and len(SOUND_NAMES) == const("LD_SOUND_COUNT")
+    with ClapHost(sample_rate=RATE) as host:
+        sound = next(i for i in host.param_infos() if i["name"] == "sound")
+        assert (sound["min"], sound["max"], sound["default"]) == (0, const("LD_SOUND_COUNT") - 1, 0)
+        assert sound["flags"] & CLAP_ENUM
+        assert [host.value_text("sound", v) for v in range(len(SOUND_NAMES))] == list(SOUND_NAMES)
+    plugin = vst3_plugin()
+    assert plugin.parameters["sound"].valid_values == list(SOUND_NAMES)
+    plugin.sound = "techno"
+    assert plugin.sound == "techno"
+
+
 def test_parameter_ids_and_bypass_is_flagged(private_endpoint):
     with ClapHost(sample_rate=RATE) as host:
         infos = host.param_infos()
@@ -112,7 +127,7 @@ def test_parameter_ids_and_bypass_is_flagged(private_endpoint):
 def test_state_round_trips_every_parameter_in_both_formats(private_endpoint, vst3_host):
     changed = {"tempo_bpm": 97.5, "seed": 42, "style": 3, "window_bars": 2, "lookahead": 3, "context_bars": 4,
                "underrun_policy": 1, "sync_mode": 2, "generator": 1, "mix": 35, "bypass": 1, "preroll": 1,
-               "context_source": 2, "variation": 60}
+               "context_source": 2, "variation": 60, "sound": 4}
     assert set(changed) == set(PARAM)
     with ClapHost(sample_rate=RATE) as host:
         for name, value in changed.items():

@@ -150,7 +150,8 @@ enum ld_param {
     LD_PARAM_CONTEXT_SOURCE = 11, /* ld_context_source: what the windows continue */
     LD_PARAM_PREROLL = 12,        /* ld_preroll: what plays while the lookahead fills (LD_WINDOW_PREROLL slots) */
     LD_PARAM_VARIATION = 13,      /* percent of the model's small changes to the track's bar that pass */
-    LD_PARAM_COUNT = 14           /* every parameter id is below this */
+    LD_PARAM_SOUND = 14,          /* whose steps, FX chain and gain this instance's windows get: 0 = the engine's, else a shipped preset */
+    LD_PARAM_COUNT = 15           /* every parameter id is below this */
 };
 
 /* Parameter ranges (inclusive) and defaults; every parameter is integer-valued except
@@ -164,7 +165,9 @@ enum ld_param_range {
     LD_LOOKAHEAD_MIN = 1, LD_LOOKAHEAD_MAX = 8, LD_LOOKAHEAD_DEFAULT = 2,
     LD_CONTEXT_BARS_MIN = 1, LD_CONTEXT_BARS_MAX = 8, LD_CONTEXT_BARS_DEFAULT = 2,
     LD_MIX_MIN = 0, LD_MIX_MAX = 100, LD_MIX_DEFAULT = 100,
-    LD_VARIATION_MIN = 0, LD_VARIATION_MAX = 100, LD_VARIATION_DEFAULT = 0
+    LD_VARIATION_MIN = 0, LD_VARIATION_MAX = 100, LD_VARIATION_DEFAULT = 0,
+    LD_SOUND_MIN = 0, LD_SOUND_MAX = 6, LD_SOUND_DEFAULT = 0,
+    LD_SOUND_COUNT = 7            /* "engine", then the presets in presets/ by file name (presets/house.toml: "house") */
 };
 
 enum ld_underrun_policy { LD_UNDERRUN_SILENCE = 0, LD_UNDERRUN_HOLD = 1, LD_UNDERRUN_DRY = 2 };
