@@ -3,7 +3,8 @@
 A chain is validated once, when its preset loads (`parse_chain`), and built fresh for every
 window (`apply`), so windows share no effect state: a window sounds the same whenever and in
 whatever order it is made. Reverb and delay are warmed up on the audio that precedes the
-window (its context), so their tails do not restart at every window.
+window (its context), as long as the chain's own tail (`warmup_seconds`), so their tails do not
+restart at every window.
 
 In a preset:
     [[fx]]
@@ -14,6 +15,7 @@ Parameters left out keep pedalboard's defaults.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -45,7 +47,10 @@ FX_PLUGINS: dict[str, dict[str, Number]] = {
                "feedback": Number(0.0, 0.95), "mix": _UNIT},
 }
 NYQUIST_FRACTION = 0.45   # cutoffs above this fraction of the host rate are lowered to it
-WARMUP_SECONDS = 1.0     # of the audio before a window; longer tails than this fade early (bench/fx_cost.py)
+# The warm-up on the audio before a window: the chain's tail, at least the time a compressor's
+# envelope needs, at most what a window's context can hold (bench/fx_cost.py).
+MIN_WARMUP_SECONDS, MAX_WARMUP_SECONDS = 1.0, 6.0
+TAIL_DB = -60.0          # a tail ends where the chain's impulse response stays this far under its peak
 
 
 @dataclass(frozen=True)
@@ -85,13 +90,27 @@ def build(chain: tuple[Effect, ...], sample_rate: float):
     return pedalboard.Pedalboard(plugins)
 
 
+@lru_cache(maxsize=64)
+def warmup_seconds(chain: tuple[Effect, ...], sample_rate: float) -> float:
+    """How much of the audio before a window the chain runs first: how long its impulse response
+    takes to fall TAIL_DB under its peak (a room-size 1.0 reverb or a long feedback delay rings
+    for seconds), within MIN_WARMUP_SECONDS..MAX_WARMUP_SECONDS. Measured once per chain and rate."""
+    impulse = np.zeros((2, int(MAX_WARMUP_SECONDS * sample_rate)), np.float32)
+    impulse[:, 0] = 0.5
+    envelope = np.abs(build(chain, sample_rate)(impulse, sample_rate, reset=True)).max(axis=0)
+    ringing = np.flatnonzero(envelope >= envelope.max() * 10 ** (TAIL_DB / 20)) if envelope.max() > 0 else [0]
+    return float(np.clip(ringing[-1] / sample_rate, MIN_WARMUP_SECONDS, MAX_WARMUP_SECONDS))
+
+
 def apply(chain: tuple[Effect, ...], audio: np.ndarray, sample_rate: float,
           warmup: np.ndarray | None = None) -> np.ndarray:
-    """float32 [channels, n] through the chain; `warmup` (audio that plays before, [channels, m])
-    is run through first and dropped, so time-based effects start from their steady state."""
+    """float32 [channels, n] through the chain; the end of `warmup` (audio that plays before,
+    [channels, m]), as long as the chain's tail, is run through first and dropped, so time-based
+    effects start from their steady state."""
     if not chain:
         return audio
-    before = np.zeros((audio.shape[0], 0), np.float32) if warmup is None else warmup[:, -int(WARMUP_SECONDS * sample_rate):]
+    before = (np.zeros((audio.shape[0], 0), np.float32) if warmup is None
+              else warmup[:, -int(warmup_seconds(chain, sample_rate) * sample_rate):])
     signal = np.ascontiguousarray(np.concatenate([before, audio], axis=1), dtype=np.float32)
     out = build(chain, sample_rate)(signal, sample_rate, reset=True)
     return np.ascontiguousarray(out[:, before.shape[1]:], dtype=np.float32)

@@ -64,6 +64,22 @@ def test_warmup_carries_a_reverb_tail_into_the_window_and_is_dropped():
     assert np.abs(cold).max() == 0 and np.sqrt((warm[:, :SR // 10] ** 2).mean()) > 0.01, "no tail from the warm-up"
 
 
+def test_a_long_tail_is_warmed_up_for_as_long_as_it_rings():
+    """A big room rings for seconds: the warm-up is the chain's measured tail, so a window 2 s after
+    a burst still carries the burst's reverb, as the stream processed in one piece does. With
+    the fixed 1 s warm-up before, that burst was not in the warm-up and the window began dry."""
+    room = chain({"plugin": "Reverb", "room_size": 0.95, "wet_level": 0.5, "dry_level": 0.0})
+    dry = chain({"plugin": "Gain", "gain_db": -3.0})
+    assert 3.0 <= fx.warmup_seconds(room, SR) <= fx.MAX_WARMUP_SECONDS
+    assert fx.warmup_seconds(dry, SR) == fx.MIN_WARMUP_SECONDS
+    context = np.concatenate([two_tones(0.5), np.zeros((2, 2 * SR), np.float32)], axis=1)
+    window = np.zeros((2, SR), np.float32)
+    whole = fx.apply(room, np.concatenate([context, window], axis=1), SR)[:, -SR:]
+    windowed = fx.apply(room, window, SR, warmup=context)
+    assert np.sqrt(np.mean(whole ** 2)) > 1e-3, "no tail 2 s after the burst"
+    np.testing.assert_allclose(windowed, whole, atol=1e-6)
+
+
 def test_a_window_sounds_the_same_whenever_it_is_made():
     sound = Sound(gain_db=-3.0, fx=chain({"plugin": "Delay", "delay_seconds": 0.1, "feedback": 0.5, "mix": 0.5},
                                         {"plugin": "Compressor", "threshold_db": -20.0, "ratio": 4.0}))
