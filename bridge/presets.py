@@ -136,5 +136,7 @@ def run(args: argparse.Namespace) -> int:
         except PresetError as exc:
             print(f"{name:<16} BROKEN: {exc}")
             status = 1
-    print(f"\n`livediff presets NAME` shows one in full; your own presets go in {user_presets_dir()}")
+    print(f"\n`livediff presets NAME` shows one in full; your own presets go in {user_presets_dir()}.\n"
+          f"In a DAW the plugin's `sound` parameter gives an instance the engine part (steps, FX, gain) of "
+          f"{', '.join(SOUND_NAMES[1:])}, or `{ENGINE_SOUND}`: what `livediff serve --preset` set.")
     return status
