@@ -3,6 +3,7 @@
 A preset (presets/<name>.toml, or your own in ~/.config/livediff/presets/) sets:
 - plugin parameters: style (by name), generator, window/lookahead/context bars, mix, variation;
 - a seed policy: a fixed seed, or "random" (a new seed per bounce, printed);
+- `id`, in a shipped preset: its value of the plugin's `sound` parameter, which projects save;
 - what the engine does to each generated window (engine/sound.py): sampler steps, an FX
   chain of pedalboard effects, output gain. The plugin's `sound` parameter picks that part per
   instance, from the shipped presets by name (SOUND_NAMES).
@@ -52,7 +53,9 @@ class Preset:
 
 def parse_preset(data: dict, path: Path) -> Preset:
     where = str(path)
-    check_keys(where, data, ("style",), ("description", "generator", "seed", *PLUGIN_KEYS, *SOUND_KEYS))
+    check_keys(where, data, ("style",), ("description", "id", "generator", "seed", *PLUGIN_KEYS, *SOUND_KEYS))
+    if "id" in data:        # a shipped preset's `sound` value (plugin_shim/param_labels.py); yours may keep a copy's
+        Number(1, 999, integer=True).check(where, "id", data["id"])
     styles = load_styles()
     style = Choice(tuple(s.name for s in styles)).check(where, "style", data["style"])
     params = {"style": next(s.id for s in styles if s.name == style)}

@@ -1,8 +1,9 @@
 """Writes the C tables of the plugin's named values that come from files, so the names are
 defined once and the plugin shows them: `python3 param_labels.py PRESETS_DIR > param_labels.h`.
 - style_labels: the trained styles (PRESETS_DIR/styles/*.toml: `name`, `id`);
-- sound_labels: "engine", then the shipped presets by file name (PRESETS_DIR/*.toml), the
-  values of the `sound` parameter (bridge/presets.py SOUND_NAMES reads them the same way).
+- sound_labels: "engine", then the shipped presets (PRESETS_DIR/*.toml) by file name, in the
+  order of their `id`: the values of the `sound` parameter (bridge/presets.py SOUND_NAMES reads
+  them with this function).
 
 Standalone on purpose (python3 >= 3.11, no project imports): `make -C plugin_shim` needs no venv.
 engine/styles.py and bridge/presets.py validate the files in full; this reads only what it
@@ -31,12 +32,19 @@ def style_names(directory: Path) -> list[str]:
 
 
 def sound_names(directory: Path) -> list[str]:
-    names = [ENGINE_SOUND, *sorted(path.stem for path in directory.glob("*.toml"))]
-    bad = [n for n in names[1:] if n == ENGINE_SOUND or not n.isprintable()]
-    if bad:
-        raise SystemExit(f"{directory}: preset file names {bad} cannot name a sound; allowed: printable, "
-                         f"not {ENGINE_SOUND!r}")
-    return names
+    """By the presets' `id` (1..n), which projects save: a preset added later takes the next id
+    and moves no other."""
+    names: dict[int, str] = {}
+    for path in sorted(directory.glob("*.toml")):
+        sound = tomllib.loads(path.read_text()).get("id")
+        if not isinstance(sound, int) or isinstance(sound, bool) or sound in names:
+            raise SystemExit(f"{path}: needs an integer `id` of its own (the `sound` value it is saved as)")
+        if path.stem == ENGINE_SOUND or not path.stem.isprintable():
+            raise SystemExit(f"{path}: this file name cannot name a sound; allowed: printable, not {ENGINE_SOUND!r}")
+        names[sound] = path.stem
+    if sorted(names) != list(range(1, len(names) + 1)):
+        raise SystemExit(f"{directory}: preset ids {sorted(names)} must be 1..n without gaps")
+    return [ENGINE_SOUND, *(names[i] for i in range(1, len(names) + 1))]
 
 
 def c_table(name: str, labels: list[str]) -> str:

@@ -68,7 +68,8 @@ def test_a_good_preset_of_your_own(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     # unknown key (a tempo among them: presets never set one)
-    ("tempo = 132.0\n" + GOOD, r"mine.toml: unknown keys \['tempo'\]; allowed keys: style, description, generator"),
+    ("tempo = 132.0\n" + GOOD, r"mine.toml: unknown keys \['tempo'\]; allowed keys: style, description, id, generator"),
+    ('id = "house"\n' + GOOD, r"mine.toml: id = 'house' is not allowed; allowed: an integer from 1 to 999"),
     # missing required key
     ("steps = 2\n", r"mine.toml: missing keys \['style'\]"),
     # a name that is not in the list
@@ -140,3 +141,22 @@ def test_style_ids_must_be_each_id_once(tmp_path):
         (tmp_path / f"{name}.toml").write_text(text.replace("id = 4", "id = 0"))
     with pytest.raises(PresetError, match=r"style ids are \[0, 0\]; allowed: each of 0..1 exactly once"):
         load_styles(tmp_path)
+
+
+def test_sound_values_follow_the_preset_ids_and_a_new_preset_moves_none(tmp_path):
+    """The `sound` parameter's values are the shipped presets' `id`s: a project saved with
+    sound 4 (house) still gets house after a preset "ambient_dub" is added, whose name sorts
+    before it. Missing, repeated and gapped ids stop the build with the file named."""
+    from plugin_shim.param_labels import sound_names
+    for path in PRESETS_DIR.glob("*.toml"):
+        (tmp_path / path.name).write_text(path.read_text())
+    before = sound_names(tmp_path)
+    write(tmp_path, 'style = "ambient"\nid = 7\n', "ambient_dub.toml")
+    after = sound_names(tmp_path)
+    assert after[:len(before)] == before and after[-1] == "ambient_dub" and after[4] == "house"
+    for text, message in (('style = "ambient"\n', "needs an integer `id` of its own"),
+                          ('style = "ambient"\nid = 3\n', "needs an integer `id` of its own"),
+                          ('style = "ambient"\nid = 9\n', r"preset ids \[1, 2, 3, 4, 5, 6, 7, 9\] must be 1..n")):
+        write(tmp_path, text, "extra.toml")
+        with pytest.raises(SystemExit, match=message):
+            sound_names(tmp_path)

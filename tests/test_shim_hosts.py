@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import tomllib
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from bridge.layout import const
-from bridge.presets import PRESETS_DIR, SOUND_NAMES
+from bridge.presets import PRESETS_DIR, SOUND_NAMES, load_preset
 from bridge.protocol import PARAM
 from conftest import segments_of, wait_until
 from engine.styles import load_styles
@@ -103,8 +104,12 @@ def test_style_is_a_list_of_the_trained_styles_by_name_in_both_formats(private_e
 
 
 def test_sound_is_a_list_of_the_engine_and_the_shipped_presets_by_name_in_both_formats(private_endpoint):
-    names = [p.stem for p in sorted(PRESETS_DIR.glob("*.toml"))]
-    assert list(SOUND_NAMES) == ["engine", *names] and len(SOUND_NAMES) == const("LD_SOUND_COUNT")
+    presets = [load_preset(p) for p in PRESETS_DIR.glob("*.toml")]
+    by_id = {tomllib.loads(p.path.read_text())["id"]: p.name for p in presets}
+    assert list(SOUND_NAMES) == ["engine", *(by_id[i] for i in range(1, len(presets) + 1))]
+    assert len(SOUND_NAMES) == const("LD_SOUND_COUNT")
+    # the values projects saved before a preset is added stay where they are
+    assert SOUND_NAMES[:7] == ("engine", "ambient", "drum_and_bass", "hiphop", "house", "rock", "techno")
     with ClapHost(sample_rate=RATE) as host:
         sound = next(i for i in host.param_infos() if i["name"] == "sound")
         assert (sound["min"], sound["max"], sound["default"]) == (0, const("LD_SOUND_COUNT") - 1, 0)
