@@ -158,7 +158,7 @@ def check_model() -> Check:
 
 def check_presets() -> list[Check]:
     from bridge.layout import const
-    from bridge.presets import load_preset, preset_files
+    from bridge.presets import SOUND_NAMES, load_preset, preset_files
     from engine.styles import load_styles
     from engine.validate import PresetError
     checks = []
@@ -169,6 +169,9 @@ def check_presets() -> list[Check]:
                                 "reinstall livediff"))
     except PresetError as exc:
         checks.append(Check(FAIL, f"styles: {exc}", "reinstall livediff"))
+    if len(SOUND_NAMES) != const("LD_SOUND_COUNT"):
+        checks.append(Check(FAIL, f"{len(SOUND_NAMES) - 1} shipped presets but the plugin's `sound` parameter names "
+                                  f"{const('LD_SOUND_COUNT') - 1}", "reinstall livediff"))
     broken = []
     for name, path in preset_files().items():
         try:
@@ -176,7 +179,8 @@ def check_presets() -> list[Check]:
         except PresetError as exc:
             broken.append(str(exc))
     if broken:
-        checks += [Check(FAIL, f"preset: {text}", "fix or remove that file") for text in broken]
+        checks += [Check(FAIL, f"preset: {text}", "fix or remove that file (an instance whose `sound` names it gets "
+                                                  "the engine's sound)") for text in broken]
     else:
         checks.append(Check(OK, f"{len(preset_files())} presets load (`livediff presets` lists them)"))
     return checks

@@ -47,6 +47,8 @@ def test_a_broken_setup_names_each_problem_and_its_fix(tmp_path, monkeypatch, ca
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     (tmp_path / "config" / "livediff" / "presets").mkdir(parents=True)
     (tmp_path / "config" / "livediff" / "presets" / "mine.toml").write_text('style = "polka"\n')
+    import bridge.presets
+    monkeypatch.setattr(bridge.presets, "SOUND_NAMES", bridge.presets.SOUND_NAMES[:-1])   # a shipped preset gone
 
     assert main(["doctor"]) == 1
     out = capsys.readouterr().out
@@ -58,6 +60,7 @@ def test_a_broken_setup_names_each_problem_and_its_fix(tmp_path, monkeypatch, ca
         ("warn  no engine answers on", "fix: livediff serve"),
         ("FAIL  the built-in model does not load or run: ", "fix: reinstall livediff"),
         ("FAIL  preset: ", "mine.toml: style = 'polka' is not allowed"),
+        ("FAIL  5 shipped presets but the plugin's `sound` parameter names 6", "fix: reinstall livediff"),
     ]
     lines = out.splitlines()
     for problem, fix in expected:
