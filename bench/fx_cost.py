@@ -1,5 +1,6 @@
 """Cost of a preset's engine part (FX chain + gain) per generated window: one 4/4 bar at 120 BPM,
-44.1 kHz stereo, with the chain's warm-up (its measured tail, 1-6 s, `engine.fx.warmup_seconds`),
+44.1 kHz stereo, with the chain's warm-up (its measured tail, 1-6 s, `engine.fx.warmup_seconds`,
+started on the LFOs' period in song time),
 for each shipped preset; median of 20 runs against the bar's real-time length. `python bench/fx_cost.py`"""
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ def main() -> None:
     for name, path in preset_files().items():
         sound = load_preset(path).sound
         times = []
-        for _ in range(20):
+        for i in range(20):
             started = time.perf_counter()
-            sound.process(window, RATE, context)
+            sound.process(window, RATE, context, position=(4 + i) * FRAMES)   # bars 4..23: LFO alignment varies
             times.append(time.perf_counter() - started)
         median = statistics.median(times)
         print(f"{name:<14} {len(sound.fx)} effects  warm-up {warmup_seconds(sound.fx, RATE):.2f} s  "

@@ -4,7 +4,8 @@ A chain is validated once, when its preset loads (`parse_chain`), and built fres
 window (`apply`), so windows share no effect state: a window sounds the same whenever and in
 whatever order it is made. Reverb and delay are warmed up on the audio that precedes the
 window (its context), as long as the chain's own tail (`warmup_seconds`), so their tails do not
-restart at every window.
+restart at every window; chorus and phaser LFOs start on their period in song time, so their
+phase runs on across windows.
 
 In a preset:
     [[fx]]
@@ -51,6 +52,11 @@ NYQUIST_FRACTION = 0.45   # cutoffs above this fraction of the host rate are low
 # envelope needs, at most what a window's context can hold (bench/fx_cost.py).
 MIN_WARMUP_SECONDS, MAX_WARMUP_SECONDS = 1.0, 6.0
 TAIL_DB = -60.0          # a tail ends where the chain's impulse response stays this far under its peak
+# Effects with an LFO (pedalboard starts it at phase 0 on reset, default rate 1 Hz), and the
+# slowest one whose phase is carried from window to window (a slower LFO barely moves per window).
+LFO_EFFECTS = ("Chorus", "Phaser")
+LFO_DEFAULT_HZ = 1.0
+MAX_LFO_PERIOD_SECONDS = 8.0
 
 
 @dataclass(frozen=True)
@@ -102,15 +108,40 @@ def warmup_seconds(chain: tuple[Effect, ...], sample_rate: float) -> float:
     return float(np.clip(ringing[-1] / sample_rate, MIN_WARMUP_SECONDS, MAX_WARMUP_SECONDS))
 
 
+def lfo_period(chain: tuple[Effect, ...], sample_rate: float) -> float | None:
+    """Samples after which every LFO of the chain is back at its starting phase: the slowest
+    one's period when the others' divide it; None without LFOs, or when that is over
+    MAX_LFO_PERIOD_SECONDS or the periods share none."""
+    periods = [sample_rate / dict(e.params).get("rate_hz", LFO_DEFAULT_HZ) for e in chain if e.plugin in LFO_EFFECTS]
+    if not periods or max(periods) > MAX_LFO_PERIOD_SECONDS * sample_rate:
+        return None
+    longest = max(periods)
+    shared = all(abs(longest / p - round(longest / p)) < 1e-6 for p in periods)
+    return longest if shared else None
+
+
+def _warmup(chain: tuple[Effect, ...], warmup: np.ndarray, sample_rate: float, position: int | None) -> np.ndarray:
+    """The end of `warmup` as long as the chain's tail. Given the window's song position, it starts
+    on a multiple of the chain's LFO period in song time (zeros where the context is shorter),
+    so that LFOs have the phase they would have over the whole song and windows join without a
+    phase step."""
+    length = int(warmup_seconds(chain, sample_rate) * sample_rate)
+    period = lfo_period(chain, sample_rate)
+    if position is not None and period:
+        start = position - length
+        length += int(round(start - np.floor(start / period) * period))
+    taken = warmup[:, max(0, warmup.shape[1] - length):]
+    return np.concatenate([np.zeros((warmup.shape[0], length - taken.shape[1]), np.float32), taken], axis=1)
+
+
 def apply(chain: tuple[Effect, ...], audio: np.ndarray, sample_rate: float,
-          warmup: np.ndarray | None = None) -> np.ndarray:
+          warmup: np.ndarray | None = None, position: int | None = None) -> np.ndarray:
     """float32 [channels, n] through the chain; the end of `warmup` (audio that plays before,
-    [channels, m]), as long as the chain's tail, is run through first and dropped, so time-based
-    effects start from their steady state."""
+    [channels, m]) is run through first and dropped, so time-based effects start from their
+    steady state. `position`: the window's first sample in song time (aligns LFOs, `_warmup`)."""
     if not chain:
         return audio
-    before = (np.zeros((audio.shape[0], 0), np.float32) if warmup is None
-              else warmup[:, -int(warmup_seconds(chain, sample_rate) * sample_rate):])
+    before = np.zeros((audio.shape[0], 0), np.float32) if warmup is None else _warmup(chain, warmup, sample_rate, position)
     signal = np.ascontiguousarray(np.concatenate([before, audio], axis=1), dtype=np.float32)
     out = build(chain, sample_rate)(signal, sample_rate, reset=True)
     return np.ascontiguousarray(out[:, before.shape[1]:], dtype=np.float32)

@@ -30,9 +30,10 @@ class Sound:
     def neutral(self) -> bool:
         return not self.fx and self.gain_db == 0.0
 
-    def process(self, audio: np.ndarray, sample_rate: float, warmup: np.ndarray | None = None) -> np.ndarray:
-        """A generated window [channels, n] as the preset wants it heard."""
-        out = fx.apply(self.fx, audio, sample_rate, warmup)
+    def process(self, audio: np.ndarray, sample_rate: float, warmup: np.ndarray | None = None,
+                position: int | None = None) -> np.ndarray:
+        """A generated window [channels, n] as the preset wants it heard (`fx.apply`)."""
+        out = fx.apply(self.fx, audio, sample_rate, warmup, position)
         return out if self.gain_db == 0.0 else (out * np.float32(10 ** (self.gain_db / 20))).astype(np.float32)
 
 

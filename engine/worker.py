@@ -137,7 +137,7 @@ class Worker:
         except Exception as exc:  # a failing model must not take the engine down
             audio, problem = None, f"the {name} generator failed at bar {job.bar}: {type(exc).__name__}: {exc}"
         elapsed = time.monotonic() - started
-        shaped = self._shape(session, audio, None if job.kind == "stretch" else work, job.bar)
+        shaped = self._shape(session, audio, None if job.kind == "stretch" else work, job)
         with self._cond:
             session.in_flight.discard((job.target.epoch, job.bar))
             if job.kind == "stretch":
@@ -156,17 +156,18 @@ class Worker:
                 self._quarantine(session, f"placing the window of bar {job.bar}", exc)
 
     @staticmethod
-    def _shape(session: Session, audio: np.ndarray | None, request, bar: int) -> np.ndarray | None:
+    def _shape(session: Session, audio: np.ndarray | None, request, job: Job) -> np.ndarray | None:
         """[_cond not held] The window through the session's Sound (a preset's FX chain and gain),
         warmed up on its context; None when there is nothing to do or the chain failed (the
         window then plays as generated: nothing is lost)."""
         if audio is None or session.sound.neutral:
             return None
         try:
-            return session.sound.process(audio, session.sample_rate, None if request is None else request.context)
+            return session.sound.process(audio, session.sample_rate, None if request is None else request.context,
+                                         job.target.start)
         except Exception as exc:  # a chain pedalboard refuses at this rate must not stop the music
             warn_rarely(session, "fx", time.monotonic(), log, "the preset's FX chain failed at bar %d (%s: %s); "
-                        "windows play without it", bar, type(exc).__name__, exc)
+                        "windows play without it", job.bar, type(exc).__name__, exc)
             return None
 
     def _report(self, session: Session, message: str, retry_after: float) -> None:

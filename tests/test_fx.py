@@ -80,6 +80,24 @@ def test_a_long_tail_is_warmed_up_for_as_long_as_it_rings():
     np.testing.assert_allclose(windowed, whole, atol=1e-6)
 
 
+def test_an_lfo_runs_on_across_windows_in_song_time():
+    """pedalboard starts an LFO at phase 0 when processing starts, so a window warmed up on its
+    context had the phase of its warm-up's start, not the song's: a phase step at every seam.
+    With the window's song position the warm-up starts on the LFO's period, and the window is
+    the stream's (a phaser at 0.3 Hz, whose 3.33 s period divides neither the bar nor the warm-up;
+    pedalboard's chorus oscillator drifts by ~0.07 % a period, bench/fx_seams.py)."""
+    phaser = chain({"plugin": "Phaser", "rate_hz": 0.3, "depth": 0.6, "mix": 0.5})
+    stream = (0.2 * np.random.default_rng(3).standard_normal((2, 9 * SR))).astype(np.float32)
+    whole = fx.apply(phaser, stream, SR)[:, 8 * SR:9 * SR]
+    error = lambda out: 10 * np.log10(np.mean((out - whole) ** 2) / np.mean(whole ** 2))  # noqa: E731
+    window, context = stream[:, 8 * SR:9 * SR], stream[:, 4 * SR:8 * SR]
+    assert error(fx.apply(phaser, window, SR, warmup=context, position=8 * SR)) < -30
+    assert error(fx.apply(phaser, window, SR, warmup=context)) > -10
+    period = lambda *rates: fx.lfo_period(chain(*({"plugin": "Phaser", "rate_hz": r} for r in rates)), SR)  # noqa: E731
+    assert period(0.5, 1.0, 2.0) == 2 * SR and period() is None
+    assert period(0.3, 0.7) is None and period(0.1) is None        # no shared period; one over 8 s
+
+
 def test_a_window_sounds_the_same_whenever_it_is_made():
     sound = Sound(gain_db=-3.0, fx=chain({"plugin": "Delay", "delay_seconds": 0.1, "feedback": 0.5, "mix": 0.5},
                                         {"plugin": "Compressor", "threshold_db": -20.0, "ratio": 4.0}))
