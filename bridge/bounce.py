@@ -81,6 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a model folder for the engine started here, as in `livediff serve --model` (repeatable)")
     parser.add_argument("--t5", metavar="DIR", help="local T5 directory for the engine started here (`serve --t5`)")
     parser.add_argument("--style", help="a trained style by name or id (`livediff styles`; default: the preset's, else 0)")
+    parser.add_argument("--sound", choices=SOUND_NAMES, help="the plugin's `sound` parameter: whose steps, FX chain and "
+                                                              "gain this instance gets, as in a DAW (default: the preset's)")
     for name in PLUGIN_KEYS:
         low, high = param_range(name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"{low}..{high} (default: the preset's or plugin's)")
@@ -216,7 +218,9 @@ def plan(args: argparse.Namespace) -> Plan:
         seed = random.randrange(int(param_range("seed")[1]) + 1) if preset.seed == RANDOM_SEED else preset.seed
         if preset.seed == RANDOM_SEED:
             notes.append(f"seed {seed} (preset {preset.name}: a new seed per bounce; --seed {seed} repeats this one)")
-    if preset and endpoint and not preset.sound.neutral:
+    if args.sound is not None:
+        params["sound"] = args.sound        # over the preset's engine part, as the parameter is in a DAW
+    elif preset and endpoint and not preset.sound.neutral:
         if preset.name in SOUND_NAMES and preset_files()[preset.name].resolve() == preset.path.resolve():
             params["sound"] = preset.name       # the engine there gives it to this instance
         else:

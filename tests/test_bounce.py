@@ -140,3 +140,9 @@ def test_a_preset_sets_this_instances_sound_on_an_engine_already_running(built_p
     generated = slice(3 * BAR, 6 * BAR)      # after the preroll and the first seam
     assert np.sqrt(np.mean(plain[:, generated] ** 2)) > 0.05
     np.testing.assert_allclose(shaped[:, generated], plain[:, generated] * 10 ** (-12 / 20), atol=2e-4)
+    # --sound sets the parameter itself, as in a DAW: the house chain without the preset, and
+    # over a preset's own engine part
+    np.testing.assert_allclose(run("sound.wav", "--style", "house", "--sound", "house")[:, generated],
+                               shaped[:, generated], atol=2e-4)
+    np.testing.assert_allclose(run("over.wav", "--preset", "house", "--sound", "engine")[:, generated],
+                               plain[:, generated], atol=2e-4)

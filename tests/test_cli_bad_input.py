@@ -62,6 +62,7 @@ CASES = [
     ("LOOP --window-bars 9", 2, r"--window-bars 9 is out of range; allowed: 1 to 4"),
     ("LOOP --mix 101", 2, r"--mix 101 is out of range; allowed: 0 to 100"),
     ("LOOP --variation 101", 2, r"--variation 101 is out of range; allowed: 0 to 100"),
+    ("LOOP --sound polka", 2, r"argument --sound: invalid choice: 'polka' \(choose from 'engine', 'ambient', 'drum_and_bass'"),
     ("LOOP --buffer-size 0", 2, r"--buffer-size 0 is out of range; allowed: 32 to 65536 frames"),
     ("LOOP -o {t}/nowhere/out.wav", 2, r"-o .*nowhere/out.wav: directory .*nowhere does not exist; create it first"),
     ("LOOP -o {t}/adir", 2, r"-o .*adir: unsupported file type '\(none\)'; allowed: .wav"),
