@@ -43,7 +43,9 @@ def test_no_allocation_lock_or_syscall_while_windows_flow(probe, engine):
     assert counts["engine_state"] == 1, "the engine must be connected while we count"
     assert counts["blocks"] >= 10000
     assert counts["eligible_blocks"] > 0.5 * counts["blocks"]
-    assert counts["generated_blocks"] > 0.95 * counts["eligible_blocks"], "windows must flow (shm copy path exercised)"
+    # Thousands of blocks from shared memory: the copy path is what is counted. Not a deadline
+    # test: on 2 busy cores one late window costs ~5 % of the eligible blocks (6,051 of 6,414 once).
+    assert counts["generated_blocks"] > 0.9 * counts["eligible_blocks"], "windows must flow (shm copy path exercised)"
     assert (counts["allocations"], counts["locks"], counts["syscalls"]) == (0, 0, 0), counts
 
 
