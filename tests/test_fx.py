@@ -85,7 +85,7 @@ def test_an_lfo_runs_on_across_windows_in_song_time():
     context had the phase of its warm-up's start, not the song's: a phase step at every seam.
     With the window's song position the warm-up starts on the LFO's period, and the window is
     the stream's (a phaser at 0.3 Hz, whose 3.33 s period divides neither the bar nor the warm-up;
-    pedalboard's chorus oscillator drifts by ~0.07 % a period, bench/fx_seams.py)."""
+    pedalboard's chorus LFO is not exactly periodic at its rate, bench/fx_seams.py)."""
     phaser = chain({"plugin": "Phaser", "rate_hz": 0.3, "depth": 0.6, "mix": 0.5})
     stream = (0.2 * np.random.default_rng(3).standard_normal((2, 9 * SR))).astype(np.float32)
     whole = fx.apply(phaser, stream, SR)[:, 8 * SR:9 * SR]
