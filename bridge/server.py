@@ -287,6 +287,8 @@ class Engine:
             params = convert.engine_params(message.params)
             if params.get("sound", session.params["sound"]) != session.params["sound"]:
                 self._set_sound(session, params["sound"])   # before the windows ahead are remade
+                log.info("session %016x: sound %s from the next window: %s", session.instance, params["sound"],
+                         session.sound)
             self.scheduler.on_params(session, params)
         elif isinstance(message, protocol.Bye):
             self._close_session(message.instance, "bye")

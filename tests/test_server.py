@@ -126,7 +126,7 @@ def test_bad_input_gets_errors_while_a_healthy_session_keeps_receiving_windows(e
 
 
 def test_each_session_gets_the_sound_it_chose_and_a_change_reaches_the_windows_ahead(engine_factory, tmp_path,
-                                                                                    monkeypatch):
+                                                                                    monkeypatch, capfd):
     """The `sound` parameter picks a preset's engine part per session: two sessions on one engine
     with the same input and seed, one at `engine` (no preset), one at `house` - here your own
     house preset, only a -12 dB gain, so the difference is exact. When the first switches to
@@ -153,6 +153,7 @@ def test_each_session_gets_the_sound_it_chose_and_a_change_reaches_the_windows_a
         np.testing.assert_allclose(after.audio, other.audio, atol=1e-6)
         level = lambda w: 20 * np.log10(np.sqrt(np.mean(w.audio ** 2)))   # noqa: E731
         assert abs(level(after) - (level(before) - 12)) < 1.0
+        assert "sound house from the next window: steps default, gain -12 dB, fx none" in capfd.readouterr().err
     finally:
         plain.close()
         shaped.close()
