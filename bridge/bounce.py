@@ -31,7 +31,7 @@ from bridge.build import BUILD_DIR
 from bridge.client import Client, engine_answers
 from bridge.endpoint import ENV_VAR, EndpointError, check_local
 from bridge.layout import const
-from bridge.presets import GENERATORS, PLUGIN_KEYS, RANDOM_SEED, SOUND_NAMES, Preset, find_preset, preset_files
+from bridge.presets import GENERATORS, PLUGIN_KEYS, RANDOM_SEED, SOUND_NAMES, Preset, find_preset, sound_of
 from bridge.protocol import ERR, MSG, SAMPLE_RATES, param_range
 from bridge.server import READY_TEXT
 from bridge.shm import sweep_stale_segments
@@ -221,8 +221,8 @@ def plan(args: argparse.Namespace) -> Plan:
     if args.sound is not None:
         params["sound"] = args.sound        # over the preset's engine part, as the parameter is in a DAW
     elif preset and endpoint and not preset.sound.neutral:
-        if preset.name in SOUND_NAMES and preset_files()[preset.name].resolve() == preset.path.resolve():
-            params["sound"] = preset.name       # the engine there gives it to this instance
+        if sound_of(preset):
+            params["sound"] = sound_of(preset)  # the engine there gives it to this instance
         else:
             notes.append(f"the engine at {endpoint} applies its own preset's steps, FX and gain, not {preset.name}'s "
                          f"(the `sound` parameter names only {', '.join(SOUND_NAMES[1:])}; start the engine with "

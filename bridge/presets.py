@@ -98,6 +98,13 @@ def find_preset(name_or_path: str) -> Preset:
     return load_preset(files[name_or_path])
 
 
+def sound_of(preset: Preset) -> str | None:
+    """The `sound` value that gives an instance this preset's engine part: its name, when an
+    engine resolves that name to this very file; None for a preset the parameter cannot name."""
+    files = preset_files()
+    return preset.name if preset.name in SOUND_NAMES and files[preset.name].resolve() == preset.path.resolve() else None
+
+
 def sounds(engine: Sound) -> tuple[dict[str, Sound], dict[str, str]]:
     """What each `sound` value gives a session: ENGINE_SOUND the engine's own (`serve --preset`),
     every other the engine part of that preset (yours where you replaced a shipped one). Also,
@@ -116,7 +123,9 @@ def describe(preset: Preset) -> str:
     plugin = ", ".join([f"style {styles[preset.style].name}"] + ([f"generator {preset.generator}"] if preset.generator else [])
                        + [f"{k} {v}" for k, v in preset.params.items() if k != "style"]
                        + ([f"seed {preset.seed}"] if preset.seed is not None else []))
-    return f"{preset.name}: {preset.description}\n  file: {preset.path}\n  plugin: {plugin}\n  engine: {preset.sound}"
+    sound = f" (in a DAW: the plugin's `sound` = {preset.name})" if sound_of(preset) else ""
+    return (f"{preset.name}: {preset.description}\n  file: {preset.path}\n  plugin: {plugin}\n"
+            f"  engine: {preset.sound}{sound}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

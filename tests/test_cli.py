@@ -45,3 +45,4 @@ def test_styles_and_presets_listings(capsys):
     assert main(["presets", "techno"]) == 0
     out = capsys.readouterr().out
     assert "plugin: style techno" in out and "engine: steps 2, gain -6 dB, fx HighpassFilter(" in out
+    assert "(in a DAW: the plugin's `sound` = techno)" in out
