@@ -221,8 +221,8 @@ def plan(args: argparse.Namespace) -> Plan:
     if args.sound is not None:
         params["sound"] = args.sound        # over the preset's engine part, as the parameter is in a DAW
     elif preset and endpoint and not preset.sound.neutral:
-        if sound_of(preset):
-            params["sound"] = sound_of(preset)  # the engine there gives it to this instance
+        if (name := sound_of(preset)) is not None:
+            params["sound"] = name              # the engine there gives it to this instance
         else:
             notes.append(f"the engine at {endpoint} applies its own preset's steps, FX and gain, not {preset.name}'s "
                          f"(the `sound` parameter names only {', '.join(SOUND_NAMES[1:])}; start the engine with "

@@ -16,35 +16,33 @@ from pathlib import Path
 ENGINE_SOUND = "engine"     # the `sound` value 0: what `livediff serve --preset` set, or none
 
 
-def style_names(directory: Path) -> list[str]:
+def _numbered(directory: Path, kind: str, name_of, first: int) -> list[str]:
+    """The names of directory/*.toml ordered by their integer `id`, which must run first..first+n-1."""
     names: dict[int, str] = {}
     for path in sorted(directory.glob("*.toml")):
         data = tomllib.loads(path.read_text())
-        style, name = data.get("id"), data.get("name")
-        if not isinstance(style, int) or isinstance(style, bool) or not isinstance(name, str) or not name.isprintable():
-            raise SystemExit(f"{path}: needs an integer `id` and a printable string `name`")
-        if style in names:
-            raise SystemExit(f"{path}: style id {style} is also {names[style]!r}'s")
-        names[style] = name
-    if sorted(names) != list(range(len(names))):
-        raise SystemExit(f"{directory}: style ids {sorted(names)} must be 0..n-1 without gaps")
-    return [names[i] for i in range(len(names))]
+        number, name = data.get("id"), name_of(path, data)
+        if (not isinstance(number, int) or isinstance(number, bool) or number in names
+                or not isinstance(name, str) or not name.isprintable()):
+            raise SystemExit(f"{path}: needs an integer `id` of its own and a printable name (a {kind} is saved "
+                             f"by its id)")
+        names[number] = name
+    if sorted(names) != list(range(first, first + len(names))):
+        raise SystemExit(f"{directory}: {kind} ids {sorted(names)} must be {first}..n without gaps")
+    return [names[i] for i in sorted(names)]
+
+
+def style_names(directory: Path) -> list[str]:
+    """The trained styles by their `id` (0..n-1), named by their `name` key."""
+    return _numbered(directory, "style", lambda path, data: data.get("name"), 0)
 
 
 def sound_names(directory: Path) -> list[str]:
-    """By the presets' `id` (1..n), which projects save: a preset added later takes the next id
-    and moves no other."""
-    names: dict[int, str] = {}
-    for path in sorted(directory.glob("*.toml")):
-        sound = tomllib.loads(path.read_text()).get("id")
-        if not isinstance(sound, int) or isinstance(sound, bool) or sound in names:
-            raise SystemExit(f"{path}: needs an integer `id` of its own (the `sound` value it is saved as)")
-        if path.stem == ENGINE_SOUND or not path.stem.isprintable():
-            raise SystemExit(f"{path}: this file name cannot name a sound; allowed: printable, not {ENGINE_SOUND!r}")
-        names[sound] = path.stem
-    if sorted(names) != list(range(1, len(names) + 1)):
-        raise SystemExit(f"{directory}: preset ids {sorted(names)} must be 1..n without gaps")
-    return [ENGINE_SOUND, *(names[i] for i in range(1, len(names) + 1))]
+    """ENGINE_SOUND, then the presets by their `id` (1..n), named by their file: projects save the
+    id, so a preset added later takes the next one and moves no other."""
+    if (directory / f"{ENGINE_SOUND}.toml").exists():
+        raise SystemExit(f"{directory / ENGINE_SOUND}.toml: a preset cannot be named {ENGINE_SOUND!r}")
+    return [ENGINE_SOUND, *_numbered(directory, "preset", lambda path, data: path.stem, 1)]
 
 
 def c_table(name: str, labels: list[str]) -> str:

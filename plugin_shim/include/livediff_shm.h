@@ -167,7 +167,7 @@ enum ld_param_range {
     LD_MIX_MIN = 0, LD_MIX_MAX = 100, LD_MIX_DEFAULT = 100,
     LD_VARIATION_MIN = 0, LD_VARIATION_MAX = 100, LD_VARIATION_DEFAULT = 0,
     LD_SOUND_MIN = 0, LD_SOUND_MAX = 6, LD_SOUND_DEFAULT = 0,
-    LD_SOUND_COUNT = 7            /* "engine", then the presets in presets/ by file name (presets/house.toml: "house") */
+    LD_SOUND_COUNT = 7            /* "engine", then the presets in presets/ in the order of their `id`, by file name ("house") */
 };
 
 enum ld_underrun_policy { LD_UNDERRUN_SILENCE = 0, LD_UNDERRUN_HOLD = 1, LD_UNDERRUN_DRY = 2 };
