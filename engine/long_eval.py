@@ -19,7 +19,7 @@ from engine import representation as rep
 from engine.context import MEMORY_BARS, input_bars, memory_bars
 from engine.anchoring import sounds
 from engine.dsp import PEAK_CEILING, SEAM_SECONDS, crossfade, limit
-from engine.evaluate import GRID_TOLERANCE_S, mel_distance
+from engine.evaluate import grid_alignment, mel_distance
 from engine.generator import WindowRequest
 from engine.music import Song, render_song
 from engine.styles import load_styles
@@ -153,11 +153,8 @@ def contrast_db(audio: np.ndarray, tempo_bpm: float) -> float:
 
 
 def on_grid(audio: np.ndarray, tempo_bpm: float) -> tuple[int, int]:
-    mono = rep.resample(audio.mean(axis=0, keepdims=True), HOST_RATE, rep.SAMPLE_RATE)[0]
-    onsets = rep.onset_times(mono)
-    sixteenth = 15.0 / tempo_bpm
-    off = np.abs(onsets - np.round(onsets / sixteenth) * sixteenth)
-    return int((off <= GRID_TOLERANCE_S).sum()), len(onsets)
+    """(onsets on the 16th grid, onsets) of host-rate stereo starting on a bar line."""
+    return grid_alignment(_mid_model_rate(audio), tempo_bpm)
 
 
 def free_running(generator, songs: list[Song], bars: int = 64, seed: int = 0) -> list[dict]:
