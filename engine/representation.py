@@ -243,16 +243,19 @@ def log_mel(audio: np.ndarray, hop: int = 160) -> np.ndarray:
     return np.log(power @ mel_filterbank().T + 1e-6)  # full-scale sine = 0, floor at -60 dB
 
 
-def onset_envelope(audio: np.ndarray, hop: int = 80, lag: int = 2) -> np.ndarray:
-    """Spectral flux at a 5 ms hop with maximum-filter glide suppression (SuperFlux, Boeck &
-    Widmer, DAFx 2013): each mel band's rise over the loudest of it and its two neighbours
-    `lag` frames earlier. Plain log-mel flux also rises where a sound's energy moves into the
-    next band (a bass or kick sweeping down, a swell), which read as onsets between the 16ths
-    of songs whose notes all start on them (precision against the scores 0.89 -> 0.97)."""
+def onset_envelope(audio: np.ndarray, hop: int = 80, suppress_glides: bool = True) -> np.ndarray:
+    """Spectral flux at a 5 ms hop. With `suppress_glides`, SuperFlux (Boeck & Widmer, DAFx
+    2013): each mel band's rise over the loudest of it and its two neighbours 2 frames earlier.
+    Plain log-mel flux also rises where a sound's energy moves into the next band (a swell, a
+    sweep), which read as onsets between the 16ths of songs whose notes all start on them
+    (precision against the scores 0.89 -> 0.97)."""
     mel = log_mel(audio, hop)
-    padded = np.pad(mel, ((0, 0), (1, 1)), mode="edge")
-    neighbours = np.maximum(np.maximum(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
-    flux = np.maximum(mel[lag:] - neighbours[:-lag], 0.0).mean(axis=1)
+    if suppress_glides:
+        padded = np.pad(mel, ((0, 0), (1, 1)), mode="edge")
+        reference, lag = np.maximum(np.maximum(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:]), 2
+    else:
+        reference, lag = mel, 1
+    flux = np.maximum(mel[lag:] - reference[:-lag], 0.0).mean(axis=1)
     return np.concatenate([np.zeros(min(lag, len(mel))), flux])
 
 
@@ -278,7 +281,8 @@ def onset_times(audio: np.ndarray, hop: int = 80) -> np.ndarray:
 def estimate_tempo(audio: np.ndarray, low: float = TEMPO_MIN, high: float = TEMPO_MAX) -> float:
     """BPM from the autocorrelation of the onset envelope, refined to a fraction of a lag."""
     hop = 80
-    env = onset_envelope(audio, hop)
+    # the plain flux: swells recur with the beat too (true songs within 1 %: 13 of 16, 11 suppressed)
+    env = onset_envelope(audio, hop, suppress_glides=False)
     env = env - env.mean()
     corr = np.correlate(env, env, mode="full")[len(env) - 1:]
     frame_rate = SAMPLE_RATE / hop
