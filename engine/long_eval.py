@@ -152,9 +152,14 @@ def contrast_db(audio: np.ndarray, tempo_bpm: float) -> float:
     return float(np.percentile(db, 90) - np.percentile(db, 10))
 
 
+def mid_model_rate(audio: np.ndarray) -> np.ndarray:
+    """The mid of host-rate stereo at the model's rate: what the onset and log-mel measures read."""
+    return rep.resample(audio.mean(axis=0, keepdims=True), HOST_RATE, rep.SAMPLE_RATE)[0]
+
+
 def on_grid(audio: np.ndarray, tempo_bpm: float) -> tuple[int, int]:
     """(onsets on the 16th grid, onsets) of host-rate stereo starting on a bar line."""
-    return grid_alignment(_mid_model_rate(audio), tempo_bpm)
+    return grid_alignment(mid_model_rate(audio), tempo_bpm)
 
 
 def free_running(generator, songs: list[Song], bars: int = 64, seed: int = 0) -> list[dict]:
@@ -200,10 +205,6 @@ def free_running(generator, songs: list[Song], bars: int = 64, seed: int = 0) ->
     return results
 
 
-def _mid_model_rate(audio: np.ndarray) -> np.ndarray:
-    return rep.resample(audio.mean(axis=0, keepdims=True), HOST_RATE, rep.SAMPLE_RATE)[0]
-
-
 def live_input(generator, songs: list[Song], bars: int = 16) -> list[dict]:
     """Per song: distance to the true bars 9-16 with the song playing, and with silence after bar 4."""
     rows = []
@@ -212,10 +213,10 @@ def live_input(generator, songs: list[Song], bars: int = 16) -> list[dict]:
         whole = song.audio[:, :lines[bars]]
         silent = whole.copy()
         silent[:, lines[INTRO_BARS]:] = 0.0
-        truth = _mid_model_rate(whole[:, lines[8]:])
+        truth = mid_model_rate(whole[:, lines[8]:])
         row = {"meter": f"{song.tsig[0]}/{song.tsig[1]}", "tempo": song.tempo_bpm}
         for key, heard in (("playing", whole), ("silent_after_4", silent)):
-            row[key] = mel_distance(_mid_model_rate(play(generator, song, heard, bars, seed=i)[:, lines[8]:]), truth)
+            row[key] = mel_distance(mid_model_rate(play(generator, song, heard, bars, seed=i)[:, lines[8]:]), truth)
         rows.append(row)
         print(f"live input song {i}: playing {row['playing']:.3f}, silent after bar 4 {row['silent_after_4']:.3f}",
               flush=True)

@@ -20,10 +20,6 @@ def _song(i: int, score: list):
                        tail_sixteenths=0, sample_rate=long_eval.HOST_RATE, stereo=True, score=score)
 
 
-def _mono(audio: np.ndarray) -> np.ndarray:
-    return rep.resample(audio.mean(axis=0, keepdims=True), long_eval.HOST_RATE, rep.SAMPLE_RATE)[0]
-
-
 @pytest.mark.parametrize("i", range(len(long_eval.SONGS)))
 def test_onsets_are_where_the_score_starts_a_sound(i):
     score: list = []
@@ -32,7 +28,7 @@ def test_onsets_are_where_the_score_starts_a_sound(i):
     events = {n.start for n in score} | {n.start + n.length for n in score
                                          if n.part == "drums" and n.pitch == GM_DRUMS["kick"]}
     events = np.array(sorted(events)) / long_eval.HOST_RATE
-    onsets = rep.onset_times(_mono(song.audio))
+    onsets = rep.onset_times(long_eval.mid_model_rate(song.audio))
     at_an_event = np.mean([np.min(np.abs(events - t)) <= 0.03 for t in onsets])
     # plain log-mel flux: 0.90 in the 3/4 song at 76 BPM (swells of its pads and lead)
     assert len(onsets) >= BARS and at_an_event >= 0.97, f"{at_an_event:.1%} of {len(onsets)} onsets at a sound's start"
@@ -48,7 +44,7 @@ def test_onsets_between_the_16ths_are_still_found():
     for bar in range(1, BARS, 2):
         lo, hi = lines[bar], lines[bar + 1]
         audio[:, lo:hi] = np.pad(song.audio[:, lo:hi - shift], ((0, 0), (shift, 0)))
-    onsets = rep.onset_times(_mono(audio))
+    onsets = rep.onset_times(long_eval.mid_model_rate(audio))
     sixteenth = 15.0 / song.tempo_bpm
     on_the_grid = np.abs(onsets - np.round(onsets / sixteenth) * sixteenth) <= GRID_TOLERANCE_S
     in_a_late_bar = np.searchsorted(lines, np.round(onsets * long_eval.HOST_RATE), side="right") % 2 == 0

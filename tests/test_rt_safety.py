@@ -46,7 +46,7 @@ def test_no_allocation_lock_or_syscall_while_windows_flow(probe, engine):
     # Thousands of blocks from shared memory: the copy path is what is counted. Not a deadline
     # test (bench/load_instances.py is): with the rest of the suite sharing 2 cores, late windows
     # cost 5-13 % of the eligible blocks in CI runs here (6,051 and 5,585 of 6,414), and with one
-    # core kept busy 24 % (the engine before this session's changes the same: 0.76-1.00 of them).
+    # core kept busy 24 % (the engine of 25a031a, before the `sound` parameter, the same: 0.76-1.00).
     assert counts["generated_blocks"] > 0.6 * counts["eligible_blocks"], "windows must flow (shm copy path exercised)"
     assert (counts["allocations"], counts["locks"], counts["syscalls"]) == (0, 0, 0), counts
 

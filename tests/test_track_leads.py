@@ -75,7 +75,7 @@ def test_a_playing_track_is_continued_from_its_bar_one_phrase_back(generator, mo
             lines = long_eval.bar_lines(song, 16)
             whole = song.audio[:, :lines[16]]
             made = long_eval.play(generator, song, whole, 16, seed=i)[:, lines[8]:]
-            distances.append(mel_distance(long_eval._mid_model_rate(made), long_eval._mid_model_rate(whole[:, lines[8]:])))
+            distances.append(mel_distance(long_eval.mid_model_rate(made), long_eval.mid_model_rate(whole[:, lines[8]:])))
         return float(np.mean(distances))
 
     phrase = playing()
